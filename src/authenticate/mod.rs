@@ -1,0 +1,209 @@
+//! Phase 4 (SPEC §4, §5): who is this? Credentials come from the request, tokens are
+//! verified (pure), and the session must not be revoked (an in-memory check). The result is
+//! an [`Identity`], which only this module can build: later phases take one, so a request
+//! that skipped a check does not compile.
+
+pub mod cookies;
+pub mod credentials;
+pub mod keygen;
+pub mod sessions;
+pub mod throttle;
+pub mod tokens;
+pub mod users;
+
+use crate::store::Store;
+use sessions::TokenSettings;
+use tokens::{AccessClaims, TokenError};
+
+/// A verified token whose session is live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    user: String,
+    email: Option<String>,
+    roles: Vec<String>,
+    sid: String,
+    token_exp: u64,
+}
+
+impl Identity {
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+    pub fn email(&self) -> Option<&str> {
+        self.email.as_deref()
+    }
+    pub fn roles(&self) -> &[String] {
+        &self.roles
+    }
+    pub fn sid(&self) -> &str {
+        &self.sid
+    }
+    pub fn token_exp(&self) -> u64 {
+        self.token_exp
+    }
+
+    fn from_claims(claims: AccessClaims) -> Identity {
+        Identity {
+            user: claims.sub,
+            email: claims.email,
+            roles: claims.roles,
+            sid: claims.sid,
+            token_exp: claims.exp,
+        }
+    }
+}
+
+/// Why a request has no identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthFailure {
+    #[error("no credentials")]
+    Missing,
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error("the session has been revoked")]
+    Revoked,
+}
+
+impl AuthFailure {
+    /// Expired tokens are told apart from invalid ones in `WWW-Authenticate` (SPEC §7).
+    pub fn is_expired(&self) -> bool {
+        matches!(self, AuthFailure::Token(TokenError::Expired))
+    }
+}
+
+/// Verifies one access token and checks its session is not revoked.
+pub fn identify(
+    settings: &TokenSettings,
+    store: &Store,
+    token: &str,
+    now: u64,
+) -> Result<Identity, AuthFailure> {
+    let claims = settings.keys.verify(token, &settings.expectations(), now)?;
+    // Revocation always wins: a token of a revoked session is refused before its `exp`.
+    if store.is_revoked(&claims.sid) {
+        return Err(AuthFailure::Revoked);
+    }
+    Ok(Identity::from_claims(claims))
+}
+
+/// Tries the candidate access tokens (bearer first, then the cookie) and returns the first
+/// identity, or the most telling failure.
+pub fn identify_any<'a>(
+    settings: &TokenSettings,
+    store: &Store,
+    candidates: impl IntoIterator<Item = &'a str>,
+    now: u64,
+) -> Result<Identity, AuthFailure> {
+    let mut failure = AuthFailure::Missing;
+    for token in candidates {
+        match identify(settings, store, token, now) {
+            Ok(identity) => return Ok(identity),
+            Err(err) => {
+                if failure == AuthFailure::Missing || err.is_expired() {
+                    failure = err;
+                }
+            }
+        }
+    }
+    Err(failure)
+}
+
+/// A request's identity and any cookies the response must carry (after a refresh).
+#[derive(Debug)]
+pub struct Authenticated {
+    pub identity: Identity,
+    pub set_cookies: Vec<http::HeaderValue>,
+    /// The tokens issued by a transparent refresh, if one happened.
+    pub refreshed: Option<sessions::Issued>,
+}
+
+/// Why a request could not be authenticated, and whether its gateway cookies are stale.
+#[derive(Debug)]
+pub struct Unauthenticated {
+    pub failure: AuthFailure,
+    pub clear_cookies: bool,
+    /// A store outage during refresh is not the client's fault: 503, not 401.
+    pub store_error: Option<crate::store::StoreError>,
+}
+
+/// Access token first (bearer, then cookie); if none is valid and a refresh cookie is
+/// present, rotate it inside the proxy (SPEC §7 transparent refresh).
+pub async fn authenticate(
+    config: &crate::config::Config,
+    store: &Store,
+    creds: &credentials::Credentials,
+    now: u64,
+) -> Result<Authenticated, Unauthenticated> {
+    let candidates = creds.bearer.iter().chain(creds.access_cookie.iter());
+    let failure = match identify_any(&config.tokens, store, candidates.map(String::as_str), now) {
+        Ok(identity) => {
+            return Ok(Authenticated {
+                identity,
+                set_cookies: Vec::new(),
+                refreshed: None,
+            })
+        }
+        Err(failure) => failure,
+    };
+    let stale_cookie = creds.access_cookie.is_some();
+    let Some(refresh_token) = &creds.refresh_cookie else {
+        return Err(Unauthenticated {
+            failure,
+            clear_cookies: stale_cookie,
+            store_error: None,
+        });
+    };
+    match refresh_with_audit(config, store, refresh_token, now).await {
+        Ok(issued) => {
+            let mut set_cookies = vec![config.cookies.access(&issued.access_token, issued.access_max_age)];
+            if let Some((token, age)) = &issued.refresh {
+                set_cookies.push(config.cookies.refresh(token, *age));
+            }
+            Ok(Authenticated {
+                identity: issued.identity.clone(),
+                set_cookies,
+                refreshed: Some(issued),
+            })
+        }
+        Err(sessions::RefreshError::Store(e)) => Err(Unauthenticated {
+            failure,
+            clear_cookies: false,
+            store_error: Some(e),
+        }),
+        Err(_) => Err(Unauthenticated {
+            failure: if failure == AuthFailure::Missing {
+                AuthFailure::Token(TokenError::Malformed)
+            } else {
+                failure
+            },
+            clear_cookies: true,
+            store_error: None,
+        }),
+    }
+}
+
+/// Refresh plus its audit events and metrics (SPEC §9).
+pub async fn refresh_with_audit(
+    config: &crate::config::Config,
+    store: &Store,
+    presented: &str,
+    now: u64,
+) -> Result<sessions::Issued, sessions::RefreshError> {
+    use crate::telemetry::audit;
+    let result = sessions::refresh(&config.tokens, store, &config.users, presented, now).await;
+    match &result {
+        Ok(issued) => audit::refresh_rotated(
+            issued.identity.user(),
+            issued.identity.sid(),
+            issued.refresh.is_none(),
+        ),
+        Err(sessions::RefreshError::ReuseDetected { sid, user }) => {
+            audit::refresh_reuse_detected(user, sid)
+        }
+        Err(sessions::RefreshError::UserChanged { sid, user }) => {
+            audit::sessions_revoked(user, std::slice::from_ref(sid), "user_changed")
+        }
+        Err(_) => {}
+    }
+    result
+}

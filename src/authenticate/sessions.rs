@@ -1,0 +1,210 @@
+//! Sessions (SPEC §4): login creates one with its first refresh token; refresh rotates the
+//! token, re-reads the user and issues a new access token; reuse after the grace window ends
+//! the session. Rotation itself is atomic in the store; this module decides what to issue.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::tokens::{AccessClaims, Expectations, KeySet, SignError, ACCESS_TOKEN_TYP};
+use super::users::{canonical_username, User, Users};
+use super::Identity;
+use crate::ids;
+use crate::store::{hash_token, RotateOutcome, RotationPolicy, SessionRecord, Store, StoreError};
+
+/// The `tokens:` section, built.
+#[derive(Debug)]
+pub struct TokenSettings {
+    pub keys: KeySet,
+    pub issuer: String,
+    pub audience: String,
+    pub access_ttl: u64,
+    pub refresh_ttl: u64,
+    pub session_max_age: u64,
+    pub reuse_grace: u64,
+    pub leeway: u64,
+}
+
+impl TokenSettings {
+    pub fn expectations(&self) -> Expectations<'_> {
+        Expectations {
+            issuer: &self.issuer,
+            audience: &self.audience,
+            leeway: self.leeway,
+        }
+    }
+
+    pub fn rotation_policy(&self) -> RotationPolicy {
+        RotationPolicy {
+            refresh_ttl: self.refresh_ttl,
+            reuse_grace: self.reuse_grace,
+            revocation_ttl: self.revocation_ttl(),
+        }
+    }
+
+    /// A revocation must outlive every access token issued before it.
+    pub fn revocation_ttl(&self) -> u64 {
+        self.access_ttl + self.leeway + 1
+    }
+}
+
+/// Tokens handed to a client.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub identity: Identity,
+    pub access_token: String,
+    /// Seconds until the access token expires (cookie `Max-Age`, `expires_in`).
+    pub access_max_age: u64,
+    /// A new refresh token and its `Max-Age`; `None` when a reuse inside the grace window
+    /// yields only an access token.
+    pub refresh: Option<(String, u64)>,
+    pub session_expires_at: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Sign(#[from] SignError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error("the refresh token is unknown, expired or revoked")]
+    Invalid,
+    #[error("a used refresh token was presented again; the session is revoked")]
+    ReuseDetected { sid: String, user: String },
+    #[error("the user was removed, disabled or changed password; the session is revoked")]
+    UserChanged { sid: String, user: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Sign(#[from] SignError),
+}
+
+/// Who logged in from where, for the session record.
+#[derive(Debug, Clone)]
+pub struct LoginContext {
+    pub client_ip: String,
+    pub user_agent: String,
+}
+
+fn access_claims(
+    settings: &TokenSettings,
+    session: &SessionRecord,
+    user: &User,
+    now: u64,
+) -> AccessClaims {
+    AccessClaims {
+        iss: settings.issuer.clone(),
+        aud: settings.audience.clone(),
+        sub: user.username.clone(),
+        sid: session.sid.clone(),
+        jti: ids::random(16),
+        iat: now,
+        nbf: now,
+        // An access token never outlives its session.
+        exp: (now + settings.access_ttl).min(session.expires_at),
+        email: user.email.clone(),
+        roles: user.roles.clone(),
+    }
+}
+
+#[derive(Serialize)]
+struct Wire<'a>(&'a AccessClaims);
+
+fn issue(
+    settings: &TokenSettings,
+    session: &SessionRecord,
+    user: &User,
+    refresh: Option<(String, u64)>,
+    now: u64,
+) -> Result<Issued, SignError> {
+    let claims = access_claims(settings, session, user, now);
+    let access_token = settings.keys.sign(ACCESS_TOKEN_TYP, &Wire(&claims).0)?;
+    Ok(Issued {
+        access_max_age: claims.exp.saturating_sub(now),
+        identity: Identity::from_claims(claims),
+        access_token,
+        refresh,
+        session_expires_at: session.expires_at,
+    })
+}
+
+/// Starts a session for a user whose password was just verified.
+pub async fn login(
+    settings: &TokenSettings,
+    store: &Store,
+    user: &User,
+    context: LoginContext,
+    now: u64,
+) -> Result<Issued, SessionError> {
+    let expires_at = now + settings.session_max_age;
+    let idle_expires_at = (now + settings.refresh_ttl).min(expires_at);
+    let session = SessionRecord {
+        sid: ids::session_id(),
+        user: canonical_username(&user.username),
+        created_at: now,
+        expires_at,
+        last_refresh: now,
+        idle_expires_at,
+        client_ip: context.client_ip,
+        user_agent: context.user_agent,
+        credential_fingerprint: user.credential_fingerprint(),
+    };
+    let refresh = ids::refresh_token();
+    store
+        .create_session(session.clone(), hash_token(&refresh))
+        .await?;
+    let refresh_age = idle_expires_at - now;
+    Ok(issue(settings, &session, user, Some((refresh, refresh_age)), now)?)
+}
+
+/// Rotates a refresh token (SPEC §4) and issues new tokens for the current user record.
+pub async fn refresh(
+    settings: &TokenSettings,
+    store: &Store,
+    users: &Users,
+    presented: &str,
+    now: u64,
+) -> Result<Issued, RefreshError> {
+    let successor = ids::refresh_token();
+    let outcome = store
+        .rotate(
+            &hash_token(presented),
+            hash_token(&successor),
+            now,
+            settings.rotation_policy(),
+        )
+        .await?;
+    let (session, refresh) = match outcome {
+        RotateOutcome::Rotated(session) => {
+            let age = session.idle_expires_at.saturating_sub(now);
+            (session, Some((successor, age)))
+        }
+        RotateOutcome::WithinGrace(session) => (session, None),
+        RotateOutcome::ReuseDetected { sid, user } => {
+            return Err(RefreshError::ReuseDetected { sid, user })
+        }
+        RotateOutcome::Invalid => return Err(RefreshError::Invalid),
+    };
+    let user = current_user(users, &session);
+    let Some(user) = user else {
+        store
+            .revoke_session(&session.sid, now, settings.revocation_ttl())
+            .await?;
+        return Err(RefreshError::UserChanged {
+            sid: session.sid,
+            user: session.user,
+        });
+    };
+    Ok(issue(settings, &session, &user, refresh, now)?)
+}
+
+/// The session's user as the config has them now, if they may still hold it.
+fn current_user(users: &Users, session: &SessionRecord) -> Option<Arc<User>> {
+    let user = users.get(&session.user)?;
+    (!user.disabled && user.credential_fingerprint() == session.credential_fingerprint)
+        .then(|| user.clone())
+}

@@ -1,0 +1,144 @@
+//! Brute-force throttle (SPEC §3 `login`): failures are counted per canonical username and
+//! per client IP within `failure_window`; reaching `max_failures` locks that key for
+//! `lockout`. While locked, even the right password is refused (429), so a locked account
+//! cannot be used as a password oracle.
+
+use std::net::IpAddr;
+
+use dashmap::DashMap;
+
+#[derive(Debug, Clone, Copy)]
+pub struct ThrottlePolicy {
+    pub max_failures: u32,
+    pub failure_window: u64,
+    pub lockout: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    User(String),
+    Ip(IpAddr),
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Counter {
+    window_start: u64,
+    failures: u32,
+    locked_until: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Locked {
+    /// Seconds until the lock lifts.
+    pub retry_after: u64,
+}
+
+#[derive(Default)]
+pub struct Throttle {
+    counters: DashMap<Key, Counter>,
+}
+
+impl Throttle {
+    pub fn new() -> Throttle {
+        Throttle::default()
+    }
+
+    fn keys(user: &str, ip: IpAddr) -> [Key; 2] {
+        [Key::User(user.to_string()), Key::Ip(ip)]
+    }
+
+    /// Refuses the attempt if the user or the IP is locked.
+    pub fn check(&self, user: &str, ip: IpAddr, now: u64) -> Result<(), Locked> {
+        let retry_after = Self::keys(user, ip)
+            .iter()
+            .filter_map(|k| self.counters.get(k).map(|c| c.locked_until))
+            .filter(|until| *until > now)
+            .map(|until| until - now)
+            .max();
+        match retry_after {
+            Some(retry_after) => Err(Locked { retry_after }),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a failure; returns the lock if this failure caused one.
+    pub fn record_failure(
+        &self,
+        user: &str,
+        ip: IpAddr,
+        now: u64,
+        policy: ThrottlePolicy,
+    ) -> Option<Locked> {
+        let mut locked = None;
+        for key in Self::keys(user, ip) {
+            let mut c = self.counters.entry(key).or_default();
+            if now >= c.window_start.saturating_add(policy.failure_window) {
+                c.window_start = now;
+                c.failures = 0;
+            }
+            c.failures += 1;
+            if c.failures >= policy.max_failures.max(1) {
+                c.locked_until = now.saturating_add(policy.lockout);
+                c.failures = 0;
+                locked = Some(Locked {
+                    retry_after: policy.lockout,
+                });
+            }
+        }
+        locked
+    }
+
+    /// A successful login clears the user's counter (the IP's stays: one IP guessing many
+    /// accounts, with one right guess, is still guessing).
+    pub fn record_success(&self, user: &str) {
+        self.counters.remove(&Key::User(user.to_string()));
+    }
+
+    pub fn sweep(&self, now: u64, policy: ThrottlePolicy) {
+        self.counters.retain(|_, c| {
+            c.locked_until > now || now < c.window_start.saturating_add(policy.failure_window)
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: ThrottlePolicy = ThrottlePolicy {
+        max_failures: 3,
+        failure_window: 60,
+        lockout: 600,
+    };
+    const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    #[test]
+    fn the_nth_failure_locks_and_the_lock_expires() {
+        let t = Throttle::new();
+        assert_eq!(t.record_failure("alice", IP, 100, POLICY), None);
+        assert_eq!(t.record_failure("alice", IP, 101, POLICY), None);
+        assert!(t.check("alice", IP, 101).is_ok());
+        assert!(t.record_failure("alice", IP, 102, POLICY).is_some());
+        assert_eq!(t.check("alice", IP, 103), Err(Locked { retry_after: 599 }));
+        assert!(t.check("alice", IP, 702).is_ok());
+    }
+
+    #[test]
+    fn failures_outside_the_window_do_not_add_up() {
+        let t = Throttle::new();
+        t.record_failure("bob", IP, 0, POLICY);
+        t.record_failure("bob", IP, 1, POLICY);
+        assert_eq!(t.record_failure("bob", IP, 100, POLICY), None);
+    }
+
+    #[test]
+    fn an_ip_guessing_many_users_is_locked() {
+        let t = Throttle::new();
+        let other = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 9));
+        t.record_failure("u1", IP, 0, POLICY);
+        t.record_failure("u2", IP, 0, POLICY);
+        t.record_failure("u3", IP, 0, POLICY);
+        assert!(t.check("u4", IP, 1).is_err());
+        assert!(t.check("u4", other, 1).is_ok());
+    }
+}

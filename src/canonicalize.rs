@@ -1,0 +1,217 @@
+//! Phase 2 (SPEC §7): one canonical form of host and path, used for routing, for rules and
+//! for forwarding, so a rule can never be checked against a different path than the one the
+//! upstream serves (the root of most auth-proxy bypasses). Pure: no I/O, no clock.
+//!
+//! Host: lowercased, port and trailing dot dropped. Path: percent-escapes of unreserved
+//! characters decoded once (so `%2e%2e` is `..`), other escapes kept with uppercase hex,
+//! `//` merged, dot segments resolved. Refused with 400: an encoded `/` (`%2F`), any `\` or
+//! `%5C`, `%00`, `#` or `%23`, bad escapes, control characters, and `..` above the root.
+
+/// A request whose host and path are canonical. Built only by [`canonicalize`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanonicalRequest {
+    host: String,
+    path: String,
+    query: Option<String>,
+}
+
+impl CanonicalRequest {
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+    pub fn query(&self) -> Option<&str> {
+        self.query.as_deref()
+    }
+    /// Path and query as the upstream and the `rd` parameter see them.
+    pub fn path_and_query(&self) -> String {
+        match &self.query {
+            Some(q) => format!("{}?{q}", self.path),
+            None => self.path.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CanonicalError {
+    #[error("the Host header is not a valid host name")]
+    BadHost,
+    #[error("the path does not start with `/`")]
+    NotAbsolute,
+    #[error("the path holds an encoded `/`")]
+    EncodedSlash,
+    #[error("the path holds a backslash")]
+    Backslash,
+    #[error("the path holds a NUL byte")]
+    Nul,
+    #[error("the path holds a fragment marker")]
+    Fragment,
+    #[error("the path holds a malformed percent-escape")]
+    BadEscape,
+    #[error("the path holds a control character")]
+    Control,
+    #[error("the path climbs above the root")]
+    AboveRoot,
+}
+
+pub fn canonicalize(
+    host: Option<&str>,
+    path: &str,
+    query: Option<&str>,
+) -> Result<CanonicalRequest, CanonicalError> {
+    if query.is_some_and(|q| q.contains('#')) {
+        return Err(CanonicalError::Fragment);
+    }
+    Ok(CanonicalRequest {
+        host: canonical_host(host.unwrap_or(""))?,
+        path: canonical_path(path)?,
+        query: query.map(str::to_string),
+    })
+}
+
+pub fn canonical_host(raw: &str) -> Result<String, CanonicalError> {
+    let raw = raw.trim();
+    let name = if let Some(rest) = raw.strip_prefix('[') {
+        // IPv6 literal, with an optional port after `]`.
+        let (inside, after) = rest.split_once(']').ok_or(CanonicalError::BadHost)?;
+        if !(after.is_empty() || after.strip_prefix(':').is_some_and(is_port)) {
+            return Err(CanonicalError::BadHost);
+        }
+        if !inside.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.') {
+            return Err(CanonicalError::BadHost);
+        }
+        return Ok(format!("[{}]", inside.to_ascii_lowercase()));
+    } else {
+        match raw.rsplit_once(':') {
+            Some((name, port)) if is_port(port) => name,
+            Some(_) => return Err(CanonicalError::BadHost),
+            None => raw,
+        }
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let valid = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+    if !valid || name.contains("..") {
+        return Err(CanonicalError::BadHost);
+    }
+    Ok(name.to_ascii_lowercase())
+}
+
+fn is_port(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Decodes unreserved escapes and refuses the dangerous ones; the result has the same
+/// segments the upstream will see.
+fn decode_once(raw: &str) -> Result<String, CanonicalError> {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let bytes = raw.as_bytes();
+    let mut out = String::with_capacity(raw.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b'%' => {
+                let (hi, lo) = match (bytes.get(i + 1), bytes.get(i + 2)) {
+                    (Some(&h), Some(&l)) => (hex(h), hex(l)),
+                    _ => (None, None),
+                };
+                let (Some(hi), Some(lo)) = (hi, lo) else {
+                    return Err(CanonicalError::BadEscape);
+                };
+                let decoded = hi << 4 | lo;
+                match decoded {
+                    b'/' => return Err(CanonicalError::EncodedSlash),
+                    b'\\' => return Err(CanonicalError::Backslash),
+                    0 => return Err(CanonicalError::Nul),
+                    b'#' => return Err(CanonicalError::Fragment),
+                    d if d < 0x20 || d == 0x7f => return Err(CanonicalError::Control),
+                    d if is_unreserved(d) => out.push(d as char),
+                    d => {
+                        out.push('%');
+                        out.push(HEX[usize::from(d >> 4)] as char);
+                        out.push(HEX[usize::from(d & 15)] as char);
+                    }
+                }
+                i += 3;
+            }
+            b'\\' => return Err(CanonicalError::Backslash),
+            b'#' => return Err(CanonicalError::Fragment),
+            0 => return Err(CanonicalError::Nul),
+            b if b < 0x21 || b == 0x7f => return Err(CanonicalError::Control),
+            b if b >= 0x80 => {
+                out.push('%');
+                out.push(HEX[usize::from(b >> 4)] as char);
+                out.push(HEX[usize::from(b & 15)] as char);
+                i += 1;
+            }
+            b => {
+                out.push(b as char);
+                i += 1;
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub fn canonical_path(raw: &str) -> Result<String, CanonicalError> {
+    if !raw.starts_with('/') {
+        return Err(CanonicalError::NotAbsolute);
+    }
+    let decoded = decode_once(raw)?;
+    let mut segments: Vec<&str> = Vec::new();
+    let mut trailing_slash = false;
+    for segment in decoded.split('/').skip(1) {
+        trailing_slash = false;
+        match segment {
+            "" => trailing_slash = true,
+            "." => trailing_slash = true,
+            ".." => {
+                segments.pop().ok_or(CanonicalError::AboveRoot)?;
+                trailing_slash = true;
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut out = String::with_capacity(decoded.len());
+    for s in &segments {
+        out.push('/');
+        out.push_str(s);
+    }
+    if out.is_empty() || trailing_slash {
+        out.push('/');
+    }
+    Ok(out)
+}
+
+/// Whether `path` is under `prefix` on a segment boundary: `/admin` covers `/admin`,
+/// `/admin/x` and `/admin;x` (a path parameter, which servlet containers strip), but not
+/// `/admin-old`. `prefix` is canonical without a trailing slash, or `/`.
+pub fn under_prefix(path: &str, prefix: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/') || rest.starts_with(';'),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,85 @@
+use super::*;
+
+fn path(raw: &str) -> Result<String, CanonicalError> {
+    canonical_path(raw)
+}
+
+#[test]
+fn dot_segments_resolve_and_slashes_merge() {
+    assert_eq!(path("/").as_deref(), Ok("/"));
+    assert_eq!(path("/a/b/../c").as_deref(), Ok("/a/c"));
+    assert_eq!(path("/public/../admin").as_deref(), Ok("/admin"));
+    assert_eq!(path("/public/%2e%2e/admin").as_deref(), Ok("/admin"));
+    assert_eq!(path("/public/.%2E/admin").as_deref(), Ok("/admin"));
+    assert_eq!(path("//admin").as_deref(), Ok("/admin"));
+    assert_eq!(path("/a//b///c").as_deref(), Ok("/a/b/c"));
+    assert_eq!(path("/a/./b/.").as_deref(), Ok("/a/b/"));
+    assert_eq!(path("/a/b/").as_deref(), Ok("/a/b/"));
+    assert_eq!(path("/a/..").as_deref(), Ok("/"));
+}
+
+#[test]
+fn unreserved_escapes_decode_and_others_are_normalised() {
+    assert_eq!(path("/%61dmin").as_deref(), Ok("/admin"));
+    assert_eq!(path("/a%20b").as_deref(), Ok("/a%20b"));
+    assert_eq!(path("/a%3fb").as_deref(), Ok("/a%3Fb"));
+    assert_eq!(path("/%252e%252e/x").as_deref(), Ok("/%252e%252e/x"));
+}
+
+#[test]
+fn dangerous_paths_are_refused() {
+    assert_eq!(path("/a%2Fb"), Err(CanonicalError::EncodedSlash));
+    assert_eq!(path("/a%2fb"), Err(CanonicalError::EncodedSlash));
+    assert_eq!(path("/a\\b"), Err(CanonicalError::Backslash));
+    assert_eq!(path("/a%5Cb"), Err(CanonicalError::Backslash));
+    assert_eq!(path("/a%00b"), Err(CanonicalError::Nul));
+    assert_eq!(path("/a#b"), Err(CanonicalError::Fragment));
+    assert_eq!(path("/a%23b"), Err(CanonicalError::Fragment));
+    assert_eq!(path("/.."), Err(CanonicalError::AboveRoot));
+    assert_eq!(path("/a/../../b"), Err(CanonicalError::AboveRoot));
+    assert_eq!(path("/%2e%2e/etc"), Err(CanonicalError::AboveRoot));
+    assert_eq!(path("/a%zz"), Err(CanonicalError::BadEscape));
+    assert_eq!(path("/a%4"), Err(CanonicalError::BadEscape));
+    assert_eq!(path("/a%0d%0a"), Err(CanonicalError::Control));
+    assert_eq!(path("admin"), Err(CanonicalError::NotAbsolute));
+    assert_eq!(path("*"), Err(CanonicalError::NotAbsolute));
+}
+
+#[test]
+fn canonicalization_is_idempotent_on_samples() {
+    for raw in ["/a/../b/./c//d/", "/%7Euser/x%20y", "/x/%2e/y", "/"] {
+        let once = path(raw).unwrap();
+        assert_eq!(path(&once).unwrap(), once, "{raw}");
+    }
+}
+
+#[test]
+fn hosts_lose_case_port_and_trailing_dot() {
+    assert_eq!(canonical_host("App.Example.COM:8443").as_deref(), Ok("app.example.com"));
+    assert_eq!(canonical_host("app.example.com.").as_deref(), Ok("app.example.com"));
+    assert_eq!(canonical_host("[::1]:80").as_deref(), Ok("[::1]"));
+    assert_eq!(canonical_host("").as_deref(), Ok(""));
+    assert!(canonical_host("evil.com/x").is_err());
+    assert!(canonical_host("a b").is_err());
+    assert!(canonical_host("host:port").is_err());
+}
+
+#[test]
+fn prefixes_match_on_segment_boundaries() {
+    assert!(under_prefix("/admin", "/admin"));
+    assert!(under_prefix("/admin/x", "/admin"));
+    assert!(under_prefix("/admin;jsessionid=1", "/admin"));
+    assert!(!under_prefix("/admin-old", "/admin"));
+    assert!(!under_prefix("/adm", "/admin"));
+    assert!(under_prefix("/anything", "/"));
+}
+
+#[test]
+fn query_with_fragment_marker_is_refused() {
+    assert_eq!(
+        canonicalize(Some("h"), "/a", Some("x#y")),
+        Err(CanonicalError::Fragment)
+    );
+    let c = canonicalize(Some("H:1"), "/a/../b", Some("q=1")).unwrap();
+    assert_eq!((c.host(), c.path_and_query().as_str()), ("h", "/b?q=1"));
+}

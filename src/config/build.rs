@@ -1,0 +1,697 @@
+//! File value → runtime [`Config`]: reads key files and `users_file`, applies every load-time
+//! rule of SPEC §3, and collects all errors, each with its place and a fix.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use http::{HeaderName, Method};
+use serde_saphyr::Location;
+
+use super::error::{key_path_at, ConfigError, ConfigErrors};
+use super::expand::{with_lookup, Text};
+use super::file::{self, S};
+use super::{Config, IdentityHeaders, Limits, Logging};
+use crate::authenticate::cookies::{parse_same_site, CookiePolicy};
+use crate::authenticate::sessions::TokenSettings;
+use crate::authenticate::throttle::ThrottlePolicy;
+use crate::authenticate::tokens::{is_symmetric, parse_algorithm, KeySet};
+use crate::authenticate::users::{canonical_username, check_hash_format, User, Users};
+use crate::canonicalize::{canonical_host, canonical_path};
+use crate::route::{HostPattern, Route, RouteTable, Rule, Upstream};
+
+/// One source file and the errors found so far.
+struct Ctx<'a> {
+    file: String,
+    text: &'a str,
+    errors: &'a mut Vec<ConfigError>,
+}
+
+impl Ctx<'_> {
+    fn err(&mut self, at: Location, key: &str, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            file: self.file.clone(),
+            line: at.line(),
+            column: at.column(),
+            key: key.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn not_yet(&mut self, at: Location, key: &str) {
+        self.err(
+            at,
+            key,
+            "is not supported yet by this version of gatehouse; remove it (see README, \"Status\")",
+        );
+    }
+}
+
+fn parse_error(file: &str, text: &str, err: &serde_saphyr::Error) -> ConfigError {
+    let (line, column) = err
+        .location()
+        .map(|l| (l.line(), l.column()))
+        .unwrap_or((0, 0));
+    let rendered = err.to_string();
+    // The library renders `error: line L column C: message` and then a snippet; keep the
+    // message and the snippet, drop the duplicated position.
+    let message = rendered
+        .strip_prefix("error: ")
+        .and_then(|m| m.split_once(": "))
+        .map(|(_, rest)| rest.to_string())
+        .unwrap_or(rendered);
+    ConfigError {
+        file: file.to_string(),
+        line,
+        column,
+        key: if line > 0 {
+            key_path_at(text, line)
+        } else {
+            String::new()
+        },
+        message,
+    }
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+pub fn build(
+    text: &str,
+    source: &Path,
+    lookup: impl Fn(&str) -> Option<String> + Clone + 'static,
+) -> Result<Config, ConfigErrors> {
+    let name = source.display().to_string();
+    let base = source
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let parsed: Result<file::File, _> =
+        with_lookup(lookup.clone(), || serde_saphyr::from_str(text));
+    let f = parsed.map_err(|e| ConfigErrors(vec![parse_error(&name, text, &e)]))?;
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    let mut ctx = Ctx {
+        file: name.clone(),
+        text,
+        errors: &mut errors,
+    };
+    let _ = ctx.text;
+
+    // server
+    let listen = f.server.listen.as_ref().and_then(|l| {
+        l.value
+            .parse()
+            .map_err(|_| {
+                ctx.err(
+                    l.referenced,
+                    "server.listen",
+                    format!("`{}` is not an address; write e.g. \"127.0.0.1:8080\"", &*l.value),
+                )
+            })
+            .ok()
+    });
+    if let Some(tls) = &f.server.tls {
+        ctx.not_yet(tls.referenced, "server.tls");
+    }
+    if f.server.listen.is_none() && f.server.tls.is_none() {
+        ctx.err(
+            Location::UNKNOWN,
+            "server.listen",
+            "is required (e.g. listen: \"127.0.0.1:8080\")",
+        );
+    }
+    let public_origin = f
+        .server
+        .public_url
+        .as_ref()
+        .and_then(|u| origin_of(&mut ctx, u));
+    let auth_prefix = {
+        let p = &f.server.auth_prefix;
+        match canonical_path(&p.value) {
+            Ok(c) if c != "/" && !c.ends_with('/') && c == *p.value => Some(c),
+            _ => {
+                ctx.err(
+                    p.referenced,
+                    "server.auth_prefix",
+                    "must be a canonical path like \"/.gatehouse\" (one leading `/`, no trailing `/`, not `/`)",
+                );
+                None
+            }
+        }
+    };
+    let trusted_proxies = f
+        .server
+        .trusted_proxies
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| {
+            let v = t.value.trim();
+            v.parse::<ipnet::IpNet>()
+                .or_else(|_| v.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    ctx.err(
+                        t.referenced,
+                        &format!("server.trusted_proxies[{i}]"),
+                        format!("`{v}` is not a CIDR or IP address (e.g. \"10.0.0.0/8\")"),
+                    )
+                })
+                .ok()
+        })
+        .collect();
+    let l = &f.server.limits;
+    let limits = Limits {
+        max_request_header_bytes: usize::try_from(l.max_request_header_bytes.0).unwrap_or(usize::MAX),
+        header_read_timeout: l.header_read_timeout.0,
+        idle_timeout: l.idle_timeout.0,
+        max_connections: l.max_connections.max(1),
+        max_login_body_bytes: usize::try_from(l.max_login_body_bytes.0).unwrap_or(usize::MAX),
+        upstream_connect_timeout: l.upstream_connect_timeout.0,
+        upstream_response_timeout: l.upstream_response_timeout.0,
+        shutdown_grace: l.shutdown_grace.0,
+    };
+    if limits.max_request_header_bytes < 8192 {
+        ctx.err(
+            Location::UNKNOWN,
+            "server.limits.max_request_header_bytes",
+            "must be at least 8KiB",
+        );
+    }
+
+    if let Some(admin) = &f.admin {
+        if admin.value.token.as_ref().is_none_or(|t| t.is_empty()) {
+            ctx.err(admin.referenced, "admin.token", "is required when admin is set");
+        }
+        ctx.not_yet(admin.referenced, "admin");
+    }
+
+    let tokens = build_tokens(&mut ctx, &f.tokens, &base);
+    let cookies = build_cookies(&mut ctx, &f.cookies, &mut warnings);
+
+    // users: inline, then users_file
+    let mut users = Vec::new();
+    let mut seen: HashMap<String, String> = HashMap::new();
+    collect_users(&mut ctx, "users", &f.users, &mut users, &mut seen);
+    let users_file = f.users_file.as_ref().map(|p| resolve(&base, &p.value));
+    if let (Some(path), Some(spanned)) = (&users_file, &f.users_file) {
+        match std::fs::read_to_string(path) {
+            Err(e) => ctx.err(
+                spanned.referenced,
+                "users_file",
+                format!("cannot read `{}`: {e}", path.display()),
+            ),
+            Ok(text) => {
+                let uname = path.display().to_string();
+                let parsed: Result<file::UsersFile, _> =
+                    with_lookup(lookup.clone(), || serde_saphyr::from_str(&text));
+                match parsed {
+                    Err(e) => ctx.errors.push(parse_error(&uname, &text, &e)),
+                    Ok(uf) => {
+                        let mut uctx = Ctx {
+                            file: uname,
+                            text: &text,
+                            errors: ctx.errors,
+                        };
+                        collect_users(&mut uctx, "users", &uf.users, &mut users, &mut seen);
+                    }
+                }
+            }
+        }
+    }
+
+    let known_roles: HashSet<&str> = users
+        .iter()
+        .flat_map(|u| u.roles.iter().map(String::as_str))
+        .collect();
+    let routes = build_routes(&mut ctx, &f.routes, &known_roles, &mut warnings);
+    if f.routes.is_empty() {
+        warnings.push("no routes are configured: every request outside the auth prefix is 404".into());
+    }
+
+    let login = &f.login;
+    if login.max_failures == 0 {
+        ctx.err(Location::UNKNOWN, "login.max_failures", "must be at least 1");
+    }
+    if login.max_concurrent_hashes == 0 {
+        ctx.err(Location::UNKNOWN, "login.max_concurrent_hashes", "must be at least 1");
+    }
+
+    let identity = build_identity(&mut ctx, &f.identity_headers);
+
+    let backend = &f.store.backend;
+    match backend.value.0.as_str() {
+        "memory" => {}
+        "redis" => ctx.not_yet(backend.referenced, "store.backend"),
+        other => ctx.err(
+            backend.referenced,
+            "store.backend",
+            format!("`{other}` is not a store; use memory or redis"),
+        ),
+    }
+    if let Some(p) = &f.store.path {
+        ctx.not_yet(p.referenced, "store.path");
+    }
+    if let Some(r) = &f.store.redis {
+        if &*backend.value != "redis" {
+            warnings.push("store.redis is set but store.backend is not redis; it is ignored".into());
+        }
+        let _ = r;
+    }
+
+    let logging = {
+        let format = &f.logging.format;
+        let json = match format.value.0.as_str() {
+            "json" => true,
+            "pretty" => false,
+            other => {
+                ctx.err(
+                    format.referenced,
+                    "logging.format",
+                    format!("`{other}` is not a log format; use pretty or json"),
+                );
+                false
+            }
+        };
+        let level = &f.logging.level;
+        if tracing_subscriber::EnvFilter::try_new(level.value.0.as_str()).is_err() {
+            ctx.err(
+                level.referenced,
+                "logging.level",
+                format!("`{}` is not a log level or filter (e.g. info, debug, gatehouse=debug)", &*level.value),
+            );
+        }
+        Logging {
+            json,
+            level: level.value.0.clone(),
+        }
+    };
+
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    let (Some(tokens), Some(cookies), Some(identity), Some(auth_prefix)) =
+        (tokens, cookies, identity, auth_prefix)
+    else {
+        return Err(ConfigErrors(vec![ConfigError {
+            file: name,
+            line: 0,
+            column: 0,
+            key: String::new(),
+            message: "the configuration is incomplete".into(),
+        }]));
+    };
+    if !cookies.secure {
+        warnings.push("cookies.secure is false: cookies travel over plain HTTP; use only for development".into());
+    }
+    Ok(Config {
+        source: source.to_path_buf(),
+        users_file,
+        listen,
+        public_origin,
+        auth_prefix,
+        trusted_proxies,
+        limits,
+        tokens,
+        cookies,
+        users: Users::new(users),
+        throttle: ThrottlePolicy {
+            max_failures: f.login.max_failures,
+            failure_window: f.login.failure_window.0.as_secs(),
+            lockout: f.login.lockout.0.as_secs(),
+        },
+        max_concurrent_hashes: f.login.max_concurrent_hashes,
+        routes,
+        identity,
+        logging,
+        warnings,
+    })
+}
+
+fn origin_of(ctx: &mut Ctx<'_>, u: &S<Text>) -> Option<String> {
+    let uri: Option<http::Uri> = u.value.parse().ok();
+    let ok = uri.as_ref().and_then(|uri| {
+        let scheme = uri.scheme_str()?;
+        let authority = uri.authority()?;
+        (matches!(scheme, "http" | "https") && authority.as_str().find('@').is_none())
+            .then(|| format!("{scheme}://{}", authority.as_str().to_ascii_lowercase()))
+    });
+    if ok.is_none() {
+        ctx.err(
+            u.referenced,
+            "server.public_url",
+            format!("`{}` is not an absolute http(s) URL like \"https://app.example.com\"", &*u.value),
+        );
+    }
+    ok
+}
+
+fn secs(d: &S<super::units::Dur>) -> u64 {
+    d.value.0.as_secs()
+}
+
+fn build_tokens(ctx: &mut Ctx<'_>, t: &file::Tokens, base: &Path) -> Option<TokenSettings> {
+    let alg = match parse_algorithm(&t.algorithm.value) {
+        Ok(a) => a,
+        Err(e) => {
+            ctx.err(t.algorithm.referenced, "tokens.algorithm", e.to_string());
+            return None;
+        }
+    };
+    for (d, key) in [
+        (&t.access_ttl, "tokens.access_ttl"),
+        (&t.refresh_ttl, "tokens.refresh_ttl"),
+        (&t.session_max_age, "tokens.session_max_age"),
+    ] {
+        if secs(d) == 0 {
+            ctx.err(d.referenced, key, "must be at least 1s");
+        }
+    }
+    if t.issuer.is_empty() || t.audience.is_empty() {
+        ctx.err(Location::UNKNOWN, "tokens.issuer", "issuer and audience must not be empty");
+    }
+    let keys = if is_symmetric(alg) {
+        if let Some(k) = &t.signing_key {
+            ctx.err(k.referenced, "tokens.signing_key", format!("is for asymmetric algorithms; {alg:?} uses tokens.secret"));
+        }
+        if let Some(k) = t.verify_keys.first() {
+            ctx.err(k.referenced, "tokens.verify_keys", format!("are for asymmetric algorithms; {alg:?} uses tokens.secret"));
+        }
+        match &t.secret {
+            None => {
+                ctx.err(Location::UNKNOWN, "tokens.secret", format!("is required for {alg:?} (at least 32 bytes, e.g. from ${{GATEHOUSE_SECRET}})"));
+                None
+            }
+            Some(s) => KeySet::symmetric(alg, s.value.as_bytes())
+                .map_err(|e| ctx.err(s.referenced, "tokens.secret", e.to_string()))
+                .ok(),
+        }
+    } else {
+        if let Some(s) = &t.secret {
+            ctx.err(s.referenced, "tokens.secret", format!("is for HS* algorithms; {alg:?} uses tokens.signing_key"));
+        }
+        let read = |ctx: &mut Ctx<'_>, p: &S<Text>, key: &str| {
+            let path = resolve(base, &p.value);
+            std::fs::read(&path)
+                .map_err(|e| ctx.err(p.referenced, key, format!("cannot read `{}`: {e}", path.display())))
+                .ok()
+        };
+        let Some(signing) = &t.signing_key else {
+            ctx.err(Location::UNKNOWN, "tokens.signing_key", format!("is required for {alg:?}; create one with `gatehouse gen-key --alg {alg:?}`"));
+            return None;
+        };
+        let signing_pem = read(ctx, signing, "tokens.signing_key")?;
+        let mut verify_pems = Vec::new();
+        for (i, v) in t.verify_keys.iter().enumerate() {
+            verify_pems.extend(read(ctx, v, &format!("tokens.verify_keys[{i}]")));
+        }
+        let verify_refs: Vec<&[u8]> = verify_pems.iter().map(Vec::as_slice).collect();
+        match KeySet::asymmetric(alg, &signing_pem, &verify_refs) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                // Tell which file is at fault.
+                let culprit = if KeySet::asymmetric(alg, &signing_pem, &[]).is_err() {
+                    (signing.referenced, "tokens.signing_key".to_string())
+                } else {
+                    (
+                        t.verify_keys.first().map(|v| v.referenced).unwrap_or(Location::UNKNOWN),
+                        "tokens.verify_keys".to_string(),
+                    )
+                };
+                ctx.err(culprit.0, &culprit.1, format!("{e} (algorithm {alg:?})"));
+                None
+            }
+        }
+    }?;
+    Some(TokenSettings {
+        keys,
+        issuer: t.issuer.0.clone(),
+        audience: t.audience.0.clone(),
+        access_ttl: secs(&t.access_ttl),
+        refresh_ttl: secs(&t.refresh_ttl),
+        session_max_age: secs(&t.session_max_age),
+        reuse_grace: t.refresh_reuse_grace.0.as_secs(),
+        leeway: t.leeway.0.as_secs(),
+    })
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn build_cookies(ctx: &mut Ctx<'_>, c: &file::Cookies, _warnings: &mut Vec<String>) -> Option<CookiePolicy> {
+    let mut ok = true;
+    for (n, key) in [(&c.access_name, "cookies.access_name"), (&c.refresh_name, "cookies.refresh_name")] {
+        if !is_token(&n.value) || n.value.starts_with("__") {
+            ctx.err(n.referenced, key, format!("`{}` is not a cookie name (letters, digits, `-`, `_`; no leading `__`)", &*n.value));
+            ok = false;
+        }
+    }
+    if *c.access_name.value == *c.refresh_name.value {
+        ctx.err(c.refresh_name.referenced, "cookies.refresh_name", "must differ from cookies.access_name");
+        ok = false;
+    }
+    let same_site = parse_same_site(&c.same_site.value);
+    match same_site {
+        None => {
+            ctx.err(c.same_site.referenced, "cookies.same_site", format!("`{}` is not strict, lax or none", &*c.same_site.value));
+            ok = false;
+        }
+        Some(cookie::SameSite::None) if !c.secure => {
+            ctx.err(c.same_site.referenced, "cookies.same_site", "none requires cookies.secure: true (browsers drop SameSite=None cookies without Secure)");
+            ok = false;
+        }
+        _ => {}
+    }
+    let domain = c.domain.as_ref().and_then(|d| {
+        let v = d.value.trim_start_matches('.');
+        match canonical_host(v) {
+            Ok(h) if !h.is_empty() => Some(h),
+            _ => {
+                ctx.err(d.referenced, "cookies.domain", format!("`{}` is not a domain", &*d.value));
+                None
+            }
+        }
+    });
+    let same_site = same_site?;
+    ok.then(|| {
+        CookiePolicy::new(&c.access_name.value, &c.refresh_name.value, c.secure, same_site, domain)
+    })
+}
+
+fn collect_users(
+    ctx: &mut Ctx<'_>,
+    key: &str,
+    list: &[S<file::User>],
+    users: &mut Vec<User>,
+    seen: &mut HashMap<String, String>,
+) {
+    for (i, u) in list.iter().enumerate() {
+        let u_key = format!("{key}[{i}]");
+        let name = u.value.username.value.0.clone();
+        let canonical = canonical_username(&name);
+        if canonical.is_empty() || canonical.contains(char::is_control) {
+            ctx.err(u.value.username.referenced, &format!("{u_key}.username"), "must not be empty");
+            continue;
+        }
+        let here = format!("{}:{}", ctx.file, u.value.username.referenced.line());
+        if let Some(first) = seen.insert(canonical.clone(), here) {
+            ctx.err(
+                u.value.username.referenced,
+                &format!("{u_key}.username"),
+                format!("`{name}` is the same user as the one at {first} (usernames are compared trimmed and lowercased)"),
+            );
+            continue;
+        }
+        let hash = &u.value.password_hash;
+        if let Err(e) = check_hash_format(&hash.value) {
+            ctx.err(
+                hash.referenced,
+                &format!("{u_key}.password_hash"),
+                format!("{e}; create one with `gatehouse hash-password`"),
+            );
+            continue;
+        }
+        users.push(User {
+            username: name.trim().to_string(),
+            password_hash: hash.value.0.clone(),
+            email: u.value.email.as_ref().map(|e| e.0.clone()),
+            roles: u.value.roles.iter().map(|r| r.0.clone()).collect(),
+            disabled: u.value.disabled,
+        });
+    }
+}
+
+fn prefix(ctx: &mut Ctx<'_>, p: &S<Text>, key: &str) -> Option<String> {
+    match canonical_path(&p.value) {
+        Ok(c) => {
+            let trimmed = c.strip_suffix('/').filter(|t| !t.is_empty()).unwrap_or(&c);
+            Some(trimmed.to_string())
+        }
+        Err(e) => {
+            ctx.err(p.referenced, key, format!("`{}` is not a path prefix: {e}", &*p.value));
+            None
+        }
+    }
+}
+
+fn upstream(ctx: &mut Ctx<'_>, u: &S<Text>, key: &str) -> Option<Upstream> {
+    let parsed: Option<http::Uri> = u.value.parse().ok();
+    let Some(uri) = parsed.filter(|uri| uri.authority().is_some() && uri.query().is_none()) else {
+        ctx.err(u.referenced, key, format!("`{}` is not a URL like \"http://127.0.0.1:3000\"", &*u.value));
+        return None;
+    };
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            ctx.err(u.referenced, key, "https upstreams are not supported yet; use http to a local upstream");
+            return None;
+        }
+        _ => {
+            ctx.err(u.referenced, key, "must start with http://");
+            return None;
+        }
+    }
+    let authority = uri.authority()?.clone();
+    if authority.as_str().contains('@') {
+        ctx.err(u.referenced, key, "must not contain credentials");
+        return None;
+    }
+    Some(Upstream {
+        scheme: http::uri::Scheme::HTTP,
+        authority,
+        base_path: uri.path().trim_end_matches('/').to_string(),
+    })
+}
+
+fn roles(list: &[S<Text>], key: &str, known: &HashSet<&str>, warnings: &mut Vec<String>) -> Vec<String> {
+    list.iter()
+        .map(|r| {
+            if !known.contains(r.value.0.as_str()) {
+                warnings.push(format!("{key}: no user has the role `{}`", &*r.value));
+            }
+            r.value.0.clone()
+        })
+        .collect()
+}
+
+fn build_routes(
+    ctx: &mut Ctx<'_>,
+    list: &[S<file::Route>],
+    known: &HashSet<&str>,
+    warnings: &mut Vec<String>,
+) -> RouteTable {
+    let mut names = HashSet::new();
+    let mut routes = Vec::new();
+    for (i, r) in list.iter().enumerate() {
+        let k = format!("routes[{i}]");
+        let r = &r.value;
+        if r.name.value.is_empty() {
+            ctx.err(r.name.referenced, &format!("{k}.name"), "must not be empty");
+        } else if !names.insert(r.name.value.0.clone()) {
+            ctx.err(r.name.referenced, &format!("{k}.name"), format!("`{}` is already the name of another route", &*r.name.value));
+        }
+        let host = match &r.host {
+            None => Some(HostPattern::Any),
+            Some(h) => {
+                let v = h.value.trim();
+                let (wild, rest) = match v.strip_prefix("*.") {
+                    Some(rest) => (true, rest),
+                    None => (false, v),
+                };
+                match canonical_host(rest) {
+                    Ok(c) if !c.is_empty() && !c.contains('*') => Some(if wild {
+                        HostPattern::Wildcard(format!(".{c}"))
+                    } else {
+                        HostPattern::Exact(c)
+                    }),
+                    _ => {
+                        ctx.err(h.referenced, &format!("{k}.host"), format!("`{v}` is not a host name or `*.domain` wildcard"));
+                        None
+                    }
+                }
+            }
+        };
+        let path_prefix = prefix(ctx, &r.path_prefix, &format!("{k}.path_prefix"));
+        let up = match &r.upstream {
+            Some(u) => upstream(ctx, u, &format!("{k}.upstream")),
+            None => {
+                ctx.err(r.name.referenced, &format!("{k}.upstream"), "is required: every route needs an upstream URL");
+                None
+            }
+        };
+        let public: Vec<String> = r
+            .public
+            .iter()
+            .enumerate()
+            .filter_map(|(j, p)| prefix(ctx, p, &format!("{k}.public[{j}]")))
+            .collect();
+        let mut rules = Vec::new();
+        for (j, rule) in r.rules.iter().enumerate() {
+            let rk = format!("{k}.rules[{j}]");
+            let rule = &rule.value;
+            let rp = prefix(ctx, &rule.path_prefix, &format!("{rk}.path_prefix"));
+            let methods = rule.methods.as_ref().map(|ms| {
+                ms.iter()
+                    .filter_map(|m| {
+                        let upper = m.value.to_ascii_uppercase();
+                        Method::from_bytes(upper.as_bytes())
+                            .map_err(|_| ctx.err(m.referenced, &format!("{rk}.methods"), format!("`{}` is not an HTTP method", &*m.value)))
+                            .ok()
+                    })
+                    .collect::<Vec<_>>()
+            });
+            if let Some(rp) = rp {
+                if public.iter().any(|p| crate::canonicalize::under_prefix(&rp, p) || crate::canonicalize::under_prefix(p, &rp)) {
+                    warnings.push(format!("{rk}: `{rp}` overlaps a public path of the route; public paths are served without login and rules do not apply to them"));
+                }
+                rules.push(Rule {
+                    prefix: rp,
+                    methods,
+                    allow_roles: roles(&rule.allow_roles, &format!("{rk}.allow_roles"), known, warnings),
+                });
+            }
+        }
+        let allow_roles = roles(&r.allow_roles, &format!("{k}.allow_roles"), known, warnings);
+        if let (Some(host), Some(prefix), Some(upstream)) = (host, path_prefix, up) {
+            routes.push(Route {
+                name: r.name.value.0.clone(),
+                host,
+                prefix,
+                upstream,
+                strip_prefix: r.strip_prefix,
+                preserve_host: r.preserve_host,
+                public,
+                allow_roles,
+                rules,
+                websocket: r.websocket,
+            });
+        }
+    }
+    RouteTable::new(routes)
+}
+
+fn build_identity(ctx: &mut Ctx<'_>, h: &file::IdentityHeaders) -> Option<IdentityHeaders> {
+    let mut header = |s: &S<Text>, key: &str| {
+        HeaderName::from_bytes(s.value.as_bytes())
+            .map_err(|_| ctx.err(s.referenced, key, format!("`{}` is not a header name", &*s.value)))
+            .ok()
+    };
+    let user = header(&h.user, "identity_headers.user");
+    let email = header(&h.email, "identity_headers.email");
+    let roles = header(&h.roles, "identity_headers.roles");
+    if let Some(a) = &h.assertion {
+        ctx.not_yet(a.referenced, "identity_headers.assertion");
+    }
+    Some(IdentityHeaders {
+        user: user?,
+        email: email?,
+        roles: roles?,
+        assertion: None,
+    })
+}

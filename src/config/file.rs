@@ -1,0 +1,318 @@
+//! The YAML mirror of `gateway.yaml` (SPEC §3): every key, its default, nothing else.
+//! Unknown keys are rejected; values that later checks may refuse keep their source span.
+//! No I/O and no cross-key rules here: those live in `build.rs`.
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::expand::Text;
+use super::units::{Dur, Size};
+
+pub type S<T> = Spanned<T>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    pub server: Server,
+    pub admin: Option<S<Admin>>,
+    pub tokens: Tokens,
+    #[serde(default)]
+    pub cookies: Cookies,
+    #[serde(default)]
+    pub users: Vec<S<User>>,
+    pub users_file: Option<S<Text>>,
+    #[serde(default)]
+    pub login: Login,
+    #[serde(default)]
+    pub routes: Vec<S<Route>>,
+    #[serde(default)]
+    pub identity_headers: IdentityHeaders,
+    #[serde(default)]
+    pub store: Store,
+    #[serde(default)]
+    pub logging: Logging,
+}
+
+/// The schema of `users_file`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsersFile {
+    #[serde(default)]
+    pub users: Vec<S<User>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    pub listen: Option<S<Text>>,
+    pub tls: Option<S<Tls>>,
+    pub public_url: Option<S<Text>>,
+    #[serde(default = "default_auth_prefix")]
+    pub auth_prefix: S<Text>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<S<Text>>,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+fn default_auth_prefix() -> S<Text> {
+    unspanned(Text("/.gatehouse".into()))
+}
+
+/// A value the file did not spell out: its location is unknown.
+pub fn unspanned<T>(value: T) -> S<T> {
+    let here = serde_saphyr::Location::UNKNOWN;
+    Spanned::new(value, here, here)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    pub listen: Text,
+    pub cert: Text,
+    pub key: Text,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_request_header_bytes: Size,
+    pub header_read_timeout: Dur,
+    pub idle_timeout: Dur,
+    pub max_connections: usize,
+    pub max_login_body_bytes: Size,
+    pub upstream_connect_timeout: Dur,
+    pub upstream_response_timeout: Dur,
+    pub shutdown_grace: Dur,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        use std::time::Duration as D;
+        Limits {
+            max_request_header_bytes: Size(16 * 1024),
+            header_read_timeout: Dur(D::from_secs(10)),
+            idle_timeout: Dur(D::from_secs(60)),
+            max_connections: 10_000,
+            max_login_body_bytes: Size(8 * 1024),
+            upstream_connect_timeout: Dur(D::from_secs(5)),
+            upstream_response_timeout: Dur(D::from_secs(60)),
+            shutdown_grace: Dur(D::from_secs(30)),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    pub listen: Text,
+    pub token: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tokens {
+    #[serde(default = "default_name")]
+    pub issuer: Text,
+    #[serde(default = "default_name")]
+    pub audience: Text,
+    #[serde(default = "default_algorithm")]
+    pub algorithm: S<Text>,
+    pub secret: Option<S<Text>>,
+    pub signing_key: Option<S<Text>>,
+    #[serde(default)]
+    pub verify_keys: Vec<S<Text>>,
+    #[serde(default = "d_5m")]
+    pub access_ttl: S<Dur>,
+    #[serde(default = "d_7d")]
+    pub refresh_ttl: S<Dur>,
+    #[serde(default = "d_30d")]
+    pub session_max_age: S<Dur>,
+    #[serde(default = "d_10s")]
+    pub refresh_reuse_grace: Dur,
+    #[serde(default = "d_30s")]
+    pub leeway: Dur,
+}
+
+fn default_name() -> Text {
+    Text("gatehouse".into())
+}
+fn default_algorithm() -> S<Text> {
+    unspanned(Text("EdDSA".into()))
+}
+fn secs(n: u64) -> Dur {
+    Dur(std::time::Duration::from_secs(n))
+}
+fn d_5m() -> S<Dur> {
+    unspanned(secs(300))
+}
+fn d_7d() -> S<Dur> {
+    unspanned(secs(7 * 86_400))
+}
+fn d_30d() -> S<Dur> {
+    unspanned(secs(30 * 86_400))
+}
+fn d_10s() -> Dur {
+    secs(10)
+}
+fn d_30s() -> Dur {
+    secs(30)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cookies {
+    pub access_name: S<Text>,
+    pub refresh_name: S<Text>,
+    pub secure: bool,
+    pub same_site: S<Text>,
+    pub domain: Option<S<Text>>,
+}
+
+impl Default for Cookies {
+    fn default() -> Self {
+        Cookies {
+            access_name: unspanned(Text("gatehouse_access".into())),
+            refresh_name: unspanned(Text("gatehouse_refresh".into())),
+            secure: true,
+            same_site: unspanned(Text("lax".into())),
+            domain: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub username: S<Text>,
+    pub password_hash: S<Text>,
+    pub email: Option<Text>,
+    #[serde(default)]
+    pub roles: Vec<Text>,
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Login {
+    pub max_failures: u32,
+    pub failure_window: Dur,
+    pub lockout: Dur,
+    pub max_concurrent_hashes: usize,
+}
+
+impl Default for Login {
+    fn default() -> Self {
+        Login {
+            max_failures: 5,
+            failure_window: secs(300),
+            lockout: secs(900),
+            max_concurrent_hashes: 4,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub name: S<Text>,
+    pub host: Option<S<Text>>,
+    #[serde(default = "default_prefix")]
+    pub path_prefix: S<Text>,
+    pub upstream: Option<S<Text>>,
+    #[serde(default)]
+    pub strip_prefix: bool,
+    #[serde(default = "yes")]
+    pub preserve_host: bool,
+    #[serde(default)]
+    pub public: Vec<S<Text>>,
+    #[serde(default)]
+    pub allow_roles: Vec<S<Text>>,
+    #[serde(default)]
+    pub rules: Vec<S<Rule>>,
+    #[serde(default)]
+    pub websocket: bool,
+}
+
+fn default_prefix() -> S<Text> {
+    unspanned(Text("/".into()))
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub path_prefix: S<Text>,
+    pub methods: Option<Vec<S<Text>>>,
+    #[serde(default)]
+    pub allow_roles: Vec<S<Text>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityHeaders {
+    pub user: S<Text>,
+    pub email: S<Text>,
+    pub roles: S<Text>,
+    pub assertion: Option<S<Text>>,
+}
+
+impl Default for IdentityHeaders {
+    fn default() -> Self {
+        IdentityHeaders {
+            user: unspanned(Text("X-Forwarded-User".into())),
+            email: unspanned(Text("X-Forwarded-Email".into())),
+            roles: unspanned(Text("X-Forwarded-Groups".into())),
+            assertion: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Store {
+    pub backend: S<Text>,
+    pub path: Option<S<Text>>,
+    pub redis: Option<S<Redis>>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store {
+            backend: unspanned(Text("memory".into())),
+            path: None,
+            redis: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Redis {
+    pub url: Text,
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: Text,
+}
+
+fn default_key_prefix() -> Text {
+    Text("gatehouse:".into())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Logging {
+    pub format: S<Text>,
+    pub level: S<Text>,
+}
+
+impl Default for Logging {
+    fn default() -> Self {
+        Logging {
+            format: unspanned(Text("pretty".into())),
+            level: unspanned(Text("info".into())),
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! Configuration (SPEC §3): `file.rs` mirrors the YAML, `build.rs` turns it into the runtime
+//! [`Config`] (doing the I/O and the rules that span keys), `error.rs` reports every problem
+//! with file, line, column and key path. `check`, start-up, reload and tests all go through
+//! [`load`] or [`parse`].
+
+mod build;
+pub mod error;
+pub mod expand;
+pub mod file;
+pub mod units;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::HeaderName;
+use ipnet::IpNet;
+
+use crate::authenticate::cookies::CookiePolicy;
+use crate::authenticate::sessions::TokenSettings;
+use crate::authenticate::throttle::ThrottlePolicy;
+use crate::authenticate::users::Users;
+use crate::route::RouteTable;
+pub use error::{ConfigError, ConfigErrors};
+
+/// The runtime configuration: one immutable snapshot, swapped whole on reload.
+#[derive(Debug)]
+pub struct Config {
+    pub source: PathBuf,
+    pub users_file: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    /// `scheme://host[:port]` of `public_url`, for redirects and same-origin checks.
+    pub public_origin: Option<String>,
+    pub auth_prefix: String,
+    pub trusted_proxies: Vec<IpNet>,
+    pub limits: Limits,
+    pub tokens: TokenSettings,
+    pub cookies: CookiePolicy,
+    pub users: Users,
+    pub throttle: ThrottlePolicy,
+    pub max_concurrent_hashes: usize,
+    pub routes: RouteTable,
+    pub identity: IdentityHeaders,
+    pub logging: Logging,
+    /// Things that load but deserve an operator's look (printed at start and by `check`).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_request_header_bytes: usize,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    pub max_login_body_bytes: usize,
+    pub upstream_connect_timeout: Duration,
+    pub upstream_response_timeout: Duration,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct IdentityHeaders {
+    pub user: HeaderName,
+    pub email: HeaderName,
+    pub roles: HeaderName,
+    pub assertion: Option<HeaderName>,
+}
+
+/// Header names compared the way some servers do: case-insensitive, `_` equal to `-`.
+pub fn loose_header_name(name: &str) -> String {
+    name.to_ascii_lowercase().replace('_', "-")
+}
+
+impl IdentityHeaders {
+    /// Whether a client-sent header is a spelling of one of ours (SPEC §7).
+    pub fn is_spelling_of_ours(&self, name: &str) -> bool {
+        let loose = loose_header_name(name);
+        [&self.user, &self.email, &self.roles]
+            .into_iter()
+            .chain(self.assertion.as_ref())
+            .any(|ours| loose == loose_header_name(ours.as_str()))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Logging {
+    pub json: bool,
+    pub level: String,
+}
+
+/// Reads the environment for `${VAR}`. The one place that does.
+#[allow(clippy::disallowed_methods)]
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Reads and builds the config file at `path`. Blocking: call from a blocking context.
+pub fn load(
+    path: &Path,
+    lookup: impl Fn(&str) -> Option<String> + Clone + 'static,
+) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: path.display().to_string(),
+            line: 0,
+            column: 0,
+            key: String::new(),
+            message: format!("cannot read the file: {e}"),
+        }])
+    })?;
+    parse(&text, path, lookup)
+}
+
+/// Builds a config from its text; `source` names it in errors and anchors relative paths.
+pub fn parse(
+    text: &str,
+    source: &Path,
+    lookup: impl Fn(&str) -> Option<String> + Clone + 'static,
+) -> Result<Config, ConfigErrors> {
+    build::build(text, source, lookup)
+}
+
+#[cfg(test)]
+mod tests;

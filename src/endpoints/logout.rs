@@ -1,0 +1,80 @@
+//! `GET`/`POST /logout` (SPEC §6): revoke the current session (or, with `all=true`, every
+//! session of the user) and clear the cookies. The session is found from the access token or,
+//! if that has expired, from the refresh cookie, so logout works at any point of a session.
+
+use http::header::{LOCATION, SET_COOKIE};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use super::redirect::safe_return;
+use super::{refuse_cross_site, wants_json};
+use crate::authenticate::credentials::extract;
+use crate::authenticate::identify_any;
+use crate::authenticate::users::canonical_username;
+use crate::body::{empty, Body};
+use crate::canonicalize::CanonicalRequest;
+use crate::config::Config;
+use crate::error::GatewayError;
+use crate::gateway::{Gateway, RequestCtx};
+use crate::store::hash_token;
+use crate::telemetry::audit;
+
+fn param(canon: &CanonicalRequest, name: &str) -> Option<String> {
+    form_urlencoded::parse(canon.query()?.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+pub async fn logout(
+    gw: &Gateway,
+    config: &Config,
+    req: Request<Incoming>,
+    canon: &CanonicalRequest,
+    ctx: &RequestCtx,
+) -> Result<Response<Body>, GatewayError> {
+    if req.method() == Method::POST {
+        refuse_cross_site(config, req.headers(), ctx)?;
+    }
+    let all = param(canon, "all").is_some_and(|v| v == "true" || v == "1");
+    let creds = extract(req.headers(), &config.cookies);
+    let access = creds.bearer.iter().chain(creds.access_cookie.iter());
+    let session = match identify_any(&config.tokens, &gw.store, access.map(String::as_str), ctx.now) {
+        Ok(identity) => Some((canonical_username(identity.user()), identity.sid().to_string())),
+        Err(_) => match &creds.refresh_cookie {
+            Some(token) => gw
+                .store
+                .session_of_refresh(&hash_token(token))
+                .await?
+                .map(|s| (s.user, s.sid)),
+            None => None,
+        },
+    };
+    let ttl = config.tokens.revocation_ttl();
+    if let Some((user, sid)) = session {
+        if all {
+            let sids = gw.store.revoke_user(&user, ctx.now, ttl).await?;
+            audit::sessions_revoked(&user, &sids, "logout_all");
+        } else {
+            gw.store.revoke_session(&sid, ctx.now, ttl).await?;
+        }
+        audit::logout(&user, &sid, all);
+    }
+    let mut r = Response::new(empty());
+    if wants_json(req.headers()) {
+        *r.status_mut() = StatusCode::NO_CONTENT;
+    } else {
+        *r.status_mut() = StatusCode::SEE_OTHER;
+        let target = match param(canon, "rd") {
+            Some(rd) => safe_return(Some(&rd)),
+            None => format!("{}/login", config.auth_prefix),
+        };
+        let location = HeaderValue::from_str(&target).unwrap_or(HeaderValue::from_static("/"));
+        r.headers_mut().insert(LOCATION, location);
+    }
+    for c in config.cookies.clear() {
+        r.headers_mut().append(SET_COOKIE, c);
+    }
+    r.headers_mut()
+        .insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(r)
+}

@@ -1,0 +1,147 @@
+//! The gateway's own endpoints under `auth_prefix` (SPEC §6), one file each. Shared here:
+//! dispatch, the cross-site refusal for state-changing endpoints, bounded body reading and
+//! JSON responses.
+
+mod jwks;
+mod login;
+mod logout;
+pub mod redirect;
+mod refresh;
+mod userinfo;
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+use crate::body::{full, Body};
+use crate::canonicalize::CanonicalRequest;
+use crate::config::Config;
+use crate::error::GatewayError;
+use crate::gateway::{Gateway, RequestCtx};
+
+pub async fn serve(
+    gw: &Gateway,
+    config: &Config,
+    req: Request<Incoming>,
+    canon: &CanonicalRequest,
+    ctx: &RequestCtx,
+) -> Result<Response<Body>, GatewayError> {
+    let sub = &canon.path()[config.auth_prefix.len()..];
+    let method = req.method().clone();
+    match (sub, method) {
+        ("/login", Method::GET | Method::HEAD) => login::page(config, &req, canon, ctx),
+        ("/login", Method::POST) => login::submit(gw, config, req, ctx).await,
+        ("/refresh", Method::POST) => refresh::refresh(gw, config, req, ctx).await,
+        ("/logout", Method::GET | Method::POST) => logout::logout(gw, config, req, canon, ctx).await,
+        ("/userinfo", Method::GET | Method::HEAD) => userinfo::userinfo(gw, config, &req, canon, ctx).await,
+        ("/jwks.json", Method::GET | Method::HEAD) => jwks::jwks(config),
+        ("/healthz", Method::GET | Method::HEAD) => Ok(text(StatusCode::OK, "ok\n")),
+        ("/login" | "/refresh" | "/logout" | "/userinfo" | "/jwks.json" | "/healthz", _) => {
+            Err(GatewayError::MethodNotAllowed)
+        }
+        _ => Err(GatewayError::NotFound),
+    }
+}
+
+pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut r = Response::new(full(value.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// The origin this request was addressed to: `public_url`, or scheme and `Host`.
+fn own_origin(config: &Config, headers: &HeaderMap, ctx: &RequestCtx) -> Option<String> {
+    if let Some(o) = &config.public_origin {
+        return Some(o.clone());
+    }
+    let proto = if ctx.peer_trusted {
+        headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .filter(|p| *p == "https" || *p == "http")
+            .unwrap_or(ctx.proto)
+    } else {
+        ctx.proto
+    };
+    let host = headers.get(HOST)?.to_str().ok()?;
+    Some(format!("{proto}://{}", host.to_ascii_lowercase()))
+}
+
+/// CSRF defence for state-changing endpoints (SPEC §6): refuse when the browser says the
+/// request is cross-site, or when `Origin` is present and not ours (including `null`).
+pub fn refuse_cross_site(config: &Config, headers: &HeaderMap, ctx: &RequestCtx) -> Result<(), GatewayError> {
+    if headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"))
+    {
+        return Err(GatewayError::CrossSite);
+    }
+    if let Some(origin) = headers.get(http::header::ORIGIN) {
+        let ours = own_origin(config, headers, ctx);
+        let theirs = origin.to_str().ok().map(|o| o.trim_end_matches('/').to_ascii_lowercase());
+        if ours.is_none() || theirs != ours {
+            return Err(GatewayError::CrossSite);
+        }
+    }
+    Ok(())
+}
+
+/// Reads a small request body, refusing more than `limit` bytes with 413.
+pub async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, GatewayError> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(GatewayError::PayloadTooLarge);
+    }
+    match Limited::new(req.into_body(), limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            Err(GatewayError::PayloadTooLarge)
+        }
+        Err(_) => Err(GatewayError::MalformedBody("the body could not be read")),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    Json,
+    Form,
+}
+
+pub fn body_kind(headers: &HeaderMap) -> Option<BodyKind> {
+    let ct = headers.get(CONTENT_TYPE)?.to_str().ok()?;
+    let mime = ct.split(';').next()?.trim().to_ascii_lowercase();
+    match mime.as_str() {
+        "application/json" => Some(BodyKind::Json),
+        "application/x-www-form-urlencoded" => Some(BodyKind::Form),
+        _ => None,
+    }
+}
+
+/// Whether the client wants JSON back (an API client) rather than a page.
+pub fn wants_json(headers: &HeaderMap) -> bool {
+    let accept = headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    body_kind(headers) == Some(BodyKind::Json)
+        || headers.contains_key(http::header::AUTHORIZATION)
+        || (accept.contains("application/json") && !accept.contains("text/html"))
+}

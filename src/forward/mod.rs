@@ -1,0 +1,113 @@
+//! Phase 6 (SPEC §7): send the request upstream and stream the answer back. Takes a
+//! [`Permit`], so nothing reaches an upstream without passing authorization. Bodies stream
+//! both ways; WebSocket upgrades are spliced after authentication on routes that allow them.
+
+pub mod client;
+pub mod headers;
+
+use http::header::{CONNECTION, HOST, UPGRADE};
+use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use crate::authenticate::Identity;
+use crate::authorize::Permit;
+use crate::body::{stream, Body};
+use crate::canonicalize::CanonicalRequest;
+use crate::config::Config;
+use crate::error::GatewayError;
+use crate::route::Route;
+use client::UpstreamClient;
+use headers::{remove_hop_by_hop, rewrite_request, Origin};
+
+/// The path sent upstream: the canonical path, minus the route prefix if `strip_prefix`,
+/// under the upstream URL's own path.
+pub fn upstream_path(route: &Route, canon: &CanonicalRequest) -> String {
+    let path = canon.path();
+    let path = if route.strip_prefix && route.prefix != "/" {
+        match path.strip_prefix(route.prefix.as_str()) {
+            Some("") => "/".to_string(),
+            Some(rest) if rest.starts_with('/') => rest.to_string(),
+            Some(rest) => format!("/{rest}"),
+            None => path.to_string(),
+        }
+    } else {
+        path.to_string()
+    };
+    let mut out = format!("{}{path}", route.upstream.base_path);
+    if let Some(q) = canon.query() {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn forward(
+    client: &UpstreamClient,
+    config: &Config,
+    route: &Route,
+    _permit: Permit,
+    identity: Option<&Identity>,
+    canon: &CanonicalRequest,
+    mut req: Request<Incoming>,
+    origin: &Origin<'_>,
+) -> Result<Response<Body>, GatewayError> {
+    let upgrade = remove_hop_by_hop(req.headers_mut()).filter(|_| route.websocket);
+    let original_host = req
+        .headers()
+        .get(HOST)
+        .cloned()
+        .or_else(|| req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    if let Some(host) = &original_host {
+        req.headers_mut().insert(HOST, host.clone());
+    }
+    rewrite_request(req.headers_mut(), &config.identity, &config.cookies, origin, identity)
+        .map_err(|e| GatewayError::Internal(Box::new(e)))?;
+    if !route.preserve_host {
+        let authority = HeaderValue::from_str(route.upstream.authority.as_str())
+            .map_err(|e| GatewayError::Internal(Box::new(e)))?;
+        req.headers_mut().insert(HOST, authority);
+    }
+    let uri = Uri::builder()
+        .scheme(route.upstream.scheme.clone())
+        .authority(route.upstream.authority.clone())
+        .path_and_query(upstream_path(route, canon))
+        .build()
+        .map_err(|e| GatewayError::Internal(Box::new(e)))?;
+    *req.uri_mut() = uri;
+    *req.version_mut() = Version::HTTP_11;
+
+    let client_upgrade = match &upgrade {
+        Some(value) => {
+            req.headers_mut().insert(CONNECTION, HeaderValue::from_static("upgrade"));
+            req.headers_mut().insert(UPGRADE, value.clone());
+            Some(hyper::upgrade::on(&mut req))
+        }
+        None => None,
+    };
+
+    let mut resp = client.send(req).await?;
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client_upgrade) = client_upgrade {
+            let upstream_upgrade = hyper::upgrade::on(&mut resp);
+            tokio::spawn(async move {
+                if let (Ok(a), Ok(b)) = tokio::join!(client_upgrade, upstream_upgrade) {
+                    let (mut a, mut b) = (TokioIo::new(a), TokioIo::new(b));
+                    let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+                }
+            });
+            let upgrade_value = resp.headers().get(UPGRADE).cloned();
+            let (mut parts, _) = resp.into_parts();
+            remove_hop_by_hop(&mut parts.headers);
+            parts.headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+            if let Some(v) = upgrade_value {
+                parts.headers.insert(UPGRADE, v);
+            }
+            return Ok(Response::from_parts(parts, crate::body::empty()));
+        }
+    }
+    let (mut parts, body) = resp.into_parts();
+    remove_hop_by_hop(&mut parts.headers);
+    Ok(Response::from_parts(parts, stream(body)))
+}

@@ -1,0 +1,271 @@
+//! One request, top to bottom: accept → canonicalize → route → authenticate → authorize →
+//! forward, then [`finish`]: the single exit that maps errors to responses and writes the
+//! request's log line. No phase logs its own failure.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use http::header::{ACCEPT, SET_COOKIE};
+use http::{HeaderMap, Method, Request, Response};
+use hyper::body::Incoming;
+use tracing::{field, Instrument};
+
+use crate::authenticate::credentials;
+use crate::authenticate::throttle::Throttle;
+use crate::authenticate::users::Hasher;
+use crate::authenticate::{authenticate, Unauthenticated};
+use crate::authorize::{authorize, public};
+use crate::body::Body;
+use crate::canonicalize::{canonicalize, under_prefix, CanonicalRequest};
+use crate::config::Config;
+use crate::error::{Blame, GatewayError};
+use crate::forward::client::UpstreamClient;
+use crate::forward::headers::{incoming_request_id, Origin, X_REQUEST_ID};
+use crate::store::{MemoryStore, Store};
+use crate::{clock, endpoints, forward, ids};
+
+/// Everything a request needs besides its config snapshot.
+pub struct Gateway {
+    config: ArcSwap<Config>,
+    pub(crate) store: Store,
+    pub(crate) throttle: Throttle,
+    pub(crate) hasher: Hasher,
+    pub(crate) client: UpstreamClient,
+}
+
+impl Gateway {
+    pub fn new(config: Config) -> Arc<Gateway> {
+        let hasher = Hasher::new(config.max_concurrent_hashes);
+        let client = UpstreamClient::new(
+            config.limits.upstream_connect_timeout,
+            config.limits.upstream_response_timeout,
+        );
+        Arc::new(Gateway {
+            config: ArcSwap::from_pointee(config),
+            store: Store::Memory(MemoryStore::new()),
+            throttle: Throttle::new(),
+            hasher,
+            client,
+        })
+    }
+
+    /// The current config snapshot.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Drops expired sessions, revocations and throttle counters.
+    pub fn sweep(&self) {
+        let now = clock::now();
+        self.store.sweep(now);
+        self.throttle.sweep(now, self.config.load().throttle);
+    }
+}
+
+/// The connection a request arrived on.
+#[derive(Debug, Clone, Copy)]
+pub struct Conn {
+    pub peer: SocketAddr,
+    pub tls: bool,
+}
+
+/// What every phase may read about the request besides the request itself.
+#[derive(Debug, Clone)]
+pub struct RequestCtx {
+    pub request_id: String,
+    pub client_ip: IpAddr,
+    pub peer_trusted: bool,
+    pub proto: &'static str,
+    pub now: u64,
+}
+
+impl RequestCtx {
+    pub fn origin(&self) -> Origin<'_> {
+        Origin {
+            client_ip: self.client_ip,
+            peer_trusted: self.peer_trusted,
+            proto: self.proto,
+            request_id: &self.request_id,
+        }
+    }
+}
+
+fn trusted(config: &Config, ip: IpAddr) -> bool {
+    config.trusted_proxies.iter().any(|net| net.contains(&ip))
+}
+
+/// The client's address: the peer, or — when the peer is a trusted proxy — the rightmost
+/// `X-Forwarded-For` entry that is not itself a trusted proxy.
+fn client_ip(config: &Config, headers: &HeaderMap, peer: IpAddr) -> (IpAddr, bool) {
+    if !trusted(config, peer) {
+        return (peer, false);
+    }
+    let chain: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let ip = chain
+        .iter()
+        .rev()
+        .find(|ip| !trusted(config, **ip))
+        .or(chain.first())
+        .copied()
+        .unwrap_or(peer);
+    (ip, true)
+}
+
+/// A top-level browser navigation gets a login redirect; anything else gets a 401.
+pub fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
+    (method == Method::GET || method == Method::HEAD)
+        && headers
+            .get_all(ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.contains("text/html"))
+}
+
+pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, conn: Conn) -> Response<Body> {
+    let started = Instant::now();
+    let config = gw.config();
+    let (client_ip, peer_trusted) = client_ip(&config, req.headers(), conn.peer.ip());
+    let request_id = incoming_request_id(req.headers()).unwrap_or_else(ids::request_id);
+    let ctx = RequestCtx {
+        request_id,
+        client_ip,
+        peer_trusted,
+        proto: if conn.tls { "https" } else { "http" },
+        now: clock::now(),
+    };
+    let span = tracing::info_span!(
+        "request",
+        request_id = %ctx.request_id,
+        client.ip = %ctx.client_ip,
+        method = %req.method(),
+        route = field::Empty,
+        user = field::Empty,
+    );
+    let method = req.method().clone();
+    let result = process(&gw, &config, req, &ctx).instrument(span.clone()).await;
+    finish(&config, &ctx, &method, result, started, &span)
+}
+
+async fn process(
+    gw: &Gateway,
+    config: &Config,
+    req: Request<Incoming>,
+    ctx: &RequestCtx,
+) -> Result<Response<Body>, GatewayError> {
+    // 2. canonicalize
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    let canon = canonicalize(host, req.uri().path(), req.uri().query())?;
+    if under_prefix(canon.path(), &config.auth_prefix) {
+        return endpoints::serve(gw, config, req, &canon, ctx).await;
+    }
+    // 3. route
+    let matched = config
+        .routes
+        .lookup(&canon, req.method())
+        .ok_or(GatewayError::NoRoute)?;
+    tracing::Span::current().record("route", matched.route.name.as_str());
+    // 4. authenticate
+    let creds = credentials::extract(req.headers(), &config.cookies);
+    let auth = authenticate(config, &gw.store, &creds, ctx.now).await;
+    // 5. authorize
+    let (permit, identity, set_cookies) = match (public(&matched), auth) {
+        (Some(permit), Ok(a)) => (permit, Some(a.identity), a.set_cookies),
+        (Some(permit), Err(_)) => (permit, None, Vec::new()),
+        (None, Ok(a)) => {
+            tracing::Span::current().record("user", a.identity.user());
+            let permit = authorize(&matched, &a.identity)?;
+            (permit, Some(a.identity), a.set_cookies)
+        }
+        (None, Err(unauth)) => {
+            return Err(unauthenticated(config, &canon, req.method(), req.headers(), unauth))
+        }
+    };
+    // 6. forward
+    let mut response = forward::forward(
+        &gw.client,
+        config,
+        matched.route,
+        permit,
+        identity.as_ref(),
+        &canon,
+        req,
+        &ctx.origin(),
+    )
+    .await?;
+    for cookie in set_cookies {
+        response.headers_mut().append(SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+/// The login URL for a browser, with the original path as `rd`.
+pub fn login_url(config: &Config, rd: &str) -> String {
+    let base = config.public_origin.as_deref().unwrap_or("");
+    let rd: String = form_urlencoded::byte_serialize(rd.as_bytes()).collect();
+    format!("{base}{}/login?rd={rd}", config.auth_prefix)
+}
+
+pub fn unauthenticated(
+    config: &Config,
+    canon: &CanonicalRequest,
+    method: &Method,
+    headers: &HeaderMap,
+    unauth: Unauthenticated,
+) -> GatewayError {
+    if let Some(e) = unauth.store_error {
+        return GatewayError::Store(e);
+    }
+    GatewayError::Unauthenticated {
+        failure: unauth.failure,
+        login: is_navigation(method, headers).then(|| login_url(config, &canon.path_and_query())),
+        clear_cookies: unauth.clear_cookies,
+    }
+}
+
+/// The single exit: error → response, then one log line.
+fn finish(
+    config: &Config,
+    ctx: &RequestCtx,
+    method: &Method,
+    result: Result<Response<Body>, GatewayError>,
+    started: Instant,
+    span: &tracing::Span,
+) -> Response<Body> {
+    let _entered = span.enter();
+    let (mut response, error) = match result {
+        Ok(r) => (r, None),
+        Err(e) => {
+            let blame = e.blame();
+            let message = e.to_string();
+            (e.into_response(config), Some((blame, message)))
+        }
+    };
+    if let Ok(v) = http::HeaderValue::from_str(&ctx.request_id) {
+        response.headers_mut().insert(&X_REQUEST_ID, v);
+    }
+    let status = response.status().as_u16();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    match error {
+        None => tracing::info!(status, latency_ms, %method, "request"),
+        Some((Blame::Client, error)) => tracing::info!(status, latency_ms, %method, error, "request"),
+        Some((Blame::Upstream, error)) => tracing::warn!(status, latency_ms, %method, error, "request"),
+        Some((Blame::Gateway, error)) => tracing::error!(status, latency_ms, %method, error, "request"),
+    }
+    response
+}

@@ -1,0 +1,151 @@
+//! The `gatehouse` command (SPEC §2): run | check | hash-password | gen-key.
+//! Exit codes: 0 ok, 1 invalid config or input, 2 usage error.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use gatehouse::authenticate::{keygen, tokens, users};
+use gatehouse::config::{self, Config};
+
+#[derive(Parser)]
+#[command(name = "gatehouse", version, about = "A reverse-proxy authentication gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Config file (default ./gateway.yaml, or $GATEHOUSE_CONFIG).
+    #[arg(long, global = true, env = "GATEHOUSE_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (the default).
+    Run,
+    /// Validate the config and print a summary.
+    Check,
+    /// Read a password from stdin and print its argon2id PHC hash.
+    HashPassword,
+    /// Print a new PEM private key for signing tokens.
+    GenKey {
+        #[arg(long, value_parser = ["EdDSA", "ES256", "RS256"])]
+        alg: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    gatehouse::install_crypto_providers();
+    let path = cli.config.unwrap_or_else(|| PathBuf::from("gateway.yaml"));
+    let result = match cli.command.unwrap_or(Command::Run) {
+        Command::Run => run(&path),
+        Command::Check => check(&path),
+        Command::HashPassword => hash_password(),
+        Command::GenKey { alg } => gen_key(&alg),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn load(path: &std::path::Path) -> anyhow::Result<Config> {
+    Ok(config::load(path, config::process_env)?)
+}
+
+fn check(path: &std::path::Path) -> anyhow::Result<()> {
+    let c = load(path)?;
+    println!("{}: configuration is valid", path.display());
+    match c.listen {
+        Some(addr) => println!("listeners: http://{addr}"),
+        None => println!("listeners: none"),
+    }
+    println!("auth prefix: {}", c.auth_prefix);
+    println!("tokens: {:?}, access {}s, refresh {}s, session {}s", c.tokens.keys.algorithm(), c.tokens.access_ttl, c.tokens.refresh_ttl, c.tokens.session_max_age);
+    println!("users: {}", c.users.len());
+    println!("routes: {}", c.routes.routes().len());
+    for r in c.routes.routes() {
+        let host = match &r.host {
+            gatehouse::route::HostPattern::Any => "*".to_string(),
+            gatehouse::route::HostPattern::Exact(h) => h.clone(),
+            gatehouse::route::HostPattern::Wildcard(s) => format!("*{s}"),
+        };
+        println!(
+            "  {} {}{} -> {}://{}{} ({} public prefixes, {} rules)",
+            r.name, host, r.prefix, r.upstream.scheme, r.upstream.authority, r.upstream.base_path,
+            r.public.len(), r.rules.len()
+        );
+    }
+    for w in &c.warnings {
+        println!("warning: {w}");
+    }
+    Ok(())
+}
+
+fn run(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = load(path)?;
+    gatehouse::telemetry::init(&config.logging);
+    for w in &config.warnings {
+        tracing::warn!(warning = %w, "config warning");
+    }
+    let listen = config
+        .listen
+        .ok_or_else(|| anyhow::anyhow!("server.listen is required"))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+        tracing::info!(%listen, routes = config.routes.routes().len(), "gatehouse listening");
+        let gw = gatehouse::Gateway::new(config);
+        gatehouse::serve(listener, gw, shutdown_signal()).await?;
+        tracing::info!("gatehouse stopped");
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down");
+}
+
+fn hash_password() -> anyhow::Result<()> {
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ")?;
+        let again = rpassword::prompt_password("Again: ")?;
+        if first != again {
+            anyhow::bail!("the passwords do not match");
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    };
+    if password.is_empty() {
+        anyhow::bail!("the password is empty");
+    }
+    let hash = users::hash_password(password.as_bytes())
+        .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))?;
+    println!("{hash}");
+    Ok(())
+}
+
+fn gen_key(alg: &str) -> anyhow::Result<()> {
+    let alg = tokens::parse_algorithm(alg)?;
+    let pem = keygen::generate(alg)?;
+    std::io::stdout().write_all(pem.as_bytes())?;
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! Sessions, refresh-token records and revocations (SPEC §4, §8). The store deals in ids,
+//! token hashes and `now` (Unix seconds), never in HTTP types, so one test suite runs on
+//! every backend.
+//!
+//! Guarantees every backend keeps:
+//! - a refresh token is stored only as its SHA-256 hash;
+//! - rotation is atomic per token: one presented token has at most one successor;
+//! - a used token presented within `reuse_grace` of its rotation yields the session and no
+//!   successor; presented later, the whole session is revoked;
+//! - [`Store::is_revoked`] answers from process memory, with no I/O, for every request.
+//!
+//! Never imports `endpoints` or `forward`.
+
+mod memory;
+
+pub use memory::MemoryStore;
+
+/// SHA-256 of a refresh token.
+pub type TokenHash = [u8; 32];
+
+pub fn hash_token(token: &str) -> TokenHash {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub sid: String,
+    /// Canonical username.
+    pub user: String,
+    pub created_at: u64,
+    /// Absolute end: `created_at + session_max_age`.
+    pub expires_at: u64,
+    pub last_refresh: u64,
+    /// Idle end: the current refresh token's expiry.
+    pub idle_expires_at: u64,
+    pub client_ip: String,
+    pub user_agent: String,
+    /// Hash of the user's password hash at login: a changed password ends the session.
+    pub credential_fingerprint: String,
+}
+
+/// The lifetimes a rotation needs.
+#[derive(Debug, Clone, Copy)]
+pub struct RotationPolicy {
+    pub refresh_ttl: u64,
+    pub reuse_grace: u64,
+    /// How long a revocation is remembered: the longest an access token issued before it
+    /// can still pass its `exp` check (`access_ttl + leeway`).
+    pub revocation_ttl: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RotateOutcome {
+    /// The presented token is now used; `new_hash` is its one successor.
+    Rotated(SessionRecord),
+    /// The token was rotated less than `reuse_grace` ago (parallel tabs, concurrent
+    /// requests): the session is fine, but no successor is created.
+    WithinGrace(SessionRecord),
+    /// A used token came back after the grace window: theft. The session is revoked.
+    ReuseDetected { sid: String, user: String },
+    /// Unknown, expired, or its session is gone or revoked.
+    Invalid,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the session store is unreachable")]
+    Unavailable,
+}
+
+/// The configured backend. An enum rather than a trait object: the set of backends is
+/// closed, and every call is statically dispatched.
+pub enum Store {
+    Memory(MemoryStore),
+}
+
+impl Store {
+    pub async fn create_session(
+        &self,
+        session: SessionRecord,
+        refresh: TokenHash,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(m) => {
+                m.create_session(session, refresh);
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn rotate(
+        &self,
+        presented: &TokenHash,
+        successor: TokenHash,
+        now: u64,
+        policy: RotationPolicy,
+    ) -> Result<RotateOutcome, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.rotate(presented, successor, now, policy)),
+        }
+    }
+
+    pub async fn session(&self, sid: &str) -> Result<Option<SessionRecord>, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.session(sid)),
+        }
+    }
+
+    /// The session a refresh token (used or not) belongs to, if it is still live.
+    pub async fn session_of_refresh(
+        &self,
+        token: &TokenHash,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.session_of_refresh(token)),
+        }
+    }
+
+    pub async fn sessions_of(&self, user: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.sessions_of(user)),
+        }
+    }
+
+    /// Ends one session at once. Returns whether it was live.
+    pub async fn revoke_session(
+        &self,
+        sid: &str,
+        now: u64,
+        revocation_ttl: u64,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.revoke_session(sid, now, revocation_ttl)),
+        }
+    }
+
+    /// Ends every session of a user. Returns the ids revoked.
+    pub async fn revoke_user(
+        &self,
+        user: &str,
+        now: u64,
+        revocation_ttl: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.revoke_user(user, now, revocation_ttl)),
+        }
+    }
+
+    /// The hot-path check: in memory, no I/O.
+    pub fn is_revoked(&self, sid: &str) -> bool {
+        match self {
+            Store::Memory(m) => m.is_revoked(sid),
+        }
+    }
+
+    /// Drops expired sessions, refresh records and revocations.
+    pub fn sweep(&self, now: u64) {
+        match self {
+            Store::Memory(m) => m.sweep(now),
+        }
+    }
+
+    pub fn counts(&self) -> StoreCounts {
+        match self {
+            Store::Memory(m) => m.counts(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreCounts {
+    pub sessions: usize,
+    pub refresh_tokens: usize,
+    pub revocations: usize,
+}
+
+#[cfg(test)]
+mod tests;

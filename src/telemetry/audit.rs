@@ -1,0 +1,32 @@
+//! Audit events (SPEC §9), one function per event, all on target `audit`. Fields are user
+//! names, session ids, IPs and reasons: never secrets.
+
+use tracing::{info, warn};
+
+pub fn login_succeeded(user: &str, sid: &str, ip: &str) {
+    info!(target: "audit", event = "login_succeeded", user, session = sid, client.ip = ip, "login succeeded");
+}
+
+pub fn login_failed(user: &str, ip: &str, reason: &'static str) {
+    warn!(target: "audit", event = "login_failed", user, client.ip = ip, reason, "login failed");
+}
+
+pub fn login_locked(user: &str, ip: &str, retry_after: u64) {
+    warn!(target: "audit", event = "login_locked", user, client.ip = ip, retry_after, "login locked");
+}
+
+pub fn refresh_rotated(user: &str, sid: &str, within_grace: bool) {
+    info!(target: "audit", event = "refresh_rotated", user, session = sid, within_grace, "refresh token rotated");
+}
+
+pub fn refresh_reuse_detected(user: &str, sid: &str) {
+    warn!(target: "audit", event = "refresh_reuse_detected", user, session = sid, "a used refresh token was presented again; session revoked");
+}
+
+pub fn logout(user: &str, sid: &str, all: bool) {
+    info!(target: "audit", event = "logout", user, session = sid, all, "logout");
+}
+
+pub fn sessions_revoked(user: &str, sids: &[String], reason: &'static str) {
+    info!(target: "audit", event = "sessions_revoked", user, count = sids.len(), reason, "sessions revoked");
+}
