@@ -176,7 +176,10 @@ impl GatewayError {
 /// RFC 6750 §3: tells an expired token from an invalid one.
 fn www_authenticate(failure: &AuthFailure) -> HeaderValue {
     let value = match failure {
-        AuthFailure::Missing => "Bearer realm=\"gatehouse\"",
+        // SPEC §7 asks for `error` on every 401, so API clients branch on one field.
+        AuthFailure::Missing => {
+            "Bearer realm=\"gatehouse\", error=\"invalid_token\", error_description=\"no access token was presented\""
+        }
         f if f.is_expired() => {
             "Bearer realm=\"gatehouse\", error=\"invalid_token\", error_description=\"the access token expired\""
         }

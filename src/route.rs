@@ -194,7 +194,7 @@ mod tests {
     #[test]
     fn longest_prefix_on_a_segment_boundary_wins() {
         assert_eq!(pick("app.example.com", "/v2/x").as_deref(), Some("exact-api"));
-        assert_eq!(pick("app.example.com", "/v2").as_deref(), Some("exact"));
+        assert_eq!(pick("app.example.com", "/v2").as_deref(), Some("exact-api"));
         assert_eq!(pick("app.example.com", "/v2x").as_deref(), Some("exact"));
         assert_eq!(pick("h", "/application").as_deref(), Some("default"));
     }

@@ -1,0 +1,163 @@
+use std::path::Path;
+use std::sync::OnceLock;
+
+use super::*;
+
+fn hash() -> &'static str {
+    static H: OnceLock<String> = OnceLock::new();
+    H.get_or_init(|| crate::authenticate::users::hash_password(b"pw").unwrap())
+}
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "SECRET" => Some("0123456789abcdef0123456789abcdef".into()),
+        _ => None,
+    }
+}
+
+fn yaml(body: &str) -> String {
+    format!(
+        r#"server:
+  listen: "127.0.0.1:0"
+tokens:
+  algorithm: HS256
+  secret: "${{SECRET}}"
+users:
+  - username: alice
+    password_hash: "{}"
+    roles: [admin]
+{body}"#,
+        hash()
+    )
+}
+
+fn load(text: &str) -> Result<Config, ConfigErrors> {
+    crate::install_crypto_providers();
+    parse(text, Path::new("gateway.yaml"), env)
+}
+
+fn only_error(text: &str) -> ConfigError {
+    let errs = load(text).expect_err("config should be refused").0;
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    errs.into_iter().next().unwrap()
+}
+
+#[test]
+fn a_minimal_config_loads_with_defaults() {
+    let c = load(&yaml("routes:\n  - name: app\n    upstream: \"http://127.0.0.1:3000\"\n")).unwrap();
+    assert_eq!(c.auth_prefix, "/.gatehouse");
+    assert_eq!(c.tokens.access_ttl, 300);
+    assert_eq!(c.tokens.refresh_ttl, 7 * 86_400);
+    assert_eq!(c.cookies.access_name, "__Host-gatehouse_access");
+    assert_eq!(c.limits.max_request_header_bytes, 16 * 1024);
+    assert_eq!(c.routes.routes().len(), 1);
+    assert_eq!(c.users.len(), 1);
+}
+
+#[test]
+fn a_misspelled_key_is_named_with_its_line() {
+    let e = only_error(&yaml("routes:\n  - name: app\n    upstram: \"http://127.0.0.1:3000\"\n"));
+    assert_eq!((e.file.as_str(), e.line, e.column), ("gateway.yaml", 12, 5));
+    assert_eq!(e.key, "routes[0].upstram");
+    assert!(e.message.contains("unknown field `upstram`"), "{}", e.message);
+    let shown = e.to_string();
+    assert!(shown.starts_with("gateway.yaml:12:5: routes[0].upstram: "), "{shown}");
+}
+
+#[test]
+fn an_unset_variable_is_named() {
+    let text = yaml("").replace("${SECRET}", "${NOT_SET}");
+    let e = only_error(&text);
+    assert_eq!(e.line, 5);
+    assert_eq!(e.key, "tokens.secret");
+    assert!(e.message.contains("`NOT_SET`"), "{}", e.message);
+}
+
+#[test]
+fn bad_durations_and_sizes_point_at_the_value() {
+    let e = only_error(&yaml("").replace("algorithm: HS256", "algorithm: HS256\n  access_ttl: 5 minutes"));
+    assert_eq!((e.line, e.key.as_str()), (5, "tokens.access_ttl"));
+    let e = only_error(&yaml("").replace(
+        "  listen: \"127.0.0.1:0\"",
+        "  listen: \"127.0.0.1:0\"\n  limits:\n    max_login_body_bytes: 8 KB please",
+    ));
+    assert_eq!(e.key, "server.limits.max_login_body_bytes");
+}
+
+#[test]
+fn every_load_rule_is_enforced_and_all_errors_are_reported() {
+    let text = yaml(
+        "cookies:\n  secure: false\n  same_site: none\nroutes:\n  - name: a\n  - name: a\n    upstream: \"http://127.0.0.1:1\"\n",
+    );
+    let errs = load(&text).unwrap_err().0;
+    let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+    assert!(keys.contains(&"cookies.same_site"), "{keys:?}");
+    assert!(keys.contains(&"routes[0].upstream"), "{keys:?}");
+    assert!(keys.contains(&"routes[1].name"), "{keys:?}");
+    assert!(errs.iter().all(|e| e.line > 0), "{errs:?}");
+}
+
+#[test]
+fn short_secrets_bad_hashes_and_duplicate_users_are_refused() {
+    let e = only_error(&yaml("").replace("${SECRET}", "too-short"));
+    assert_eq!(e.key, "tokens.secret");
+    assert!(e.message.contains("32 bytes"));
+
+    let e = only_error(&yaml("").replace(hash(), "plaintext-password"));
+    assert_eq!(e.key, "users[0].password_hash");
+
+    let e = only_error(&yaml(&format!("  - username: \" ALICE \"\n    password_hash: \"{}\"\n", hash())).replace("users:\n", "users:\n"));
+    assert_eq!(e.key, "users[1].username");
+    assert!(e.message.contains("same user"), "{}", e.message);
+}
+
+#[test]
+fn key_files_must_parse_and_match_the_algorithm() {
+    let dir = std::env::temp_dir().join(format!("gatehouse-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rsa = crate::authenticate::keygen::generate(jsonwebtoken::Algorithm::RS256).unwrap();
+    std::fs::write(dir.join("rsa.pem"), rsa).unwrap();
+    let text = yaml("").replace(
+        "  algorithm: HS256\n  secret: \"${SECRET}\"",
+        "  algorithm: EdDSA\n  signing_key: rsa.pem",
+    );
+    crate::install_crypto_providers();
+    let errs = parse(&text, &dir.join("gateway.yaml"), env).unwrap_err().0;
+    assert_eq!(errs[0].key, "tokens.signing_key");
+    assert!(errs[0].message.contains("Ed25519"), "{}", errs[0].message);
+    let text = text.replace("rsa.pem", "missing.pem");
+    let errs = parse(&text, &dir.join("gateway.yaml"), env).unwrap_err().0;
+    assert!(errs[0].message.contains("cannot read"), "{}", errs[0].message);
+}
+
+#[test]
+fn unknown_roles_warn_and_unbuilt_features_refuse() {
+    let c = load(&yaml("routes:\n  - name: a\n    upstream: \"http://127.0.0.1:1\"\n    allow_roles: [ghost]\n")).unwrap();
+    assert!(c.warnings.iter().any(|w| w.contains("ghost")), "{:?}", c.warnings);
+    let e = only_error(&yaml("store:\n  backend: redis\n"));
+    assert_eq!(e.key, "store.backend");
+    assert!(e.message.contains("not supported yet"));
+}
+
+#[test]
+fn users_file_entries_join_inline_users() {
+    let dir = std::env::temp_dir().join(format!("gatehouse-users-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("users.yaml"),
+        format!("users:\n  - username: bob\n    password_hash: \"{}\"\n    typo: 1\n", hash()),
+    )
+    .unwrap();
+    crate::install_crypto_providers();
+    let text = yaml("users_file: users.yaml\n");
+    let errs = parse(&text, &dir.join("gateway.yaml"), env).unwrap_err().0;
+    assert!(errs[0].file.ends_with("users.yaml"), "{errs:?}");
+    assert_eq!((errs[0].line, errs[0].key.as_str()), (4, "users[0].typo"));
+    std::fs::write(
+        dir.join("users.yaml"),
+        format!("users:\n  - username: bob\n    password_hash: \"{}\"\n", hash()),
+    )
+    .unwrap();
+    let c = parse(&text, &dir.join("gateway.yaml"), env).unwrap();
+    assert!(c.users.get("bob").is_some() && c.users.get("alice").is_some());
+}
