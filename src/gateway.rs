@@ -60,6 +60,36 @@ impl Gateway {
         &self.store
     }
 
+    /// Swaps in a new, already validated config. Sessions of users who were removed,
+    /// disabled or whose password changed are revoked at once (SPEC §9), so their access
+    /// tokens stop working now rather than at their `exp`.
+    pub async fn apply_config(&self, new: Config) {
+        let old = self.config.load_full();
+        let now = clock::now();
+        let ttl = new.tokens.revocation_ttl().max(old.tokens.revocation_ttl());
+        let gone: Vec<String> = old
+            .users
+            .iter()
+            .filter_map(|u| {
+                let name = crate::authenticate::users::canonical_username(&u.username);
+                let still_ok = new.users.get(&name).is_some_and(|n| {
+                    !n.disabled && n.credential_fingerprint() == u.credential_fingerprint()
+                });
+                (!still_ok).then_some(name)
+            })
+            .collect();
+        self.config.store(Arc::new(new));
+        for user in gone {
+            match self.store.revoke_user(&user, now, ttl).await {
+                Ok(sids) if !sids.is_empty() => {
+                    crate::telemetry::audit::sessions_revoked(&user, &sids, "user_changed")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(user, error = %e, "revoking sessions of a changed user failed"),
+            }
+        }
+    }
+
     /// Drops expired sessions, revocations and throttle counters.
     pub fn sweep(&self) {
         let now = clock::now();
@@ -80,6 +110,7 @@ pub struct Conn {
 pub struct RequestCtx {
     pub request_id: String,
     pub client_ip: IpAddr,
+    pub peer_ip: IpAddr,
     pub peer_trusted: bool,
     pub proto: &'static str,
     pub now: u64,
@@ -89,6 +120,7 @@ impl RequestCtx {
     pub fn origin(&self) -> Origin<'_> {
         Origin {
             client_ip: self.client_ip,
+            peer_ip: self.peer_ip,
             peer_trusted: self.peer_trusted,
             proto: self.proto,
             request_id: &self.request_id,
@@ -141,6 +173,7 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, conn: Conn) -> Res
     let ctx = RequestCtx {
         request_id,
         client_ip,
+        peer_ip: conn.peer.ip(),
         peer_trusted,
         proto: if conn.tls { "https" } else { "http" },
         now: clock::now(),

@@ -81,6 +81,8 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
 #[derive(Debug, Clone)]
 pub struct Origin<'a> {
     pub client_ip: IpAddr,
+    /// The TCP peer: appended to a trusted `X-Forwarded-For` chain.
+    pub peer_ip: IpAddr,
     /// The TCP peer is in `trusted_proxies`: its forwarding headers are believed.
     pub peer_trusted: bool,
     pub proto: &'a str,
@@ -143,12 +145,13 @@ pub fn rewrite_request(
     }
     // 4. forwarding headers.
     let ip = origin.client_ip.to_string();
+    let peer = origin.peer_ip.to_string();
     let mut xff = None;
     let mut proto = None;
     let mut fhost = None;
     for (name, value) in trusted_forwarding {
         match name.as_str() {
-            "x-forwarded-for" => xff = value.to_str().ok().map(|v| format!("{v}, {ip}")),
+            "x-forwarded-for" => xff = value.to_str().ok().map(|v| format!("{v}, {peer}")),
             "x-forwarded-proto" => proto = Some(value),
             _ => fhost = Some(value),
         }
