@@ -16,7 +16,7 @@ use http::header::{AUTHORIZATION, CONNECTION, COOKIE, HOST, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::authenticate::cookies::CookiePolicy;
-use crate::authenticate::credentials::{bearer, cookie_pairs};
+use crate::authenticate::credentials::bearer;
 use crate::authenticate::Identity;
 use crate::config::{loose_header_name, IdentityHeaders};
 
@@ -131,9 +131,16 @@ pub fn rewrite_request(
     }
     // 3. our credentials.
     if headers.contains_key(COOKIE) {
-        let kept: Vec<String> = cookie_pairs(headers)
-            .filter(|(name, _)| !cookies.is_ours(name))
-            .map(|(name, value)| format!("{name}={value}"))
+        // Segments are kept verbatim: the app's own cookies pass byte for byte.
+        let kept: Vec<String> = headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .map(str::trim)
+            .filter(|seg| !seg.is_empty())
+            .filter(|seg| !cookies.is_ours(seg.split('=').next().unwrap_or("").trim()))
+            .map(str::to_string)
             .collect();
         headers.remove(COOKIE);
         if !kept.is_empty() {
