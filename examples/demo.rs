@@ -33,8 +33,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("  Gatehouse demo is running.");
         println!("  Open          http://{listen}/");
         println!("  Log in as     alice / alice-demo-password   (roles: admin, staff)");
-        println!("           or   bob / bob-demo-password       (role: staff; /admin is forbidden)");
-        println!("  Example app   http://{upstream}/ (behind the gateway; it has no login of its own)");
+        println!(
+            "           or   bob / bob-demo-password       (role: staff; /admin is forbidden)"
+        );
+        println!(
+            "  Example app   http://{upstream}/ (behind the gateway; it has no login of its own)"
+        );
         println!("  Stop with Ctrl-C.");
         println!();
         let gw = gatehouse::Gateway::new(config);

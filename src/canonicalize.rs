@@ -79,7 +79,10 @@ pub fn canonical_host(raw: &str) -> Result<String, CanonicalError> {
         if !(after.is_empty() || after.strip_prefix(':').is_some_and(is_port)) {
             return Err(CanonicalError::BadHost);
         }
-        if !inside.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.') {
+        if !inside
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+        {
             return Err(CanonicalError::BadHost);
         }
         return Ok(format!("[{}]", inside.to_ascii_lowercase()));

@@ -3,7 +3,9 @@
 //! match is exhaustive with no `_` arm, so a new error cannot silently become a 200. Clients
 //! never see internals: bodies are fixed strings.
 
-use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, LOCATION, RETRY_AFTER, SET_COOKIE, WWW_AUTHENTICATE};
+use http::header::{
+    HeaderValue, CACHE_CONTROL, CONTENT_TYPE, LOCATION, RETRY_AFTER, SET_COOKIE, WWW_AUTHENTICATE,
+};
 use http::{Response, StatusCode};
 
 use crate::authenticate::sessions::SessionError;
@@ -84,8 +86,10 @@ fn json_error(status: StatusCode, code: &str) -> Response<Body> {
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     let mut r = Response::new(full(body));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
@@ -113,11 +117,15 @@ impl GatewayError {
     pub fn into_response(self, config: &Config) -> Response<Body> {
         let mut response = match &self {
             GatewayError::BadPath(_) => text(StatusCode::BAD_REQUEST, "bad request\n"),
-            GatewayError::MalformedBody(_) => json_error(StatusCode::BAD_REQUEST, "invalid_request"),
+            GatewayError::MalformedBody(_) => {
+                json_error(StatusCode::BAD_REQUEST, "invalid_request")
+            }
             GatewayError::UnsupportedMediaType => {
                 json_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
-            GatewayError::NoRoute | GatewayError::NotFound => text(StatusCode::NOT_FOUND, "not found\n"),
+            GatewayError::NoRoute | GatewayError::NotFound => {
+                text(StatusCode::NOT_FOUND, "not found\n")
+            }
             GatewayError::MethodNotAllowed => {
                 text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
             }
@@ -153,9 +161,13 @@ impl GatewayError {
                 r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(1u64));
                 r
             }
-            GatewayError::Store(_) => json_error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+            GatewayError::Store(_) => {
+                json_error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
+            }
             GatewayError::Upstream(e) => e.response(),
-            GatewayError::Internal(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"),
+            GatewayError::Internal(_) => {
+                text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
+            }
         };
         if let GatewayError::Unauthenticated {
             clear_cookies: true,

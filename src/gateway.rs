@@ -85,7 +85,9 @@ impl Gateway {
                     crate::telemetry::audit::sessions_revoked(&user, &sids, "user_changed")
                 }
                 Ok(_) => {}
-                Err(e) => tracing::error!(user, error = %e, "revoking sessions of a changed user failed"),
+                Err(e) => {
+                    tracing::error!(user, error = %e, "revoking sessions of a changed user failed")
+                }
             }
         }
     }
@@ -187,7 +189,9 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, conn: Conn) -> Res
         user = field::Empty,
     );
     let method = req.method().clone();
-    let result = process(&gw, &config, req, &ctx).instrument(span.clone()).await;
+    let result = process(&gw, &config, req, &ctx)
+        .instrument(span.clone())
+        .await;
     finish(&config, &ctx, &method, result, started, &span)
 }
 
@@ -226,7 +230,13 @@ async fn process(
             (permit, Some(a.identity), a.set_cookies)
         }
         (None, Err(unauth)) => {
-            return Err(unauthenticated(config, &canon, req.method(), req.headers(), unauth))
+            return Err(unauthenticated(
+                config,
+                &canon,
+                req.method(),
+                req.headers(),
+                unauth,
+            ))
         }
     };
     // 6. forward
@@ -296,9 +306,15 @@ fn finish(
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     match error {
         None => tracing::info!(status, latency_ms, %method, "request"),
-        Some((Blame::Client, error)) => tracing::info!(status, latency_ms, %method, error, "request"),
-        Some((Blame::Upstream, error)) => tracing::warn!(status, latency_ms, %method, error, "request"),
-        Some((Blame::Gateway, error)) => tracing::error!(status, latency_ms, %method, error, "request"),
+        Some((Blame::Client, error)) => {
+            tracing::info!(status, latency_ms, %method, error, "request")
+        }
+        Some((Blame::Upstream, error)) => {
+            tracing::warn!(status, latency_ms, %method, error, "request")
+        }
+        Some((Blame::Gateway, error)) => {
+            tracing::error!(status, latency_ms, %method, error, "request")
+        }
     }
     response
 }

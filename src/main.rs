@@ -10,7 +10,11 @@ use gatehouse::authenticate::{keygen, tokens, users};
 use gatehouse::config::{self, Config};
 
 #[derive(Parser)]
-#[command(name = "gatehouse", version, about = "A reverse-proxy authentication gateway")]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "A reverse-proxy authentication gateway"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -65,7 +69,13 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
         None => println!("listeners: none"),
     }
     println!("auth prefix: {}", c.auth_prefix);
-    println!("tokens: {:?}, access {}s, refresh {}s, session {}s", c.tokens.keys.algorithm(), c.tokens.access_ttl, c.tokens.refresh_ttl, c.tokens.session_max_age);
+    println!(
+        "tokens: {:?}, access {}s, refresh {}s, session {}s",
+        c.tokens.keys.algorithm(),
+        c.tokens.access_ttl,
+        c.tokens.refresh_ttl,
+        c.tokens.session_max_age
+    );
     println!("users: {}", c.users.len());
     println!("routes: {}", c.routes.routes().len());
     for r in c.routes.routes() {
@@ -76,8 +86,14 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
         };
         println!(
             "  {} {}{} -> {}://{}{} ({} public prefixes, {} rules)",
-            r.name, host, r.prefix, r.upstream.scheme, r.upstream.authority, r.upstream.base_path,
-            r.public.len(), r.rules.len()
+            r.name,
+            host,
+            r.prefix,
+            r.upstream.scheme,
+            r.upstream.authority,
+            r.upstream.base_path,
+            r.public.len(),
+            r.rules.len()
         );
     }
     for w in &c.warnings {
@@ -95,7 +111,9 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let listen = config
         .listen
         .ok_or_else(|| anyhow::anyhow!("server.listen is required"))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
             .await

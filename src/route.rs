@@ -172,7 +172,11 @@ mod tests {
             route("default-app", HostPattern::Any, "/app"),
             route("wild", HostPattern::Wildcard(".example.com".into()), "/"),
             route("exact", HostPattern::Exact("app.example.com".into()), "/"),
-            route("exact-api", HostPattern::Exact("app.example.com".into()), "/v2"),
+            route(
+                "exact-api",
+                HostPattern::Exact("app.example.com".into()),
+                "/v2",
+            ),
         ])
     }
 
@@ -188,12 +192,18 @@ mod tests {
         assert_eq!(pick("APP.example.com:8080", "/x").as_deref(), Some("exact"));
         assert_eq!(pick("other.example.com", "/x").as_deref(), Some("wild"));
         assert_eq!(pick("example.com", "/x").as_deref(), Some("default"));
-        assert_eq!(pick("elsewhere.org", "/app/x").as_deref(), Some("default-app"));
+        assert_eq!(
+            pick("elsewhere.org", "/app/x").as_deref(),
+            Some("default-app")
+        );
     }
 
     #[test]
     fn longest_prefix_on_a_segment_boundary_wins() {
-        assert_eq!(pick("app.example.com", "/v2/x").as_deref(), Some("exact-api"));
+        assert_eq!(
+            pick("app.example.com", "/v2/x").as_deref(),
+            Some("exact-api")
+        );
         assert_eq!(pick("app.example.com", "/v2").as_deref(), Some("exact-api"));
         assert_eq!(pick("app.example.com", "/v2x").as_deref(), Some("exact"));
         assert_eq!(pick("h", "/application").as_deref(), Some("default"));
@@ -214,11 +224,17 @@ mod tests {
             let matched = t.lookup(&req, &m).unwrap();
             (matched.rule, matched.public)
         };
-        assert!(matches!(get("/admin/x", Method::GET).0, RuleMatch::Rule(r) if r.prefix == "/admin"));
+        assert!(
+            matches!(get("/admin/x", Method::GET).0, RuleMatch::Rule(r) if r.prefix == "/admin")
+        );
         assert_eq!(get("/admin", Method::DELETE).0, RuleMatch::MethodNotListed);
         assert_eq!(get("/admin-old", Method::GET).0, RuleMatch::None);
-        assert!(matches!(get("/api/x", Method::POST).0, RuleMatch::Rule(r) if r.allow_roles == ["writer"]));
-        assert!(matches!(get("/api/x", Method::GET).0, RuleMatch::Rule(r) if r.allow_roles.is_empty()));
+        assert!(
+            matches!(get("/api/x", Method::POST).0, RuleMatch::Rule(r) if r.allow_roles == ["writer"])
+        );
+        assert!(
+            matches!(get("/api/x", Method::GET).0, RuleMatch::Rule(r) if r.allow_roles.is_empty())
+        );
         assert!(get("/static/app.css", Method::GET).1);
         assert!(!get("/staticx", Method::GET).1);
     }

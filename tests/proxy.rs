@@ -34,17 +34,48 @@ async fn forged_identity_headers_in_every_spelling_are_replaced() {
     let (up, gw) = setup().await;
     let c = gw.client();
     c.login("bob", "bob-pw").await;
-    let spellings = ["X-Forwarded-User", "x-forwarded-user", "X_Forwarded_User", "X-FORWARDED-USER", "x_forwarded_USER"];
+    let spellings = [
+        "X-Forwarded-User",
+        "x-forwarded-user",
+        "X_Forwarded_User",
+        "X-FORWARDED-USER",
+        "x_forwarded_USER",
+    ];
     for spelling in spellings {
         let r = c
-            .get_with("/x", &[(spelling, "alice"), ("X-Forwarded-Groups", "admin"), ("x_forwarded_email", "alice@example.com")])
+            .get_with(
+                "/x",
+                &[
+                    (spelling, "alice"),
+                    ("X-Forwarded-Groups", "admin"),
+                    ("x_forwarded_email", "alice@example.com"),
+                ],
+            )
             .await;
         assert_eq!(r.status, StatusCode::OK);
         let seen = up.last();
-        assert_eq!(seen.header_all("x-forwarded-user"), vec!["bob"], "{spelling}");
-        assert_eq!(seen.header_all("x-forwarded-groups"), vec!["staff"], "{spelling}");
-        assert!(seen.header("x-forwarded-email").is_none(), "bob has no email; a forged one must not pass");
-        let loose: Vec<String> = seen.names().into_iter().filter(|n| n.replace('_', "-").starts_with("x-forwarded-user") || n.replace('_', "-") == "x-forwarded-email").collect();
+        assert_eq!(
+            seen.header_all("x-forwarded-user"),
+            vec!["bob"],
+            "{spelling}"
+        );
+        assert_eq!(
+            seen.header_all("x-forwarded-groups"),
+            vec!["staff"],
+            "{spelling}"
+        );
+        assert!(
+            seen.header("x-forwarded-email").is_none(),
+            "bob has no email; a forged one must not pass"
+        );
+        let loose: Vec<String> = seen
+            .names()
+            .into_iter()
+            .filter(|n| {
+                n.replace('_', "-").starts_with("x-forwarded-user")
+                    || n.replace('_', "-") == "x-forwarded-email"
+            })
+            .collect();
         assert_eq!(loose, vec!["x-forwarded-user"], "{spelling}: {loose:?}");
     }
     gw.stop().await;
@@ -55,11 +86,23 @@ async fn forged_identity_headers_are_stripped_on_public_paths_too() {
     let (up, gw) = setup().await;
     let r = gw
         .client()
-        .get_with("/public/logo.png", &[("X-Forwarded-User", "admin"), ("X_Forwarded_Groups", "admin")])
+        .get_with(
+            "/public/logo.png",
+            &[
+                ("X-Forwarded-User", "admin"),
+                ("X_Forwarded_Groups", "admin"),
+            ],
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK);
     let seen = up.last();
-    assert!(seen.names().iter().all(|n| !n.contains("forwarded-user") && !n.contains("forwarded_user") && !n.contains("groups")), "{:?}", seen.names());
+    assert!(
+        seen.names().iter().all(|n| !n.contains("forwarded-user")
+            && !n.contains("forwarded_user")
+            && !n.contains("groups")),
+        "{:?}",
+        seen.names()
+    );
     gw.stop().await;
 }
 
@@ -69,7 +112,14 @@ async fn connection_header_cannot_drop_identity() {
     let c = gw.client();
     c.login("alice", "alice-pw").await;
     let r = c
-        .get_with("/x", &[("connection", "close, X-Forwarded-User, X-Forwarded-Groups"), ("keep-alive", "timeout=5"), ("te", "trailers")])
+        .get_with(
+            "/x",
+            &[
+                ("connection", "close, X-Forwarded-User, X-Forwarded-Groups"),
+                ("keep-alive", "timeout=5"),
+                ("te", "trailers"),
+            ],
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK);
     let seen = up.last();
@@ -77,7 +127,10 @@ async fn connection_header_cannot_drop_identity() {
     assert_eq!(seen.header("x-forwarded-groups"), Some("admin,staff"));
     assert!(seen.header("te").is_none() && seen.header("keep-alive").is_none());
     let conn = seen.header("connection").unwrap_or("");
-    assert!(!conn.to_ascii_lowercase().contains("forwarded"), "connection: {conn}");
+    assert!(
+        !conn.to_ascii_lowercase().contains("forwarded"),
+        "connection: {conn}"
+    );
     gw.stop().await;
 }
 
@@ -108,9 +161,14 @@ async fn an_apps_own_authorization_header_passes_when_the_cookie_authenticates()
     let (up, gw) = setup().await;
     let c = gw.client();
     c.login("bob", "bob-pw").await;
-    let r = c.get_with("/x", &[("authorization", "Basic YXBwOmtleQ==")]).await;
+    let r = c
+        .get_with("/x", &[("authorization", "Basic YXBwOmtleQ==")])
+        .await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(up.last().header("authorization"), Some("Basic YXBwOmtleQ=="));
+    assert_eq!(
+        up.last().header("authorization"),
+        Some("Basic YXBwOmtleQ==")
+    );
     gw.stop().await;
 }
 
@@ -119,24 +177,50 @@ async fn forwarding_headers_are_ours_unless_the_peer_is_trusted() {
     let (up, gw) = setup().await;
     let c = gw.client();
     c.login("bob", "bob-pw").await;
-    c.get_with("/x", &[("x-forwarded-for", "6.6.6.6"), ("x-forwarded-proto", "https"), ("x-forwarded-host", "evil.example"), ("x_forwarded_for", "7.7.7.7"), ("forwarded", "for=6.6.6.6")])
-        .await;
+    c.get_with(
+        "/x",
+        &[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil.example"),
+            ("x_forwarded_for", "7.7.7.7"),
+            ("forwarded", "for=6.6.6.6"),
+        ],
+    )
+    .await;
     let seen = up.last();
     assert_eq!(seen.header_all("x-forwarded-for"), vec!["127.0.0.1"]);
     assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
-    assert_eq!(seen.header("x-forwarded-host"), Some(gw.addr.to_string().as_str()));
+    assert_eq!(
+        seen.header("x-forwarded-host"),
+        Some(gw.addr.to_string().as_str())
+    );
     assert!(seen.header("forwarded").is_none() && seen.header("x_forwarded_for").is_none());
     assert!(seen.header("x-request-id").is_some_and(|id| id.len() >= 12));
     gw.stop().await;
 
     let up = Upstream::start().await;
-    let yaml = base_yaml(&up.url(), default_routes()).replace("server:\n", "server:\n  trusted_proxies: [\"127.0.0.0/8\"]\n");
+    let yaml = base_yaml(&up.url(), default_routes()).replace(
+        "server:\n",
+        "server:\n  trusted_proxies: [\"127.0.0.0/8\"]\n",
+    );
     let gw = TestGateway::start(&yaml).await;
     let c = gw.client();
     c.login("bob", "bob-pw").await;
-    c.get_with("/x", &[("x-forwarded-for", "203.0.113.7"), ("x-forwarded-proto", "https"), ("x-request-id", "abc-123")]).await;
+    c.get_with(
+        "/x",
+        &[
+            ("x-forwarded-for", "203.0.113.7"),
+            ("x-forwarded-proto", "https"),
+            ("x-request-id", "abc-123"),
+        ],
+    )
+    .await;
     let seen = up.last();
-    assert_eq!(seen.header("x-forwarded-for"), Some("203.0.113.7, 127.0.0.1"));
+    assert_eq!(
+        seen.header("x-forwarded-for"),
+        Some("203.0.113.7, 127.0.0.1")
+    );
     assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
     assert_eq!(seen.header("x-request-id"), Some("abc-123"));
     gw.stop().await;
@@ -148,14 +232,31 @@ async fn unauthenticated_browsers_are_redirected_and_api_clients_get_401() {
     let c = gw.client();
     let r = c.navigate("/reports/q3?year=2026").await;
     assert_eq!(r.status, StatusCode::FOUND);
-    assert_eq!(r.header("location"), Some("/.gatehouse/login?rd=%2Freports%2Fq3%3Fyear%3D2026"));
+    assert_eq!(
+        r.header("location"),
+        Some("/.gatehouse/login?rd=%2Freports%2Fq3%3Fyear%3D2026")
+    );
     let r = c.get("/api/items").await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(r.json()["error"], "unauthorized");
     let www = r.header("www-authenticate").unwrap();
-    assert!(www.starts_with("Bearer realm=\"gatehouse\", error=\"invalid_token\""), "{www}");
-    let r = c.send(Request::post("/form").header("accept", "text/html").body(Full::default()).unwrap()).await;
-    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "a POST is not a navigation");
+    assert!(
+        www.starts_with("Bearer realm=\"gatehouse\", error=\"invalid_token\""),
+        "{www}"
+    );
+    let r = c
+        .send(
+            Request::post("/form")
+                .header("accept", "text/html")
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "a POST is not a navigation"
+    );
     assert_eq!(up.count(), 0, "the upstream must see nothing");
     gw.stop().await;
 }
@@ -168,9 +269,18 @@ async fn public_paths_are_served_without_login_but_only_on_segment_boundaries() 
     assert_eq!(c.get("/favicon.ico").await.status, StatusCode::OK);
     assert_eq!(up.count(), 2);
     assert_eq!(c.get("/publicity").await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(c.get("/favicon.ico.bak").await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(c.get("/public/../admin").await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(c.get("/public/%2e%2e/admin").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        c.get("/favicon.ico.bak").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        c.get("/public/../admin").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        c.get("/public/%2e%2e/admin").await.status,
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(up.count(), 2, "nothing protected reached the upstream");
     gw.stop().await;
 }
@@ -180,7 +290,16 @@ async fn role_rules_apply_to_the_canonical_path_that_is_forwarded() {
     let (up, gw) = setup().await;
     let bob = gw.client();
     bob.login("bob", "bob-pw").await;
-    for path in ["/admin", "/admin/users", "/public/../admin", "/public/%2e%2e/admin", "//admin", "/x/./../admin/", "/%61dmin", "/admin;jsessionid=1"] {
+    for path in [
+        "/admin",
+        "/admin/users",
+        "/public/../admin",
+        "/public/%2e%2e/admin",
+        "//admin",
+        "/x/./../admin/",
+        "/%61dmin",
+        "/admin;jsessionid=1",
+    ] {
         let r = bob.get(path).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{path}");
     }
@@ -190,8 +309,15 @@ async fn role_rules_apply_to_the_canonical_path_that_is_forwarded() {
 
     let alice = gw.client();
     alice.login("alice", "alice-pw").await;
-    assert_eq!(alice.get("/public/%2e%2e/admin").await.status, StatusCode::OK);
-    assert_eq!(up.last().uri, "/admin", "the canonical path is what is forwarded");
+    assert_eq!(
+        alice.get("/public/%2e%2e/admin").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        up.last().uri,
+        "/admin",
+        "the canonical path is what is forwarded"
+    );
     assert_eq!(alice.get("//admin//x").await.status, StatusCode::OK);
     assert_eq!(up.last().uri, "/admin/x");
     gw.stop().await;
@@ -202,13 +328,24 @@ async fn dangerous_paths_are_400_and_never_forwarded() {
     let (up, gw) = setup().await;
     let c = gw.client();
     c.login("alice", "alice-pw").await;
-    for path in ["/a%2Fb", "/a%2fb", "/a%5Cb", "/a%00b", "/a%23b", "/..", "/a/../../b", "/%2e%2e/x", "/a%zz"] {
+    for path in [
+        "/a%2Fb",
+        "/a%2fb",
+        "/a%5Cb",
+        "/a%00b",
+        "/a%23b",
+        "/..",
+        "/a/../../b",
+        "/%2e%2e/x",
+        "/a%zz",
+    ] {
         let r = c.get(path).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}");
     }
     // Backslashes do not survive a well-behaved client: send raw bytes.
     let cookie = format!("gatehouse_access={}", c.cookie("gatehouse_access").unwrap());
-    let req = format!("GET /a\\b HTTP/1.1\r\nhost: x\r\ncookie: {cookie}\r\nconnection: close\r\n\r\n");
+    let req =
+        format!("GET /a\\b HTTP/1.1\r\nhost: x\r\ncookie: {cookie}\r\nconnection: close\r\n\r\n");
     assert_eq!(raw_status(&raw(gw.addr, req.as_bytes()).await), 400);
     assert_eq!(up.count(), 0);
     gw.stop().await;
@@ -266,8 +403,13 @@ async fn routes_pick_exact_host_then_wildcard_then_default_and_longest_prefix() 
     let host = |h: &'static str| [("host", h)];
     c.get_with("/x", &host("App.Example.com:8443")).await;
     assert_eq!((a.count(), a.last().uri.as_str()), (1, "/x"));
-    c.get_with("/api/items?id=1", &host("app.example.com.")).await;
-    assert_eq!(b.last().uri, "/v1/items?id=1", "strip_prefix under the upstream path");
+    c.get_with("/api/items?id=1", &host("app.example.com."))
+        .await;
+    assert_eq!(
+        b.last().uri,
+        "/v1/items?id=1",
+        "strip_prefix under the upstream path"
+    );
     c.get_with("/apix", &host("app.example.com")).await;
     assert_eq!(a.count(), 2, "/apix is not under /api");
     c.get_with("/y", &host("other.example.com")).await;
@@ -276,7 +418,10 @@ async fn routes_pick_exact_host_then_wildcard_then_default_and_longest_prefix() 
     assert_eq!(d.last().uri, "/z");
     gw.stop().await;
 
-    let only = format!("routes:\n  - name: only\n    host: a.test\n    upstream: \"{}\"\n", a.url());
+    let only = format!(
+        "routes:\n  - name: only\n    host: a.test\n    upstream: \"{}\"\n",
+        a.url()
+    );
     let gw = TestGateway::start(&base_yaml("unused", &only)).await;
     let r = gw.client().get_with("/", &host("b.test")).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
@@ -288,12 +433,19 @@ async fn preserve_host_decides_the_host_the_upstream_sees() {
     let up = Upstream::start().await;
     let routes = "routes:\n  - name: a\n    upstream: \"UPSTREAM\"\n    public: [\"/\"]\n    preserve_host: false\n";
     let gw = TestGateway::start(&base_yaml(&up.url(), routes)).await;
-    gw.client().get_with("/", &[("host", "app.example.com")]).await;
+    gw.client()
+        .get_with("/", &[("host", "app.example.com")])
+        .await;
     assert_eq!(up.last().header("host"), Some(up.addr.to_string().as_str()));
-    assert_eq!(up.last().header("x-forwarded-host"), Some("app.example.com"));
+    assert_eq!(
+        up.last().header("x-forwarded-host"),
+        Some("app.example.com")
+    );
     gw.stop().await;
     let gw = TestGateway::start(&base_yaml(&up.url(), &routes.replace("false", "true"))).await;
-    gw.client().get_with("/", &[("host", "app.example.com")]).await;
+    gw.client()
+        .get_with("/", &[("host", "app.example.com")])
+        .await;
     assert_eq!(up.last().header("host"), Some("app.example.com"));
     gw.stop().await;
 }
@@ -305,7 +457,13 @@ async fn bodies_stream_both_ways() {
     c.login("alice", "alice-pw").await;
     let big = "x".repeat(3 * 1024 * 1024);
     let r = c
-        .send(Request::builder().method(Method::POST).uri("/echo-body").body(Full::new(bytes::Bytes::from(big.clone()))).unwrap())
+        .send(
+            Request::builder()
+                .method(Method::POST)
+                .uri("/echo-body")
+                .body(Full::new(bytes::Bytes::from(big.clone())))
+                .unwrap(),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body.len(), big.len());
@@ -315,12 +473,17 @@ async fn bodies_stream_both_ways() {
     let cookie = format!("gatehouse_access={}", c.cookie("gatehouse_access").unwrap());
     let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    s.write_all(format!("GET /stream HTTP/1.1\r\nhost: x\r\ncookie: {cookie}\r\n\r\n").as_bytes()).await.unwrap();
+    s.write_all(format!("GET /stream HTTP/1.1\r\nhost: x\r\ncookie: {cookie}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
     let started = std::time::Instant::now();
     let mut buf = vec![0u8; 4096];
     let mut got = String::new();
     while !got.contains("first;") {
-        let n = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf)).await.unwrap().unwrap();
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
         assert!(n > 0);
         got.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
@@ -338,7 +501,10 @@ async fn upstream_failures_are_502_and_504_and_the_gateway_keeps_serving() {
     let routes = format!(
         "routes:\n  - name: dead\n    path_prefix: /dead\n    upstream: \"http://{dead_addr}\"\n    public: [\"/\"]\n  - name: live\n    upstream: \"UPSTREAM\"\n    public: [\"/\"]\n"
     );
-    let yaml = base_yaml(&up.url(), &routes).replace("server:\n", "server:\n  limits:\n    upstream_response_timeout: 1s\n");
+    let yaml = base_yaml(&up.url(), &routes).replace(
+        "server:\n",
+        "server:\n  limits:\n    upstream_response_timeout: 1s\n",
+    );
     let gw = TestGateway::start(&yaml).await;
     let c = gw.client();
     let r = c.get("/dead/x").await;

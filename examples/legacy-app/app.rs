@@ -21,15 +21,30 @@ fn header<'a>(req: &'a Request<Incoming>, name: &str) -> &'a str {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn page(req: &Request<Incoming>, title: &str) -> String {
     let user = escape(header(req, "x-forwarded-user"));
-    let rows: String = ["x-forwarded-user", "x-forwarded-email", "x-forwarded-groups", "x-forwarded-for", "x-request-id", "cookie"]
-        .iter()
-        .map(|h| format!("<tr><th>{h}</th><td><code>{}</code></td></tr>", escape(header(req, h))))
-        .collect();
+    let rows: String = [
+        "x-forwarded-user",
+        "x-forwarded-email",
+        "x-forwarded-groups",
+        "x-forwarded-for",
+        "x-request-id",
+        "cookie",
+    ]
+    .iter()
+    .map(|h| {
+        format!(
+            "<tr><th>{h}</th><td><code>{}</code></td></tr>",
+            escape(header(req, h))
+        )
+    })
+    .collect();
     format!(
         r#"<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
 <link rel="stylesheet" href="/static/style.css"></head><body>

@@ -102,7 +102,13 @@ mod tests {
         let v = p.access("tok", 300);
         let s = v.to_str().unwrap();
         assert!(s.starts_with("__Host-a=tok"), "{s}");
-        for attr in ["HttpOnly", "Secure", "Path=/", "SameSite=Lax", "Max-Age=300"] {
+        for attr in [
+            "HttpOnly",
+            "Secure",
+            "Path=/",
+            "SameSite=Lax",
+            "Max-Age=300",
+        ] {
             assert!(s.contains(attr), "{attr} missing in {s}");
         }
         assert!(!s.contains("Domain"));
@@ -115,14 +121,22 @@ mod tests {
         assert!(!p.access("t", 1).to_str().unwrap().contains("Secure"));
         let p = CookiePolicy::new("a", "r", true, SameSite::Lax, Some("example.com".into()));
         assert_eq!(p.refresh_name, "r");
-        assert!(p.refresh("t", 1).to_str().unwrap().contains("Domain=example.com"));
+        assert!(p
+            .refresh("t", 1)
+            .to_str()
+            .unwrap()
+            .contains("Domain=example.com"));
     }
 
     #[test]
     fn clearing_sets_max_age_zero_on_both() {
         let p = CookiePolicy::new("a", "r", false, SameSite::Lax, None);
         let [a, r] = p.clear();
-        assert!(a.to_str().unwrap().starts_with("a=;") && a.to_str().unwrap().contains("Max-Age=0"));
-        assert!(r.to_str().unwrap().starts_with("r=;") && r.to_str().unwrap().contains("Max-Age=0"));
+        assert!(
+            a.to_str().unwrap().starts_with("a=;") && a.to_str().unwrap().contains("Max-Age=0")
+        );
+        assert!(
+            r.to_str().unwrap().starts_with("r=;") && r.to_str().unwrap().contains("Max-Age=0")
+        );
     }
 }

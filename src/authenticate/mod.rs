@@ -155,7 +155,9 @@ pub async fn authenticate(
     };
     match refresh_with_audit(config, store, refresh_token, now).await {
         Ok(issued) => {
-            let mut set_cookies = vec![config.cookies.access(&issued.access_token, issued.access_max_age)];
+            let mut set_cookies = vec![config
+                .cookies
+                .access(&issued.access_token, issued.access_max_age)];
             if let Some((token, age)) = &issued.refresh {
                 set_cookies.push(config.cookies.refresh(token, *age));
             }

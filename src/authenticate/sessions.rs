@@ -158,7 +158,13 @@ pub async fn login(
         .create_session(session.clone(), hash_token(&refresh))
         .await?;
     let refresh_age = idle_expires_at - now;
-    Ok(issue(settings, &session, user, Some((refresh, refresh_age)), now)?)
+    Ok(issue(
+        settings,
+        &session,
+        user,
+        Some((refresh, refresh_age)),
+        now,
+    )?)
 }
 
 /// Rotates a refresh token (SPEC §4) and issues new tokens for the current user record.

@@ -338,10 +338,9 @@ impl KeySet {
         if header.alg != self.alg {
             return Err(TokenError::WrongAlgorithm);
         }
-        let typ_ok = header
-            .typ
-            .as_deref()
-            .is_some_and(|t| t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || t.eq_ignore_ascii_case("application/at+jwt"));
+        let typ_ok = header.typ.as_deref().is_some_and(|t| {
+            t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || t.eq_ignore_ascii_case("application/at+jwt")
+        });
         if !typ_ok {
             return Err(TokenError::WrongType);
         }
@@ -356,13 +355,14 @@ impl KeySet {
         validation.validate_nbf = false;
         validation.validate_aud = false;
         validation.required_spec_claims.clear();
-        let data = jsonwebtoken::decode::<WireClaims>(token, &key.key, &validation).map_err(
-            |err| match err.kind() {
-                jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenError::BadSignature,
-                jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => TokenError::WrongAlgorithm,
-                _ => TokenError::Malformed,
-            },
-        )?;
+        let data =
+            jsonwebtoken::decode::<WireClaims>(token, &key.key, &validation).map_err(|err| {
+                match err.kind() {
+                    jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenError::BadSignature,
+                    jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => TokenError::WrongAlgorithm,
+                    _ => TokenError::Malformed,
+                }
+            })?;
         let c = data.claims;
         if c.iss != expect.issuer {
             return Err(TokenError::WrongIssuer);

@@ -72,7 +72,9 @@ pub fn hash_password(password: &[u8]) -> Result<String, argon2::password_hash::E
     let mut salt = [0u8; 16];
     getrandom::fill(&mut salt).map_err(|_| argon2::password_hash::Error::Crypto)?;
     let salt = SaltString::encode_b64(&salt)?;
-    Ok(Argon2::default().hash_password(password, &salt)?.to_string())
+    Ok(Argon2::default()
+        .hash_password(password, &salt)?
+        .to_string())
 }
 
 impl Users {
@@ -191,7 +193,10 @@ mod tests {
     async fn verify_accepts_the_right_password_only() {
         let hash: Arc<str> = hash_password(b"correct horse").unwrap().into();
         let hasher = Hasher::new(1);
-        assert!(hasher.verify(hash.clone(), "correct horse".into()).await.unwrap());
+        assert!(hasher
+            .verify(hash.clone(), "correct horse".into())
+            .await
+            .unwrap());
         assert!(!hasher.verify(hash, "wrong".into()).await.unwrap());
     }
 

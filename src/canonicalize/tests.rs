@@ -55,8 +55,14 @@ fn canonicalization_is_idempotent_on_samples() {
 
 #[test]
 fn hosts_lose_case_port_and_trailing_dot() {
-    assert_eq!(canonical_host("App.Example.COM:8443").as_deref(), Ok("app.example.com"));
-    assert_eq!(canonical_host("app.example.com.").as_deref(), Ok("app.example.com"));
+    assert_eq!(
+        canonical_host("App.Example.COM:8443").as_deref(),
+        Ok("app.example.com")
+    );
+    assert_eq!(
+        canonical_host("app.example.com.").as_deref(),
+        Ok("app.example.com")
+    );
     assert_eq!(canonical_host("[::1]:80").as_deref(), Ok("[::1]"));
     assert_eq!(canonical_host("").as_deref(), Ok(""));
     assert!(canonical_host("evil.com/x").is_err());

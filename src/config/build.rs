@@ -87,10 +87,7 @@ pub fn build(
     lookup: impl Fn(&str) -> Option<String> + Clone + 'static,
 ) -> Result<Config, ConfigErrors> {
     let name = source.display().to_string();
-    let base = source
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    let base = source.parent().map(Path::to_path_buf).unwrap_or_default();
     let parsed: Result<file::File, _> =
         with_lookup(lookup.clone(), || serde_saphyr::from_str(text));
     let f = parsed.map_err(|e| ConfigErrors(vec![parse_error(&name, text, &e)]))?;
@@ -111,7 +108,10 @@ pub fn build(
                 ctx.err(
                     l.referenced,
                     "server.listen",
-                    format!("`{}` is not an address; write e.g. \"127.0.0.1:8080\"", &*l.value),
+                    format!(
+                        "`{}` is not an address; write e.g. \"127.0.0.1:8080\"",
+                        &*l.value
+                    ),
                 )
             })
             .ok()
@@ -166,7 +166,8 @@ pub fn build(
         .collect();
     let l = &f.server.limits;
     let limits = Limits {
-        max_request_header_bytes: usize::try_from(l.max_request_header_bytes.0).unwrap_or(usize::MAX),
+        max_request_header_bytes: usize::try_from(l.max_request_header_bytes.0)
+            .unwrap_or(usize::MAX),
         header_read_timeout: l.header_read_timeout.0,
         idle_timeout: l.idle_timeout.0,
         max_connections: l.max_connections.max(1),
@@ -185,7 +186,11 @@ pub fn build(
 
     if let Some(admin) = &f.admin {
         if admin.value.token.as_ref().is_none_or(|t| t.is_empty()) {
-            ctx.err(admin.referenced, "admin.token", "is required when admin is set");
+            ctx.err(
+                admin.referenced,
+                "admin.token",
+                "is required when admin is set",
+            );
         }
         ctx.not_yet(admin.referenced, "admin");
     }
@@ -230,15 +235,24 @@ pub fn build(
         .collect();
     let routes = build_routes(&mut ctx, &f.routes, &known_roles, &mut warnings);
     if f.routes.is_empty() {
-        warnings.push("no routes are configured: every request outside the auth prefix is 404".into());
+        warnings
+            .push("no routes are configured: every request outside the auth prefix is 404".into());
     }
 
     let login = &f.login;
     if login.max_failures == 0 {
-        ctx.err(Location::UNKNOWN, "login.max_failures", "must be at least 1");
+        ctx.err(
+            Location::UNKNOWN,
+            "login.max_failures",
+            "must be at least 1",
+        );
     }
     if login.max_concurrent_hashes == 0 {
-        ctx.err(Location::UNKNOWN, "login.max_concurrent_hashes", "must be at least 1");
+        ctx.err(
+            Location::UNKNOWN,
+            "login.max_concurrent_hashes",
+            "must be at least 1",
+        );
     }
 
     let identity = build_identity(&mut ctx, &f.identity_headers);
@@ -258,7 +272,8 @@ pub fn build(
     }
     if let Some(r) = &f.store.redis {
         if &*backend.value != "redis" {
-            warnings.push("store.redis is set but store.backend is not redis; it is ignored".into());
+            warnings
+                .push("store.redis is set but store.backend is not redis; it is ignored".into());
         }
         let _ = r;
     }
@@ -282,7 +297,10 @@ pub fn build(
             ctx.err(
                 level.referenced,
                 "logging.level",
-                format!("`{}` is not a log level or filter (e.g. info, debug, gatehouse=debug)", &*level.value),
+                format!(
+                    "`{}` is not a log level or filter (e.g. info, debug, gatehouse=debug)",
+                    &*level.value
+                ),
             );
         }
         Logging {
@@ -306,7 +324,10 @@ pub fn build(
         }]));
     };
     if !cookies.secure {
-        warnings.push("cookies.secure is false: cookies travel over plain HTTP; use only for development".into());
+        warnings.push(
+            "cookies.secure is false: cookies travel over plain HTTP; use only for development"
+                .into(),
+        );
     }
     Ok(Config {
         source: source.to_path_buf(),
@@ -344,7 +365,10 @@ fn origin_of(ctx: &mut Ctx<'_>, u: &S<Text>) -> Option<String> {
         ctx.err(
             u.referenced,
             "server.public_url",
-            format!("`{}` is not an absolute http(s) URL like \"https://app.example.com\"", &*u.value),
+            format!(
+                "`{}` is not an absolute http(s) URL like \"https://app.example.com\"",
+                &*u.value
+            ),
         );
     }
     ok
@@ -372,14 +396,26 @@ fn build_tokens(ctx: &mut Ctx<'_>, t: &file::Tokens, base: &Path) -> Option<Toke
         }
     }
     if t.issuer.is_empty() || t.audience.is_empty() {
-        ctx.err(Location::UNKNOWN, "tokens.issuer", "issuer and audience must not be empty");
+        ctx.err(
+            Location::UNKNOWN,
+            "tokens.issuer",
+            "issuer and audience must not be empty",
+        );
     }
     let keys = if is_symmetric(alg) {
         if let Some(k) = &t.signing_key {
-            ctx.err(k.referenced, "tokens.signing_key", format!("is for asymmetric algorithms; {alg:?} uses tokens.secret"));
+            ctx.err(
+                k.referenced,
+                "tokens.signing_key",
+                format!("is for asymmetric algorithms; {alg:?} uses tokens.secret"),
+            );
         }
         if let Some(k) = t.verify_keys.first() {
-            ctx.err(k.referenced, "tokens.verify_keys", format!("are for asymmetric algorithms; {alg:?} uses tokens.secret"));
+            ctx.err(
+                k.referenced,
+                "tokens.verify_keys",
+                format!("are for asymmetric algorithms; {alg:?} uses tokens.secret"),
+            );
         }
         match &t.secret {
             None => {
@@ -392,16 +428,32 @@ fn build_tokens(ctx: &mut Ctx<'_>, t: &file::Tokens, base: &Path) -> Option<Toke
         }
     } else {
         if let Some(s) = &t.secret {
-            ctx.err(s.referenced, "tokens.secret", format!("is for HS* algorithms; {alg:?} uses tokens.signing_key"));
+            ctx.err(
+                s.referenced,
+                "tokens.secret",
+                format!("is for HS* algorithms; {alg:?} uses tokens.signing_key"),
+            );
         }
         let read = |ctx: &mut Ctx<'_>, p: &S<Text>, key: &str| {
             let path = resolve(base, &p.value);
             std::fs::read(&path)
-                .map_err(|e| ctx.err(p.referenced, key, format!("cannot read `{}`: {e}", path.display())))
+                .map_err(|e| {
+                    ctx.err(
+                        p.referenced,
+                        key,
+                        format!("cannot read `{}`: {e}", path.display()),
+                    )
+                })
                 .ok()
         };
         let Some(signing) = &t.signing_key else {
-            ctx.err(Location::UNKNOWN, "tokens.signing_key", format!("is required for {alg:?}; create one with `gatehouse gen-key --alg {alg:?}`"));
+            ctx.err(
+                Location::UNKNOWN,
+                "tokens.signing_key",
+                format!(
+                    "is required for {alg:?}; create one with `gatehouse gen-key --alg {alg:?}`"
+                ),
+            );
             return None;
         };
         let signing_pem = read(ctx, signing, "tokens.signing_key")?;
@@ -418,7 +470,10 @@ fn build_tokens(ctx: &mut Ctx<'_>, t: &file::Tokens, base: &Path) -> Option<Toke
                     (signing.referenced, "tokens.signing_key".to_string())
                 } else {
                     (
-                        t.verify_keys.first().map(|v| v.referenced).unwrap_or(Location::UNKNOWN),
+                        t.verify_keys
+                            .first()
+                            .map(|v| v.referenced)
+                            .unwrap_or(Location::UNKNOWN),
                         "tokens.verify_keys".to_string(),
                     )
                 };
@@ -441,25 +496,48 @@ fn build_tokens(ctx: &mut Ctx<'_>, t: &file::Tokens, base: &Path) -> Option<Toke
 
 fn is_token(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-fn build_cookies(ctx: &mut Ctx<'_>, c: &file::Cookies, _warnings: &mut Vec<String>) -> Option<CookiePolicy> {
+fn build_cookies(
+    ctx: &mut Ctx<'_>,
+    c: &file::Cookies,
+    _warnings: &mut Vec<String>,
+) -> Option<CookiePolicy> {
     let mut ok = true;
-    for (n, key) in [(&c.access_name, "cookies.access_name"), (&c.refresh_name, "cookies.refresh_name")] {
+    for (n, key) in [
+        (&c.access_name, "cookies.access_name"),
+        (&c.refresh_name, "cookies.refresh_name"),
+    ] {
         if !is_token(&n.value) || n.value.starts_with("__") {
-            ctx.err(n.referenced, key, format!("`{}` is not a cookie name (letters, digits, `-`, `_`; no leading `__`)", &*n.value));
+            ctx.err(
+                n.referenced,
+                key,
+                format!(
+                    "`{}` is not a cookie name (letters, digits, `-`, `_`; no leading `__`)",
+                    &*n.value
+                ),
+            );
             ok = false;
         }
     }
     if *c.access_name.value == *c.refresh_name.value {
-        ctx.err(c.refresh_name.referenced, "cookies.refresh_name", "must differ from cookies.access_name");
+        ctx.err(
+            c.refresh_name.referenced,
+            "cookies.refresh_name",
+            "must differ from cookies.access_name",
+        );
         ok = false;
     }
     let same_site = parse_same_site(&c.same_site.value);
     match same_site {
         None => {
-            ctx.err(c.same_site.referenced, "cookies.same_site", format!("`{}` is not strict, lax or none", &*c.same_site.value));
+            ctx.err(
+                c.same_site.referenced,
+                "cookies.same_site",
+                format!("`{}` is not strict, lax or none", &*c.same_site.value),
+            );
             ok = false;
         }
         Some(cookie::SameSite::None) if !c.secure => {
@@ -473,14 +551,24 @@ fn build_cookies(ctx: &mut Ctx<'_>, c: &file::Cookies, _warnings: &mut Vec<Strin
         match canonical_host(v) {
             Ok(h) if !h.is_empty() => Some(h),
             _ => {
-                ctx.err(d.referenced, "cookies.domain", format!("`{}` is not a domain", &*d.value));
+                ctx.err(
+                    d.referenced,
+                    "cookies.domain",
+                    format!("`{}` is not a domain", &*d.value),
+                );
                 None
             }
         }
     });
     let same_site = same_site?;
     ok.then(|| {
-        CookiePolicy::new(&c.access_name.value, &c.refresh_name.value, c.secure, same_site, domain)
+        CookiePolicy::new(
+            &c.access_name.value,
+            &c.refresh_name.value,
+            c.secure,
+            same_site,
+            domain,
+        )
     })
 }
 
@@ -496,7 +584,11 @@ fn collect_users(
         let name = u.value.username.value.0.clone();
         let canonical = canonical_username(&name);
         if canonical.is_empty() || canonical.contains(char::is_control) {
-            ctx.err(u.value.username.referenced, &format!("{u_key}.username"), "must not be empty");
+            ctx.err(
+                u.value.username.referenced,
+                &format!("{u_key}.username"),
+                "must not be empty",
+            );
             continue;
         }
         let here = format!("{}:{}", ctx.file, u.value.username.referenced.line());
@@ -534,7 +626,11 @@ fn prefix(ctx: &mut Ctx<'_>, p: &S<Text>, key: &str) -> Option<String> {
             Some(trimmed.to_string())
         }
         Err(e) => {
-            ctx.err(p.referenced, key, format!("`{}` is not a path prefix: {e}", &*p.value));
+            ctx.err(
+                p.referenced,
+                key,
+                format!("`{}` is not a path prefix: {e}", &*p.value),
+            );
             None
         }
     }
@@ -543,13 +639,24 @@ fn prefix(ctx: &mut Ctx<'_>, p: &S<Text>, key: &str) -> Option<String> {
 fn upstream(ctx: &mut Ctx<'_>, u: &S<Text>, key: &str) -> Option<Upstream> {
     let parsed: Option<http::Uri> = u.value.parse().ok();
     let Some(uri) = parsed.filter(|uri| uri.authority().is_some() && uri.query().is_none()) else {
-        ctx.err(u.referenced, key, format!("`{}` is not a URL like \"http://127.0.0.1:3000\"", &*u.value));
+        ctx.err(
+            u.referenced,
+            key,
+            format!(
+                "`{}` is not a URL like \"http://127.0.0.1:3000\"",
+                &*u.value
+            ),
+        );
         return None;
     };
     match uri.scheme_str() {
         Some("http") => {}
         Some("https") => {
-            ctx.err(u.referenced, key, "https upstreams are not supported yet; use http to a local upstream");
+            ctx.err(
+                u.referenced,
+                key,
+                "https upstreams are not supported yet; use http to a local upstream",
+            );
             return None;
         }
         _ => {
@@ -569,7 +676,12 @@ fn upstream(ctx: &mut Ctx<'_>, u: &S<Text>, key: &str) -> Option<Upstream> {
     })
 }
 
-fn roles(list: &[S<Text>], key: &str, known: &HashSet<&str>, warnings: &mut Vec<String>) -> Vec<String> {
+fn roles(
+    list: &[S<Text>],
+    key: &str,
+    known: &HashSet<&str>,
+    warnings: &mut Vec<String>,
+) -> Vec<String> {
     list.iter()
         .map(|r| {
             if !known.contains(r.value.0.as_str()) {
@@ -594,7 +706,11 @@ fn build_routes(
         if r.name.value.is_empty() {
             ctx.err(r.name.referenced, &format!("{k}.name"), "must not be empty");
         } else if !names.insert(r.name.value.0.clone()) {
-            ctx.err(r.name.referenced, &format!("{k}.name"), format!("`{}` is already the name of another route", &*r.name.value));
+            ctx.err(
+                r.name.referenced,
+                &format!("{k}.name"),
+                format!("`{}` is already the name of another route", &*r.name.value),
+            );
         }
         let host = match &r.host {
             None => Some(HostPattern::Any),
@@ -611,7 +727,11 @@ fn build_routes(
                         HostPattern::Exact(c)
                     }),
                     _ => {
-                        ctx.err(h.referenced, &format!("{k}.host"), format!("`{v}` is not a host name or `*.domain` wildcard"));
+                        ctx.err(
+                            h.referenced,
+                            &format!("{k}.host"),
+                            format!("`{v}` is not a host name or `*.domain` wildcard"),
+                        );
                         None
                     }
                 }
@@ -621,7 +741,11 @@ fn build_routes(
         let up = match &r.upstream {
             Some(u) => upstream(ctx, u, &format!("{k}.upstream")),
             None => {
-                ctx.err(r.name.referenced, &format!("{k}.upstream"), "is required: every route needs an upstream URL");
+                ctx.err(
+                    r.name.referenced,
+                    &format!("{k}.upstream"),
+                    "is required: every route needs an upstream URL",
+                );
                 None
             }
         };
@@ -641,19 +765,33 @@ fn build_routes(
                     .filter_map(|m| {
                         let upper = m.value.to_ascii_uppercase();
                         Method::from_bytes(upper.as_bytes())
-                            .map_err(|_| ctx.err(m.referenced, &format!("{rk}.methods"), format!("`{}` is not an HTTP method", &*m.value)))
+                            .map_err(|_| {
+                                ctx.err(
+                                    m.referenced,
+                                    &format!("{rk}.methods"),
+                                    format!("`{}` is not an HTTP method", &*m.value),
+                                )
+                            })
                             .ok()
                     })
                     .collect::<Vec<_>>()
             });
             if let Some(rp) = rp {
-                if public.iter().any(|p| crate::canonicalize::under_prefix(&rp, p) || crate::canonicalize::under_prefix(p, &rp)) {
+                if public.iter().any(|p| {
+                    crate::canonicalize::under_prefix(&rp, p)
+                        || crate::canonicalize::under_prefix(p, &rp)
+                }) {
                     warnings.push(format!("{rk}: `{rp}` overlaps a public path of the route; public paths are served without login and rules do not apply to them"));
                 }
                 rules.push(Rule {
                     prefix: rp,
                     methods,
-                    allow_roles: roles(&rule.allow_roles, &format!("{rk}.allow_roles"), known, warnings),
+                    allow_roles: roles(
+                        &rule.allow_roles,
+                        &format!("{rk}.allow_roles"),
+                        known,
+                        warnings,
+                    ),
                 });
             }
         }
@@ -679,7 +817,13 @@ fn build_routes(
 fn build_identity(ctx: &mut Ctx<'_>, h: &file::IdentityHeaders) -> Option<IdentityHeaders> {
     let mut header = |s: &S<Text>, key: &str| {
         HeaderName::from_bytes(s.value.as_bytes())
-            .map_err(|_| ctx.err(s.referenced, key, format!("`{}` is not a header name", &*s.value)))
+            .map_err(|_| {
+                ctx.err(
+                    s.referenced,
+                    key,
+                    format!("`{}` is not a header name", &*s.value),
+                )
+            })
             .ok()
     };
     let user = header(&h.user, "identity_headers.user");

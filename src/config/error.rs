@@ -19,7 +19,11 @@ impl fmt::Display for ConfigError {
         match (self.line, self.key.is_empty()) {
             (0, true) => write!(f, "{}: {}", self.file, self.message),
             (0, false) => write!(f, "{}: {}: {}", self.file, self.key, self.message),
-            (_, true) => write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message),
+            (_, true) => write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file, self.line, self.column, self.message
+            ),
             (_, false) => write!(
                 f,
                 "{}:{}:{}: {}: {}",
@@ -73,11 +77,13 @@ pub fn key_path_at(text: &str, line: u64) -> String {
         if rest.is_empty() || rest.starts_with('#') {
             continue;
         }
-        while let Some(after) = rest.strip_prefix('-').filter(|a| a.is_empty() || a.starts_with(' ')) {
-            while stack
-                .last()
-                .is_some_and(|e| e.indent > indent || (e.indent == indent && matches!(e.seg, Seg::Item(_))))
-            {
+        while let Some(after) = rest
+            .strip_prefix('-')
+            .filter(|a| a.is_empty() || a.starts_with(' '))
+        {
+            while stack.last().is_some_and(|e| {
+                e.indent > indent || (e.indent == indent && matches!(e.seg, Seg::Item(_)))
+            }) {
                 stack.pop();
             }
             let index = match stack.last_mut() {

@@ -13,8 +13,10 @@ use serde::Deserialize;
 /// Resolves an environment variable by name.
 pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
+type BoxedLookup = Box<dyn Fn(&str) -> Option<String>>;
+
 thread_local! {
-    static LOOKUP: RefCell<Option<Box<dyn Fn(&str) -> Option<String>>>> = const { RefCell::new(None) };
+    static LOOKUP: RefCell<Option<BoxedLookup>> = const { RefCell::new(None) };
 }
 
 /// Runs `parse` with `lookup` resolving `${VAR}` in every [`Text`] it deserializes.
@@ -43,17 +45,15 @@ pub fn expand(input: &str, lookup: Lookup<'_>) -> Result<String, String> {
                 .find('}')
                 .ok_or_else(|| format!("`${{` without a closing `}}` in `{input}`"))?;
             let name = &body[..end];
-            let valid = !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_');
+            let valid =
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid {
                 return Err(format!(
                     "`${{{name}}}` is not a variable name (letters, digits and `_`)"
                 ));
             }
-            let value = lookup(name)
-                .ok_or_else(|| format!("environment variable `{name}` is not set"))?;
+            let value =
+                lookup(name).ok_or_else(|| format!("environment variable `{name}` is not set"))?;
             out.push_str(&value);
             rest = &body[end + 1..];
         } else {

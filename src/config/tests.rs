@@ -44,7 +44,10 @@ fn only_error(text: &str) -> ConfigError {
 
 #[test]
 fn a_minimal_config_loads_with_defaults() {
-    let c = load(&yaml("routes:\n  - name: app\n    upstream: \"http://127.0.0.1:3000\"\n")).unwrap();
+    let c = load(&yaml(
+        "routes:\n  - name: app\n    upstream: \"http://127.0.0.1:3000\"\n",
+    ))
+    .unwrap();
     assert_eq!(c.auth_prefix, "/.gatehouse");
     assert_eq!(c.tokens.access_ttl, 300);
     assert_eq!(c.tokens.refresh_ttl, 7 * 86_400);
@@ -56,12 +59,21 @@ fn a_minimal_config_loads_with_defaults() {
 
 #[test]
 fn a_misspelled_key_is_named_with_its_line() {
-    let e = only_error(&yaml("routes:\n  - name: app\n    upstram: \"http://127.0.0.1:3000\"\n"));
+    let e = only_error(&yaml(
+        "routes:\n  - name: app\n    upstram: \"http://127.0.0.1:3000\"\n",
+    ));
     assert_eq!((e.file.as_str(), e.line, e.column), ("gateway.yaml", 12, 5));
     assert_eq!(e.key, "routes[0].upstram");
-    assert!(e.message.contains("unknown field `upstram`"), "{}", e.message);
+    assert!(
+        e.message.contains("unknown field `upstram`"),
+        "{}",
+        e.message
+    );
     let shown = e.to_string();
-    assert!(shown.starts_with("gateway.yaml:12:5: routes[0].upstram: "), "{shown}");
+    assert!(
+        shown.starts_with("gateway.yaml:12:5: routes[0].upstram: "),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -75,7 +87,10 @@ fn an_unset_variable_is_named() {
 
 #[test]
 fn bad_durations_and_sizes_point_at_the_value() {
-    let e = only_error(&yaml("").replace("algorithm: HS256", "algorithm: HS256\n  access_ttl: 5 minutes"));
+    let e = only_error(&yaml("").replace(
+        "algorithm: HS256",
+        "algorithm: HS256\n  access_ttl: 5 minutes",
+    ));
     assert_eq!((e.line, e.key.as_str()), (5, "tokens.access_ttl"));
     let e = only_error(&yaml("").replace(
         "  listen: \"127.0.0.1:0\"",
@@ -106,7 +121,10 @@ fn short_secrets_bad_hashes_and_duplicate_users_are_refused() {
     let e = only_error(&yaml("").replace(hash(), "plaintext-password"));
     assert_eq!(e.key, "users[0].password_hash");
 
-    let e = only_error(&yaml(&format!("  - username: \" ALICE \"\n    password_hash: \"{}\"\n", hash())).replace("users:\n", "users:\n"));
+    let e = only_error(&yaml(&format!(
+        "  - username: \" ALICE \"\n    password_hash: \"{}\"\n",
+        hash()
+    )));
     assert_eq!(e.key, "users[1].username");
     assert!(e.message.contains("same user"), "{}", e.message);
 }
@@ -127,13 +145,24 @@ fn key_files_must_parse_and_match_the_algorithm() {
     assert!(errs[0].message.contains("Ed25519"), "{}", errs[0].message);
     let text = text.replace("rsa.pem", "missing.pem");
     let errs = parse(&text, &dir.join("gateway.yaml"), env).unwrap_err().0;
-    assert!(errs[0].message.contains("cannot read"), "{}", errs[0].message);
+    assert!(
+        errs[0].message.contains("cannot read"),
+        "{}",
+        errs[0].message
+    );
 }
 
 #[test]
 fn unknown_roles_warn_and_unbuilt_features_refuse() {
-    let c = load(&yaml("routes:\n  - name: a\n    upstream: \"http://127.0.0.1:1\"\n    allow_roles: [ghost]\n")).unwrap();
-    assert!(c.warnings.iter().any(|w| w.contains("ghost")), "{:?}", c.warnings);
+    let c = load(&yaml(
+        "routes:\n  - name: a\n    upstream: \"http://127.0.0.1:1\"\n    allow_roles: [ghost]\n",
+    ))
+    .unwrap();
+    assert!(
+        c.warnings.iter().any(|w| w.contains("ghost")),
+        "{:?}",
+        c.warnings
+    );
     let e = only_error(&yaml("store:\n  backend: redis\n"));
     assert_eq!(e.key, "store.backend");
     assert!(e.message.contains("not supported yet"));
@@ -145,7 +174,10 @@ fn users_file_entries_join_inline_users() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
         dir.join("users.yaml"),
-        format!("users:\n  - username: bob\n    password_hash: \"{}\"\n    typo: 1\n", hash()),
+        format!(
+            "users:\n  - username: bob\n    password_hash: \"{}\"\n    typo: 1\n",
+            hash()
+        ),
     )
     .unwrap();
     crate::install_crypto_providers();
@@ -155,7 +187,10 @@ fn users_file_entries_join_inline_users() {
     assert_eq!((errs[0].line, errs[0].key.as_str()), (4, "users[0].typo"));
     std::fs::write(
         dir.join("users.yaml"),
-        format!("users:\n  - username: bob\n    password_hash: \"{}\"\n", hash()),
+        format!(
+            "users:\n  - username: bob\n    password_hash: \"{}\"\n",
+            hash()
+        ),
     )
     .unwrap();
     let c = parse(&text, &dir.join("gateway.yaml"), env).unwrap();

@@ -22,9 +22,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .find(|c: char| !c.is_ascii_digit())
         .ok_or_else(|| format!("`{text}` has no unit; write e.g. `30s`, `5m`, `12h` or `7d`"))?;
     let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration; write e.g. `30s`, `5m`, `12h` or `7d`"))?;
+    let n: u64 = number.parse().map_err(|_| {
+        format!("`{text}` is not a duration; write e.g. `30s`, `5m`, `12h` or `7d`")
+    })?;
     let seconds = match unit {
         "ms" => return Ok(Duration::from_millis(n)),
         "s" => 1,

@@ -40,7 +40,12 @@ fn escape(s: &str) -> String {
 
 fn page_html(action: &str, rd: &str, username: &str, error: Option<&str>) -> String {
     let error = error
-        .map(|e| format!("<p class=\"error\" role=\"alert\" id=\"error\">{}</p>", escape(e)))
+        .map(|e| {
+            format!(
+                "<p class=\"error\" role=\"alert\" id=\"error\">{}</p>",
+                escape(e)
+            )
+        })
         .unwrap_or_default();
     format!(
         r#"<!doctype html>
@@ -85,15 +90,27 @@ fn html(status: StatusCode, body: String) -> Response<Body> {
     let mut r = Response::new(full(body));
     *r.status_mut() = status;
     let h = r.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
     // The page needs nothing from anywhere: no scripts, no frames, forms only to us.
     h.insert(
         http::header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
     );
-    h.insert(http::header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(http::header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        http::header::X_FRAME_OPTIONS,
+        HeaderValue::from_static("DENY"),
+    );
+    h.insert(
+        http::header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     r
 }
 
@@ -167,7 +184,9 @@ fn parse_attempt(headers: &HeaderMap, body: &[u8]) -> Result<Attempt, GatewayErr
                     rd: safe_return(rd.as_deref()),
                     kind: BodyKind::Form,
                 }),
-                _ => Err(GatewayError::MalformedBody("username and password are required")),
+                _ => Err(GatewayError::MalformedBody(
+                    "username and password are required",
+                )),
             }
         }
         None => Err(GatewayError::UnsupportedMediaType),
@@ -194,13 +213,20 @@ pub async fn submit(
         });
     }
 
-    let user = config.users.get(&canonical).filter(|u| !u.disabled).cloned();
+    let user = config
+        .users
+        .get(&canonical)
+        .filter(|u| !u.disabled)
+        .cloned();
     // Unknown and disabled users are verified against the dummy hash: same cost, same answer.
     let hash: Arc<str> = match &user {
         Some(u) => u.password_hash.as_str().into(),
         None => config.users.dummy_hash(),
     };
-    let verified = gw.hasher.verify(hash, std::mem::take(&mut attempt.password)).await?;
+    let verified = gw
+        .hasher
+        .verify(hash, std::mem::take(&mut attempt.password))
+        .await?;
     let user = match (verified, user) {
         (true, Some(user)) => user,
         (_, user) => {
@@ -210,7 +236,10 @@ pub async fn submit(
                 (None, None) => "unknown_user",
             };
             audit::login_failed(&canonical, &ip, reason);
-            if let Some(locked) = gw.throttle.record_failure(&canonical, ctx.client_ip, ctx.now, config.throttle) {
+            if let Some(locked) =
+                gw.throttle
+                    .record_failure(&canonical, ctx.client_ip, ctx.now, config.throttle)
+            {
                 audit::login_locked(&canonical, &ip, locked.retry_after);
             }
             return Ok(failure(config, &attempt));
@@ -241,7 +270,8 @@ pub async fn submit(
         BodyKind::Form => {
             let mut r = Response::new(crate::body::empty());
             *r.status_mut() = StatusCode::SEE_OTHER;
-            let location = HeaderValue::from_str(&attempt.rd).unwrap_or(HeaderValue::from_static("/"));
+            let location =
+                HeaderValue::from_str(&attempt.rd).unwrap_or(HeaderValue::from_static("/"));
             r.headers_mut().insert(LOCATION, location);
             r
         }
@@ -266,7 +296,9 @@ pub fn token_body(issued: &sessions::Issued) -> serde_json::Value {
 pub fn set_token_cookies(config: &Config, r: &mut Response<Body>, issued: &sessions::Issued) {
     r.headers_mut().append(
         SET_COOKIE,
-        config.cookies.access(&issued.access_token, issued.access_max_age),
+        config
+            .cookies
+            .access(&issued.access_token, issued.access_max_age),
     );
     if let Some((refresh, age)) = &issued.refresh {
         r.headers_mut()

@@ -38,8 +38,16 @@ pub async fn logout(
     let all = param(canon, "all").is_some_and(|v| v == "true" || v == "1");
     let creds = extract(req.headers(), &config.cookies);
     let access = creds.bearer.iter().chain(creds.access_cookie.iter());
-    let session = match identify_any(&config.tokens, &gw.store, access.map(String::as_str), ctx.now) {
-        Ok(identity) => Some((canonical_username(identity.user()), identity.sid().to_string())),
+    let session = match identify_any(
+        &config.tokens,
+        &gw.store,
+        access.map(String::as_str),
+        ctx.now,
+    ) {
+        Ok(identity) => Some((
+            canonical_username(identity.user()),
+            identity.sid().to_string(),
+        )),
         Err(_) => match &creds.refresh_cookie {
             Some(token) => gw
                 .store
@@ -74,7 +82,9 @@ pub async fn logout(
     for c in config.cookies.clear() {
         r.headers_mut().append(SET_COOKIE, c);
     }
-    r.headers_mut()
-        .insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
     Ok(r)
 }

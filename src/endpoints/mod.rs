@@ -34,8 +34,12 @@ pub async fn serve(
         ("/login", Method::GET | Method::HEAD) => login::page(config, &req, canon, ctx),
         ("/login", Method::POST) => login::submit(gw, config, req, ctx).await,
         ("/refresh", Method::POST) => refresh::refresh(gw, config, req, ctx).await,
-        ("/logout", Method::GET | Method::POST) => logout::logout(gw, config, req, canon, ctx).await,
-        ("/userinfo", Method::GET | Method::HEAD) => userinfo::userinfo(gw, config, &req, canon, ctx).await,
+        ("/logout", Method::GET | Method::POST) => {
+            logout::logout(gw, config, req, canon, ctx).await
+        }
+        ("/userinfo", Method::GET | Method::HEAD) => {
+            userinfo::userinfo(gw, config, &req, canon, ctx).await
+        }
         ("/jwks.json", Method::GET | Method::HEAD) => jwks::jwks(config),
         ("/healthz", Method::GET | Method::HEAD) => Ok(text(StatusCode::OK, "ok\n")),
         ("/login" | "/refresh" | "/logout" | "/userinfo" | "/jwks.json" | "/healthz", _) => {
@@ -48,8 +52,10 @@ pub async fn serve(
 pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     let mut r = Response::new(full(body));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
@@ -83,7 +89,11 @@ fn own_origin(config: &Config, headers: &HeaderMap, ctx: &RequestCtx) -> Option<
 
 /// CSRF defence for state-changing endpoints (SPEC §6): refuse when the browser says the
 /// request is cross-site, or when `Origin` is present and not ours (including `null`).
-pub fn refuse_cross_site(config: &Config, headers: &HeaderMap, ctx: &RequestCtx) -> Result<(), GatewayError> {
+pub fn refuse_cross_site(
+    config: &Config,
+    headers: &HeaderMap,
+    ctx: &RequestCtx,
+) -> Result<(), GatewayError> {
     if headers
         .get("sec-fetch-site")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"))
@@ -92,7 +102,10 @@ pub fn refuse_cross_site(config: &Config, headers: &HeaderMap, ctx: &RequestCtx)
     }
     if let Some(origin) = headers.get(http::header::ORIGIN) {
         let ours = own_origin(config, headers, ctx);
-        let theirs = origin.to_str().ok().map(|o| o.trim_end_matches('/').to_ascii_lowercase());
+        let theirs = origin
+            .to_str()
+            .ok()
+            .map(|o| o.trim_end_matches('/').to_ascii_lowercase());
         if ours.is_none() || theirs != ours {
             return Err(GatewayError::CrossSite);
         }
@@ -112,7 +125,10 @@ pub async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Ga
     }
     match Limited::new(req.into_body(), limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
             Err(GatewayError::PayloadTooLarge)
         }
         Err(_) => Err(GatewayError::MalformedBody("the body could not be read")),

@@ -49,7 +49,9 @@ fn is_local_path(s: &str) -> bool {
     if matches!(chars.next(), Some('/') | Some('\\')) {
         return false;
     }
-    if s.chars().any(|c| c.is_control() || c.is_whitespace() || c == '\\') {
+    if s.chars()
+        .any(|c| c.is_control() || c.is_whitespace() || c == '\\')
+    {
         return false;
     }
     true
@@ -82,7 +84,13 @@ mod tests {
 
     #[test]
     fn local_paths_pass_through() {
-        for ok in ["/", "/app", "/app/x?y=1&z=%2F", "/search?q=a:b", "/go?to=https://x"] {
+        for ok in [
+            "/",
+            "/app",
+            "/app/x?y=1&z=%2F",
+            "/search?q=a:b",
+            "/go?to=https://x",
+        ] {
             assert_eq!(safe_return(Some(ok)), ok, "{ok}");
         }
         assert_eq!(safe_return(None), "/");

@@ -49,9 +49,11 @@ pub async fn refresh(
         }
         Err(RefreshError::Store(e)) => Err(GatewayError::Store(e)),
         Err(RefreshError::Sign(e)) => Err(GatewayError::Internal(Box::new(e))),
-        Err(RefreshError::Invalid | RefreshError::ReuseDetected { .. } | RefreshError::UserChanged { .. }) => {
-            Ok(invalid(config))
-        }
+        Err(
+            RefreshError::Invalid
+            | RefreshError::ReuseDetected { .. }
+            | RefreshError::UserChanged { .. },
+        ) => Ok(invalid(config)),
     }
 }
 

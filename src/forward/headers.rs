@@ -93,9 +93,9 @@ fn is_our_bearer(headers: &HeaderMap) -> bool {
     // Any JWT claiming to be an access token is ours to consume, valid or not.
     bearer(headers).is_some_and(|token| {
         jsonwebtoken::decode_header(token).is_ok_and(|h| {
-            h.typ
-                .as_deref()
-                .is_some_and(|t| t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt"))
+            h.typ.as_deref().is_some_and(|t| {
+                t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
+            })
         })
     })
 }
@@ -166,7 +166,13 @@ pub fn rewrite_request(
     headers.insert(&X_FORWARDED_FOR, HeaderValue::from_str(&xff.unwrap_or(ip))?);
     headers.insert(
         &X_FORWARDED_PROTO,
-        proto.unwrap_or_else(|| HeaderValue::from_static(if origin.proto == "https" { "https" } else { "http" })),
+        proto.unwrap_or_else(|| {
+            HeaderValue::from_static(if origin.proto == "https" {
+                "https"
+            } else {
+                "http"
+            })
+        }),
     );
     if let Some(host) = fhost.or_else(|| headers.get(HOST).cloned()) {
         headers.insert(&X_FORWARDED_HOST, host);
@@ -174,9 +180,15 @@ pub fn rewrite_request(
     headers.insert(&X_REQUEST_ID, HeaderValue::from_str(origin.request_id)?);
     // 5. identity.
     if let Some(id) = identity {
-        headers.insert(&identity_names.user, HeaderValue::from_bytes(id.user().as_bytes())?);
+        headers.insert(
+            &identity_names.user,
+            HeaderValue::from_bytes(id.user().as_bytes())?,
+        );
         if let Some(email) = id.email() {
-            headers.insert(&identity_names.email, HeaderValue::from_bytes(email.as_bytes())?);
+            headers.insert(
+                &identity_names.email,
+                HeaderValue::from_bytes(email.as_bytes())?,
+            );
         }
         headers.insert(
             &identity_names.roles,
@@ -191,6 +203,7 @@ pub fn incoming_request_id(headers: &HeaderMap) -> Option<String> {
     let v = headers.get(&X_REQUEST_ID)?.to_str().ok()?;
     (!v.is_empty()
         && v.len() <= 128
-        && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)))
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)))
     .then(|| v.to_string())
 }

@@ -54,16 +54,22 @@ pub async fn forward(
     origin: &Origin<'_>,
 ) -> Result<Response<Body>, GatewayError> {
     let upgrade = remove_hop_by_hop(req.headers_mut()).filter(|_| route.websocket);
-    let original_host = req
-        .headers()
-        .get(HOST)
-        .cloned()
-        .or_else(|| req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    let original_host = req.headers().get(HOST).cloned().or_else(|| {
+        req.uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
     if let Some(host) = &original_host {
         req.headers_mut().insert(HOST, host.clone());
     }
-    rewrite_request(req.headers_mut(), &config.identity, &config.cookies, origin, identity)
-        .map_err(|e| GatewayError::Internal(Box::new(e)))?;
+    rewrite_request(
+        req.headers_mut(),
+        &config.identity,
+        &config.cookies,
+        origin,
+        identity,
+    )
+    .map_err(|e| GatewayError::Internal(Box::new(e)))?;
     if !route.preserve_host {
         let authority = HeaderValue::from_str(route.upstream.authority.as_str())
             .map_err(|e| GatewayError::Internal(Box::new(e)))?;
@@ -80,7 +86,8 @@ pub async fn forward(
 
     let client_upgrade = match &upgrade {
         Some(value) => {
-            req.headers_mut().insert(CONNECTION, HeaderValue::from_static("upgrade"));
+            req.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("upgrade"));
             req.headers_mut().insert(UPGRADE, value.clone());
             Some(hyper::upgrade::on(&mut req))
         }
@@ -100,7 +107,9 @@ pub async fn forward(
             let upgrade_value = resp.headers().get(UPGRADE).cloned();
             let (mut parts, _) = resp.into_parts();
             remove_hop_by_hop(&mut parts.headers);
-            parts.headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+            parts
+                .headers
+                .insert(CONNECTION, HeaderValue::from_static("upgrade"));
             if let Some(v) = upgrade_value {
                 parts.headers.insert(UPGRADE, v);
             }

@@ -31,13 +31,31 @@ fn backends() -> Vec<Store> {
 async fn a_rotated_token_has_exactly_one_successor() {
     for store in backends() {
         let (t0, t1, t2) = (hash_token("t0"), hash_token("t1"), hash_token("t2"));
-        store.create_session(session("s", "alice", 100), t0).await.unwrap();
-        assert!(matches!(store.rotate(&t0, t1, 101, POLICY).await.unwrap(), RotateOutcome::Rotated(_)));
+        store
+            .create_session(session("s", "alice", 100), t0)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.rotate(&t0, t1, 101, POLICY).await.unwrap(),
+            RotateOutcome::Rotated(_)
+        ));
         // A second use inside grace: the session, and no successor.
-        assert!(matches!(store.rotate(&t0, t2, 102, POLICY).await.unwrap(), RotateOutcome::WithinGrace(_)));
-        assert_eq!(store.rotate(&t2, hash_token("x"), 103, POLICY).await.unwrap(), RotateOutcome::Invalid);
+        assert!(matches!(
+            store.rotate(&t0, t2, 102, POLICY).await.unwrap(),
+            RotateOutcome::WithinGrace(_)
+        ));
+        assert_eq!(
+            store
+                .rotate(&t2, hash_token("x"), 103, POLICY)
+                .await
+                .unwrap(),
+            RotateOutcome::Invalid
+        );
         // The successor works.
-        assert!(matches!(store.rotate(&t1, t2, 104, POLICY).await.unwrap(), RotateOutcome::Rotated(_)));
+        assert!(matches!(
+            store.rotate(&t1, t2, 104, POLICY).await.unwrap(),
+            RotateOutcome::Rotated(_)
+        ));
     }
 }
 
@@ -45,13 +63,31 @@ async fn a_rotated_token_has_exactly_one_successor() {
 async fn reused_refresh_token_after_grace_revokes_the_session() {
     for store in backends() {
         let (t0, t1) = (hash_token("t0"), hash_token("t1"));
-        store.create_session(session("s", "alice", 100), t0).await.unwrap();
+        store
+            .create_session(session("s", "alice", 100), t0)
+            .await
+            .unwrap();
         store.rotate(&t0, t1, 100, POLICY).await.unwrap();
-        let reuse = store.rotate(&t0, hash_token("t9"), 100 + GRACE + 1, POLICY).await.unwrap();
-        assert_eq!(reuse, RotateOutcome::ReuseDetected { sid: "s".into(), user: "alice".into() });
+        let reuse = store
+            .rotate(&t0, hash_token("t9"), 100 + GRACE + 1, POLICY)
+            .await
+            .unwrap();
+        assert_eq!(
+            reuse,
+            RotateOutcome::ReuseDetected {
+                sid: "s".into(),
+                user: "alice".into()
+            }
+        );
         assert!(store.is_revoked("s"));
         // The legitimate successor dies with the session.
-        assert_eq!(store.rotate(&t1, hash_token("t2"), 112, POLICY).await.unwrap(), RotateOutcome::Invalid);
+        assert_eq!(
+            store
+                .rotate(&t1, hash_token("t2"), 112, POLICY)
+                .await
+                .unwrap(),
+            RotateOutcome::Invalid
+        );
     }
 }
 
@@ -62,12 +98,27 @@ async fn expired_and_revoked_tokens_are_invalid() {
         let mut s = session("s", "bob", 100);
         s.idle_expires_at = 200;
         store.create_session(s, t0).await.unwrap();
-        assert_eq!(store.rotate(&t0, hash_token("a"), 201, POLICY).await.unwrap(), RotateOutcome::Invalid);
+        assert_eq!(
+            store
+                .rotate(&t0, hash_token("a"), 201, POLICY)
+                .await
+                .unwrap(),
+            RotateOutcome::Invalid
+        );
 
         let t1 = hash_token("t1");
-        store.create_session(session("s2", "bob", 100), t1).await.unwrap();
+        store
+            .create_session(session("s2", "bob", 100), t1)
+            .await
+            .unwrap();
         assert!(store.revoke_session("s2", 101, 400).await.unwrap());
-        assert_eq!(store.rotate(&t1, hash_token("b"), 102, POLICY).await.unwrap(), RotateOutcome::Invalid);
+        assert_eq!(
+            store
+                .rotate(&t1, hash_token("b"), 102, POLICY)
+                .await
+                .unwrap(),
+            RotateOutcome::Invalid
+        );
     }
 }
 
@@ -78,20 +129,39 @@ async fn rotation_never_extends_past_the_session_end() {
         let mut s = session("s", "carol", 100);
         s.expires_at = 1000;
         store.create_session(s, t0).await.unwrap();
-        match store.rotate(&t0, hash_token("t1"), 900, POLICY).await.unwrap() {
+        match store
+            .rotate(&t0, hash_token("t1"), 900, POLICY)
+            .await
+            .unwrap()
+        {
             RotateOutcome::Rotated(s) => assert_eq!(s.idle_expires_at, 1000),
             other => panic!("{other:?}"),
         }
-        assert_eq!(store.rotate(&hash_token("t1"), hash_token("t2"), 1001, POLICY).await.unwrap(), RotateOutcome::Invalid);
+        assert_eq!(
+            store
+                .rotate(&hash_token("t1"), hash_token("t2"), 1001, POLICY)
+                .await
+                .unwrap(),
+            RotateOutcome::Invalid
+        );
     }
 }
 
 #[tokio::test]
 async fn revoking_a_user_ends_all_their_sessions_only() {
     for store in backends() {
-        store.create_session(session("a1", "alice", 100), hash_token("1")).await.unwrap();
-        store.create_session(session("a2", "alice", 100), hash_token("2")).await.unwrap();
-        store.create_session(session("b1", "bob", 100), hash_token("3")).await.unwrap();
+        store
+            .create_session(session("a1", "alice", 100), hash_token("1"))
+            .await
+            .unwrap();
+        store
+            .create_session(session("a2", "alice", 100), hash_token("2"))
+            .await
+            .unwrap();
+        store
+            .create_session(session("b1", "bob", 100), hash_token("3"))
+            .await
+            .unwrap();
         let mut revoked = store.revoke_user("alice", 101, 400).await.unwrap();
         revoked.sort();
         assert_eq!(revoked, vec!["a1".to_string(), "a2".to_string()]);
@@ -104,9 +174,15 @@ async fn revoking_a_user_ends_all_their_sessions_only() {
 #[tokio::test]
 async fn sweeping_bounds_memory_to_live_state() {
     for store in backends() {
-        store.create_session(session("s", "alice", 100), hash_token("1")).await.unwrap();
+        store
+            .create_session(session("s", "alice", 100), hash_token("1"))
+            .await
+            .unwrap();
         store.revoke_session("s", 100, 400).await.unwrap();
-        store.create_session(session("live", "bob", 100), hash_token("2")).await.unwrap();
+        store
+            .create_session(session("live", "bob", 100), hash_token("2"))
+            .await
+            .unwrap();
         store.sweep(499);
         assert_eq!(store.counts().revocations, 1);
         store.sweep(500);
@@ -121,12 +197,18 @@ async fn sweeping_bounds_memory_to_live_state() {
 async fn concurrent_rotations_of_one_token_create_one_successor() {
     let store = std::sync::Arc::new(Store::Memory(MemoryStore::new()));
     let t0 = hash_token("t0");
-    store.create_session(session("s", "alice", 100), t0).await.unwrap();
+    store
+        .create_session(session("s", "alice", 100), t0)
+        .await
+        .unwrap();
     let mut tasks = Vec::new();
     for i in 0..32 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
-            store.rotate(&t0, hash_token(&format!("succ{i}")), 101, POLICY).await.unwrap()
+            store
+                .rotate(&t0, hash_token(&format!("succ{i}")), 101, POLICY)
+                .await
+                .unwrap()
         }));
     }
     let mut rotated = 0;

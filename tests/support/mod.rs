@@ -29,7 +29,9 @@ pub fn hash_of(password: &str) -> String {
     let mut cache = cache.lock().unwrap();
     cache
         .entry(password.to_string())
-        .or_insert_with(|| gatehouse::authenticate::users::hash_password(password.as_bytes()).unwrap())
+        .or_insert_with(|| {
+            gatehouse::authenticate::users::hash_password(password.as_bytes()).unwrap()
+        })
         .clone()
 }
 
@@ -56,7 +58,10 @@ impl Recorded {
     }
     /// Every header name, lowercased as hyper stores it.
     pub fn names(&self) -> Vec<String> {
-        self.headers.keys().map(|k| k.as_str().to_string()).collect()
+        self.headers
+            .keys()
+            .map(|k| k.as_str().to_string())
+            .collect()
     }
 }
 
@@ -82,7 +87,10 @@ async fn upstream_handle(
     let body = if path == "/no-read" {
         Bytes::new()
     } else {
-        body.collect().await.map(|b| b.to_bytes()).unwrap_or_default()
+        body.collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default()
     };
     seen.lock().unwrap().push(Recorded {
         method: parts.method.clone(),
@@ -99,16 +107,24 @@ async fn upstream_handle(
         "/echo-body" => ok(body),
         "/set-app-cookie" => {
             let mut r = ok(Bytes::from_static(b"cookie set"));
-            r.headers_mut().insert("set-cookie", "app_session=xyz; Path=/".parse().unwrap());
+            r.headers_mut()
+                .insert("set-cookie", "app_session=xyz; Path=/".parse().unwrap());
             r
         }
         "/stream" => {
             // Three chunks with pauses: the client must see the first before the last is sent.
-            let chunks = futures_stream(vec![b"first;".to_vec(), b"second;".to_vec(), b"third".to_vec()]);
+            let chunks = futures_stream(vec![
+                b"first;".to_vec(),
+                b"second;".to_vec(),
+                b"third".to_vec(),
+            ]);
             Response::new(StreamBody::new(chunks).boxed())
         }
         _ => {
-            let mut r = ok(Bytes::from(format!("upstream saw {} {}", parts.method, parts.uri)));
+            let mut r = ok(Bytes::from(format!(
+                "upstream saw {} {}",
+                parts.method, parts.uri
+            )));
             r.headers_mut().insert("x-upstream", "yes".parse().unwrap());
             r
         }
@@ -155,7 +171,9 @@ impl Upstream {
         let s = seen.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let s = s.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| upstream_handle(req, s.clone()));
@@ -177,7 +195,12 @@ impl Upstream {
     }
 
     pub fn last(&self) -> Recorded {
-        self.seen.lock().unwrap().last().cloned().expect("the upstream saw no request")
+        self.seen
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("the upstream saw no request")
     }
 
     pub fn url(&self) -> String {
@@ -254,14 +277,19 @@ pub fn default_routes() -> &'static str {
 
 impl TestGateway {
     pub async fn start(yaml: &str) -> TestGateway {
-        Self::try_start(yaml).await.unwrap_or_else(|e| panic!("config refused: {e}"))
+        Self::try_start(yaml)
+            .await
+            .unwrap_or_else(|e| panic!("config refused: {e}"))
     }
 
     pub async fn try_start(yaml: &str) -> Result<TestGateway, gatehouse::config::ConfigErrors> {
         Self::start_in(temp_dir(), yaml).await
     }
 
-    pub async fn start_in(dir: PathBuf, yaml: &str) -> Result<TestGateway, gatehouse::config::ConfigErrors> {
+    pub async fn start_in(
+        dir: PathBuf,
+        yaml: &str,
+    ) -> Result<TestGateway, gatehouse::config::ConfigErrors> {
         gatehouse::install_crypto_providers();
         let path = dir.join("gateway.yaml");
         std::fs::write(&path, yaml).unwrap();
@@ -299,7 +327,9 @@ impl TestGateway {
             let _ = tx.send(());
         }
         if let Some(task) = self.task.take() {
-            task.await.expect("gateway task panicked").expect("serve failed");
+            task.await
+                .expect("gateway task panicked")
+                .expect("serve failed");
         }
     }
 }
@@ -381,20 +411,28 @@ impl Client {
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         if !cookies.is_empty() && !req.headers().contains_key("cookie") {
-            req.headers_mut().insert("cookie", cookies.join("; ").parse().unwrap());
+            req.headers_mut()
+                .insert("cookie", cookies.join("; ").parse().unwrap());
         }
         if !req.headers().contains_key("host") {
-            req.headers_mut().insert("host", self.addr.to_string().parse().unwrap());
+            req.headers_mut()
+                .insert("host", self.addr.to_string().parse().unwrap());
         }
         let stream = TcpStream::connect(self.addr).await.unwrap();
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
         tokio::spawn(conn);
         let resp = tokio::time::timeout(Duration::from_secs(30), sender.send_request(req))
             .await
             .expect("the gateway did not answer within 30s")
             .expect("request failed");
         let (parts, body) = resp.into_parts();
-        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let body = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
         let resp = Resp {
             status: parts.status,
             headers: parts.headers,
@@ -402,7 +440,9 @@ impl Client {
         };
         let mut jar = self.jar.lock().unwrap();
         for c in resp.set_cookies() {
-            let Some((n, v)) = c.split(';').next().and_then(|f| f.split_once('=')) else { continue };
+            let Some((n, v)) = c.split(';').next().and_then(|f| f.split_once('=')) else {
+                continue;
+            };
             if c.contains("Max-Age=0") || v.is_empty() {
                 jar.remove(n);
             } else {
@@ -417,7 +457,8 @@ impl Client {
     }
 
     pub async fn get(&self, path: &str) -> Resp {
-        self.send(Request::get(path).body(Full::default()).unwrap()).await
+        self.send(Request::get(path).body(Full::default()).unwrap())
+            .await
     }
 
     /// A browser navigation.
@@ -440,7 +481,9 @@ impl Client {
     }
 
     pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> Resp {
-        let body: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
         self.send(
             Request::post(path)
                 .header("content-type", "application/x-www-form-urlencoded")
@@ -463,7 +506,10 @@ impl Client {
     /// Logs in through the form and fails the test if that does not work.
     pub async fn login(&self, user: &str, password: &str) -> Resp {
         let r = self
-            .post_form("/.gatehouse/login", &[("username", user), ("password", password), ("rd", "/")])
+            .post_form(
+                "/.gatehouse/login",
+                &[("username", user), ("password", password), ("rd", "/")],
+            )
             .await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "login failed: {}", r.body);
         r
@@ -472,7 +518,10 @@ impl Client {
     /// Logs in as an API client and returns the token response.
     pub async fn login_json(&self, user: &str, password: &str) -> serde_json::Value {
         let r = self
-            .post_json("/.gatehouse/login", serde_json::json!({"username": user, "password": password}))
+            .post_json(
+                "/.gatehouse/login",
+                serde_json::json!({"username": user, "password": password}),
+            )
             .await;
         assert_eq!(r.status, StatusCode::OK, "login failed: {}", r.body);
         r.json()

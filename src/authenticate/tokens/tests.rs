@@ -45,8 +45,18 @@ fn a_signed_token_verifies_for_every_algorithm() {
         KeySet::symmetric(Algorithm::HS384, &secret).unwrap(),
         KeySet::symmetric(Algorithm::HS512, &secret).unwrap(),
         eddsa(),
-        KeySet::asymmetric(Algorithm::ES256, generate(Algorithm::ES256).unwrap().as_bytes(), &[]).unwrap(),
-        KeySet::asymmetric(Algorithm::RS256, generate(Algorithm::RS256).unwrap().as_bytes(), &[]).unwrap(),
+        KeySet::asymmetric(
+            Algorithm::ES256,
+            generate(Algorithm::ES256).unwrap().as_bytes(),
+            &[],
+        )
+        .unwrap(),
+        KeySet::asymmetric(
+            Algorithm::RS256,
+            generate(Algorithm::RS256).unwrap().as_bytes(),
+            &[],
+        )
+        .unwrap(),
     ];
     for keys in sets {
         let token = keys.sign(ACCESS_TOKEN_TYP, &claims()).unwrap();
@@ -70,9 +80,15 @@ fn expiry_and_not_before_use_leeway() {
     let keys = eddsa();
     let token = keys.sign(ACCESS_TOKEN_TYP, &claims()).unwrap();
     assert!(keys.verify(&token, &expect(), NOW + 330).is_ok());
-    assert_eq!(keys.verify(&token, &expect(), NOW + 331), Err(TokenError::Expired));
+    assert_eq!(
+        keys.verify(&token, &expect(), NOW + 331),
+        Err(TokenError::Expired)
+    );
     assert!(keys.verify(&token, &expect(), NOW - 30).is_ok());
-    assert_eq!(keys.verify(&token, &expect(), NOW - 31), Err(TokenError::NotYetValid));
+    assert_eq!(
+        keys.verify(&token, &expect(), NOW - 31),
+        Err(TokenError::NotYetValid)
+    );
 }
 
 #[test]
@@ -81,11 +97,17 @@ fn wrong_issuer_or_audience_is_refused() {
     let mut c = claims();
     c.iss = "someone-else".into();
     let t = keys.sign(ACCESS_TOKEN_TYP, &c).unwrap();
-    assert_eq!(keys.verify(&t, &expect(), NOW), Err(TokenError::WrongIssuer));
+    assert_eq!(
+        keys.verify(&t, &expect(), NOW),
+        Err(TokenError::WrongIssuer)
+    );
     let mut c = claims();
     c.aud = "other-app".into();
     let t = keys.sign(ACCESS_TOKEN_TYP, &c).unwrap();
-    assert_eq!(keys.verify(&t, &expect(), NOW), Err(TokenError::WrongAudience));
+    assert_eq!(
+        keys.verify(&t, &expect(), NOW),
+        Err(TokenError::WrongAudience)
+    );
 }
 
 #[test]
@@ -101,7 +123,10 @@ fn alg_none_is_refused() {
     let header = serde_json::json!({"alg": "none", "typ": "at+jwt", "kid": keys.signing_kid()});
     let body = serde_json::to_value(claims()).unwrap();
     let token = format!("{}.{}.", b64(&header), b64(&body));
-    assert_eq!(keys.verify(&token, &expect(), NOW), Err(TokenError::Malformed));
+    assert_eq!(
+        keys.verify(&token, &expect(), NOW),
+        Err(TokenError::Malformed)
+    );
 }
 
 #[test]
@@ -113,8 +138,12 @@ fn hs256_signed_with_the_public_key_is_refused() {
     let mut header = Header::new(Algorithm::HS256);
     header.typ = Some("at+jwt".into());
     header.kid = Some(keys.signing_kid().to_string());
-    let forged = jsonwebtoken::encode(&header, &claims(), &EncodingKey::from_secret(&public)).unwrap();
-    assert_eq!(keys.verify(&forged, &expect(), NOW), Err(TokenError::WrongAlgorithm));
+    let forged =
+        jsonwebtoken::encode(&header, &claims(), &EncodingKey::from_secret(&public)).unwrap();
+    assert_eq!(
+        keys.verify(&forged, &expect(), NOW),
+        Err(TokenError::WrongAlgorithm)
+    );
 }
 
 #[test]
@@ -128,7 +157,10 @@ fn a_token_of_another_key_is_refused() {
     header.typ = Some("at+jwt".into());
     header.kid = Some(keys.signing_kid().to_string());
     let forged = jsonwebtoken::encode(&header, &claims(), &other.signing).unwrap();
-    assert_eq!(keys.verify(&forged, &expect(), NOW), Err(TokenError::BadSignature));
+    assert_eq!(
+        keys.verify(&forged, &expect(), NOW),
+        Err(TokenError::BadSignature)
+    );
 }
 
 #[test]
@@ -139,17 +171,30 @@ fn a_tampered_payload_is_refused() {
     let mut c = serde_json::to_value(claims()).unwrap();
     c["roles"] = serde_json::json!(["admin", "root"]);
     let tampered = format!("{}.{}.{}", parts[0], b64(&c), parts[2]);
-    assert_eq!(keys.verify(&tampered, &expect(), NOW), Err(TokenError::BadSignature));
+    assert_eq!(
+        keys.verify(&tampered, &expect(), NOW),
+        Err(TokenError::BadSignature)
+    );
 }
 
 #[test]
 fn garbage_and_huge_tokens_are_refused() {
     let keys = eddsa();
-    for garbage in ["", "abc", "a.b.c", "....", "eyJhbGciOiJFZERTQSJ9.e30.", "refreshTokenValueWithoutDots"] {
+    for garbage in [
+        "",
+        "abc",
+        "a.b.c",
+        "....",
+        "eyJhbGciOiJFZERTQSJ9.e30.",
+        "refreshTokenValueWithoutDots",
+    ] {
         assert!(keys.verify(garbage, &expect(), NOW).is_err(), "{garbage}");
     }
     let huge = "a".repeat(MAX_TOKEN_BYTES + 1);
-    assert_eq!(keys.verify(&huge, &expect(), NOW), Err(TokenError::TooLarge));
+    assert_eq!(
+        keys.verify(&huge, &expect(), NOW),
+        Err(TokenError::TooLarge)
+    );
 }
 
 #[test]
@@ -158,7 +203,8 @@ fn previous_keys_still_verify_after_rotation() {
     let old_pem = generate(Algorithm::EdDSA).unwrap();
     let new_pem = generate(Algorithm::EdDSA).unwrap();
     let old = KeySet::asymmetric(Algorithm::EdDSA, old_pem.as_bytes(), &[]).unwrap();
-    let rotated = KeySet::asymmetric(Algorithm::EdDSA, new_pem.as_bytes(), &[old_pem.as_bytes()]).unwrap();
+    let rotated =
+        KeySet::asymmetric(Algorithm::EdDSA, new_pem.as_bytes(), &[old_pem.as_bytes()]).unwrap();
     let old_token = old.sign(ACCESS_TOKEN_TYP, &claims()).unwrap();
     assert!(rotated.verify(&old_token, &expect(), NOW).is_ok());
     let new_token = rotated.sign(ACCESS_TOKEN_TYP, &claims()).unwrap();
