@@ -40,8 +40,17 @@ pub enum GatewayError {
         /// The request carried gateway cookies that are no good any more.
         clear_cookies: bool,
     },
+    /// Forward-auth: always 401, and always with the login `Location` (SPEC §6).
+    #[error("not authenticated (forward-auth): {failure}")]
+    ForwardAuthUnauthenticated {
+        failure: AuthFailure,
+        login: String,
+        clear_cookies: bool,
+    },
     #[error("forbidden: {0}")]
     Forbidden(#[from] Forbidden),
+    #[error("forward-auth headers from a peer outside trusted_proxies")]
+    UntrustedForwardAuth,
     #[error("cross-site request refused")]
     CrossSite,
     #[error("request body too large")]
@@ -103,6 +112,8 @@ impl GatewayError {
             | GatewayError::NotFound
             | GatewayError::MethodNotAllowed
             | GatewayError::Unauthenticated { .. }
+            | GatewayError::ForwardAuthUnauthenticated { .. }
+            | GatewayError::UntrustedForwardAuth
             | GatewayError::Forbidden(_)
             | GatewayError::CrossSite
             | GatewayError::PayloadTooLarge
@@ -144,9 +155,18 @@ impl GatewayError {
                     r
                 }
             },
-            GatewayError::Forbidden(_) | GatewayError::CrossSite => {
-                json_error(StatusCode::FORBIDDEN, "forbidden")
+            GatewayError::ForwardAuthUnauthenticated { failure, login, .. } => {
+                let mut r = json_error(StatusCode::UNAUTHORIZED, "unauthorized");
+                r.headers_mut()
+                    .insert(WWW_AUTHENTICATE, www_authenticate(failure));
+                if let Ok(v) = HeaderValue::from_str(login) {
+                    r.headers_mut().insert(LOCATION, v);
+                }
+                r
             }
+            GatewayError::Forbidden(_)
+            | GatewayError::CrossSite
+            | GatewayError::UntrustedForwardAuth => json_error(StatusCode::FORBIDDEN, "forbidden"),
             GatewayError::PayloadTooLarge => {
                 json_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
             }
@@ -169,11 +189,17 @@ impl GatewayError {
                 text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
             }
         };
-        if let GatewayError::Unauthenticated {
-            clear_cookies: true,
-            ..
-        } = &self
-        {
+        let clear = matches!(
+            &self,
+            GatewayError::Unauthenticated {
+                clear_cookies: true,
+                ..
+            } | GatewayError::ForwardAuthUnauthenticated {
+                clear_cookies: true,
+                ..
+            }
+        );
+        if clear {
             for c in config.cookies.clear() {
                 response.headers_mut().append(SET_COOKIE, c);
             }

@@ -829,13 +829,30 @@ fn build_identity(ctx: &mut Ctx<'_>, h: &file::IdentityHeaders) -> Option<Identi
     let user = header(&h.user, "identity_headers.user");
     let email = header(&h.email, "identity_headers.email");
     let roles = header(&h.roles, "identity_headers.roles");
-    if let Some(a) = &h.assertion {
-        ctx.not_yet(a.referenced, "identity_headers.assertion");
+    let assertion = match &h.assertion {
+        Some(a) => Some(header(a, "identity_headers.assertion")?),
+        None => None,
+    };
+    let (user, email, roles) = (user?, email?, roles?);
+    let mut names: Vec<String> = [&user, &email, &roles]
+        .into_iter()
+        .chain(assertion.as_ref())
+        .map(|n| super::loose_header_name(n.as_str()))
+        .collect();
+    names.sort();
+    names.dedup();
+    if names.len() != 3 + usize::from(assertion.is_some()) {
+        ctx.err(
+            Location::UNKNOWN,
+            "identity_headers",
+            "the identity headers must have distinct names",
+        );
+        return None;
     }
     Some(IdentityHeaders {
-        user: user?,
-        email: email?,
-        roles: roles?,
-        assertion: None,
+        user,
+        email,
+        roles,
+        assertion,
     })
 }

@@ -2,6 +2,7 @@
 //! dispatch, the cross-site refusal for state-changing endpoints, bounded body reading and
 //! JSON responses.
 
+mod forward_auth;
 mod jwks;
 mod login;
 mod logout;
@@ -41,10 +42,14 @@ pub async fn serve(
             userinfo::userinfo(gw, config, &req, canon, ctx).await
         }
         ("/jwks.json", Method::GET | Method::HEAD) => jwks::jwks(config),
-        ("/healthz", Method::GET | Method::HEAD) => Ok(text(StatusCode::OK, "ok\n")),
-        ("/login" | "/refresh" | "/logout" | "/userinfo" | "/jwks.json" | "/healthz", _) => {
-            Err(GatewayError::MethodNotAllowed)
+        ("/auth", Method::GET | Method::HEAD) => {
+            forward_auth::forward_auth(gw, config, &req, ctx).await
         }
+        ("/healthz", Method::GET | Method::HEAD) => Ok(text(StatusCode::OK, "ok\n")),
+        (
+            "/login" | "/refresh" | "/logout" | "/userinfo" | "/jwks.json" | "/healthz" | "/auth",
+            _,
+        ) => Err(GatewayError::MethodNotAllowed),
         _ => Err(GatewayError::NotFound),
     }
 }

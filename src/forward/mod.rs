@@ -10,6 +10,7 @@ use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
+use crate::authenticate::sessions::sign_assertion;
 use crate::authenticate::Identity;
 use crate::authorize::Permit;
 use crate::body::{stream, Body};
@@ -70,6 +71,12 @@ pub async fn forward(
         identity,
     )
     .map_err(|e| GatewayError::Internal(Box::new(e)))?;
+    if let (Some(name), Some(id)) = (&config.identity.assertion, identity) {
+        let jwt = sign_assertion(&config.tokens, id, &route.name, crate::clock::now())
+            .map_err(|e| GatewayError::Internal(Box::new(e)))?;
+        let value = HeaderValue::from_str(&jwt).map_err(|e| GatewayError::Internal(Box::new(e)))?;
+        req.headers_mut().insert(name, value);
+    }
     if !route.preserve_host {
         let authority = HeaderValue::from_str(route.upstream.authority.as_str())
             .map_err(|e| GatewayError::Internal(Box::new(e)))?;

@@ -1,0 +1,163 @@
+//! `GET /auth` (SPEC §6): forward-auth for nginx `auth_request`, Traefik ForwardAuth and
+//! Caddy `forward_auth`. Runs phases 2–5 (canonicalize, route, authenticate, authorize) on the
+//! *original* request described by `X-Forwarded-Method/-Host/-Uri` or `X-Original-URL`, and
+//! answers 200 with identity headers (plus refreshed cookies), 401 with `Location`, or 403.
+//! Those headers are believed only from `trusted_proxies`; from anyone else they are a spoofing
+//! attempt and get 403, failing closed rather than evaluating some other URI.
+
+use http::header::{HOST, SET_COOKIE};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use super::text;
+use crate::authenticate::credentials::extract;
+use crate::authenticate::{authenticate, Identity};
+use crate::authorize::{authorize, public, Permit};
+use crate::body::Body;
+use crate::canonicalize::canonicalize;
+use crate::config::Config;
+use crate::error::GatewayError;
+use crate::gateway::{login_url, unauthenticated, Gateway, RequestCtx};
+
+const FORWARD_HEADERS: [&str; 5] = [
+    "x-forwarded-method",
+    "x-forwarded-uri",
+    "x-original-url",
+    "x-original-method",
+    "x-original-uri",
+];
+
+fn get<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// The original request: method, host, path and query.
+struct Original {
+    method: Method,
+    host: Option<String>,
+    path: String,
+    query: Option<String>,
+}
+
+fn original(headers: &HeaderMap) -> Result<Original, GatewayError> {
+    let method = get(headers, "x-forwarded-method")
+        .or_else(|| get(headers, "x-original-method"))
+        .unwrap_or("GET");
+    let method = Method::from_bytes(method.as_bytes())
+        .map_err(|_| GatewayError::MalformedBody("X-Forwarded-Method is not a method"))?;
+    let (mut host, target) = if let Some(uri) =
+        get(headers, "x-forwarded-uri").or_else(|| get(headers, "x-original-uri"))
+    {
+        (None, uri.to_string())
+    } else if let Some(url) = get(headers, "x-original-url") {
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|_| GatewayError::MalformedBody("X-Original-URL is not a URL"))?;
+        let pq = uri
+            .path_and_query()
+            .map(|pq| pq.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
+        (uri.authority().map(|a| a.as_str().to_string()), pq)
+    } else {
+        return Err(GatewayError::MalformedBody(
+            "forward-auth needs X-Forwarded-Uri or X-Original-URL",
+        ));
+    };
+    if let Some(h) = get(headers, "x-forwarded-host") {
+        host = Some(h.to_string());
+    }
+    let host = host.or_else(|| get(headers, HOST.as_str()).map(str::to_string));
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p.to_string(), Some(q.to_string())),
+        None => (target, None),
+    };
+    Ok(Original {
+        method,
+        host,
+        path,
+        query,
+    })
+}
+
+pub async fn forward_auth(
+    gw: &Gateway,
+    config: &Config,
+    req: &Request<Incoming>,
+    ctx: &RequestCtx,
+) -> Result<Response<Body>, GatewayError> {
+    let headers = req.headers();
+    if !ctx.peer_trusted {
+        if FORWARD_HEADERS.iter().any(|h| headers.contains_key(*h))
+            || headers.contains_key("x-forwarded-host")
+        {
+            return Err(GatewayError::UntrustedForwardAuth);
+        }
+        return Err(GatewayError::MalformedBody(
+            "forward-auth is only for trusted proxies",
+        ));
+    }
+    let orig = original(headers)?;
+    let canon = canonicalize(orig.host.as_deref(), &orig.path, orig.query.as_deref())?;
+    let matched = config
+        .routes
+        .lookup(&canon, &orig.method)
+        .ok_or(GatewayError::NoRoute)?;
+    tracing::Span::current().record("route", matched.route.name.as_str());
+    let creds = extract(headers, &config.cookies);
+    let auth = authenticate(config, &gw.store, &creds, ctx.now).await;
+    let (_permit, identity, set_cookies): (Permit, Option<Identity>, _) =
+        match (public(&matched), auth) {
+            (Some(p), Ok(a)) => (p, Some(a.identity), a.set_cookies),
+            (Some(p), Err(_)) => (p, None, Vec::new()),
+            (None, Ok(a)) => {
+                tracing::Span::current().record("user", a.identity.user());
+                (
+                    authorize(&matched, &a.identity)?,
+                    Some(a.identity),
+                    a.set_cookies,
+                )
+            }
+            (None, Err(unauth)) => {
+                // Forward-auth always answers 401 with `Location`: the proxy decides whether to
+                // redirect (nginx `error_page 401`, Traefik and Caddy pass it through).
+                let err = unauthenticated(config, &canon, &Method::GET, &accept_html(), unauth);
+                return Err(match err {
+                    GatewayError::Unauthenticated {
+                        failure,
+                        clear_cookies,
+                        ..
+                    } => GatewayError::ForwardAuthUnauthenticated {
+                        failure,
+                        login: login_url(config, &canon.path_and_query()),
+                        clear_cookies,
+                    },
+                    other => other,
+                });
+            }
+        };
+    let mut r = text(StatusCode::OK, "ok\n");
+    if let Some(id) = &identity {
+        let h = r.headers_mut();
+        let value = |s: &str| {
+            HeaderValue::from_bytes(s.as_bytes()).map_err(|e| GatewayError::Internal(Box::new(e)))
+        };
+        h.insert(&config.identity.user, value(id.user())?);
+        if let Some(email) = id.email() {
+            h.insert(&config.identity.email, value(email)?);
+        }
+        h.insert(&config.identity.roles, value(&id.roles().join(","))?);
+    }
+    for c in set_cookies {
+        r.headers_mut().append(SET_COOKIE, c);
+    }
+    Ok(r)
+}
+
+fn accept_html() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(http::header::ACCEPT, HeaderValue::from_static("text/html"));
+    h
+}
