@@ -107,9 +107,11 @@ fn html(status: StatusCode, body: String) -> Response<Body> {
         http::header::X_FRAME_OPTIONS,
         HeaderValue::from_static("DENY"),
     );
+    // `same-origin`, not `no-referrer`: with `no-referrer` browsers send `Origin: null` on the
+    // form POST, which the cross-site check rightly refuses (found by the browser test).
     h.insert(
         http::header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     r
 }

@@ -1,0 +1,86 @@
+//! External programs for tests (chromium, chromedriver, redis-server, nginx): found on PATH,
+//! started on free loopback ports, stopped by PID. Missing → the test skips with a loud
+//! message, except under CI or `GATEHOUSE_REQUIRE_EXTERNAL=1`, where it fails.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[allow(clippy::disallowed_methods)]
+fn required() -> bool {
+    std::env::var("GATEHOUSE_REQUIRE_EXTERNAL").is_ok_and(|v| v == "1")
+        || std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// The program's path, or `None` after printing why the test is skipped.
+pub fn find(program: &str, candidates: &[&str]) -> Option<PathBuf> {
+    let found = candidates
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .or_else(|| {
+            let out = Command::new("which").arg(program).output().ok()?;
+            let path = String::from_utf8(out.stdout).ok()?.trim().to_string();
+            (!path.is_empty()).then(|| PathBuf::from(path))
+        });
+    if found.is_none() {
+        let msg = format!(
+            "\n\n!!!! SKIPPED: `{program}` is not installed (apt-get install {program}); \
+             this test needs it. Set GATEHOUSE_REQUIRE_EXTERNAL=1 to make this a failure.\n"
+        );
+        if required() {
+            panic!("{msg}");
+        }
+        eprintln!("{msg}");
+    }
+    found
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+/// A child process killed (by PID) when dropped.
+pub struct Process {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Process {
+    pub fn spawn(mut cmd: Command, port: u16) -> Process {
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        Process { child, port }
+    }
+
+    /// Waits (bounded) until something accepts connections on the port.
+    pub async fn wait_listening(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "nothing listens on 127.0.0.1:{} after {within:?}",
+            self.port
+        );
+    }
+}
