@@ -5,12 +5,13 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use support::*;
 
 fn yaml(up: &Upstream, limits: &str) -> String {
-    base_yaml(&up.url(), default_routes()).replace("server:\n", &format!("server:\n  limits:\n{limits}"))
+    base_yaml(&up.url(), default_routes())
+        .replace("server:\n", &format!("server:\n  limits:\n{limits}"))
 }
 
 #[tokio::test]
@@ -18,9 +19,12 @@ async fn oversized_headers_get_431() {
     let up = Upstream::start().await;
     let gw = TestGateway::start(&yaml(&up, "    max_request_header_bytes: 16KiB\n")).await;
     let big = "a".repeat(20 * 1024);
-    let req = format!("GET /public/x HTTP/1.1\r\nhost: x\r\nx-big: {big}\r\nconnection: close\r\n\r\n");
+    let req =
+        format!("GET /public/x HTTP/1.1\r\nhost: x\r\nx-big: {big}\r\nconnection: close\r\n\r\n");
     assert_eq!(raw_status(&raw(gw.addr, req.as_bytes()).await), 431);
-    let many: String = (0..200).map(|i| format!("x-h{i}: {}\r\n", "v".repeat(100))).collect();
+    let many: String = (0..200)
+        .map(|i| format!("x-h{i}: {}\r\n", "v".repeat(100)))
+        .collect();
     let req = format!("GET /public/x HTTP/1.1\r\nhost: x\r\n{many}connection: close\r\n\r\n");
     assert_eq!(raw_status(&raw(gw.addr, req.as_bytes()).await), 431);
     assert_eq!(up.count(), 0);
@@ -33,12 +37,18 @@ async fn slow_headers_are_cut_off_after_header_read_timeout() {
     let up = Upstream::start().await;
     let gw = TestGateway::start(&yaml(&up, "    header_read_timeout: 1s\n")).await;
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    s.write_all(b"GET /public/x HTTP/1.1\r\nhost: x\r\n").await.unwrap();
+    s.write_all(b"GET /public/x HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
     let started = Instant::now();
     let mut buf = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(6), s.read_to_end(&mut buf)).await;
     assert!(read.is_ok(), "the connection was not closed");
-    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(up.count(), 0);
     assert_alive(gw.addr).await;
     gw.stop().await;
@@ -47,21 +57,37 @@ async fn slow_headers_are_cut_off_after_header_read_timeout() {
 #[tokio::test]
 async fn max_connections_holds_excess_connections_until_one_closes() {
     let up = Upstream::start().await;
-    let gw = TestGateway::start(&yaml(&up, "    max_connections: 2\n    header_read_timeout: 30s\n")).await;
+    let gw = TestGateway::start(&yaml(
+        &up,
+        "    max_connections: 2\n    header_read_timeout: 30s\n",
+    ))
+    .await;
     let mut first = TcpStream::connect(gw.addr).await.unwrap();
     let _second = TcpStream::connect(gw.addr).await.unwrap();
-    first.write_all(b"GET /public/a HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    first
+        .write_all(b"GET /public/a HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
     let mut buf = [0u8; 512];
-    let n = tokio::time::timeout(Duration::from_secs(5), first.read(&mut buf)).await.unwrap().unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), first.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     // A third connection is not served while two are open...
     let mut third = TcpStream::connect(gw.addr).await.unwrap();
-    third.write_all(b"GET /public/b HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.unwrap();
+    third
+        .write_all(b"GET /public/b HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
     let waiting = tokio::time::timeout(Duration::from_millis(700), third.read(&mut buf)).await;
     assert!(waiting.is_err(), "a third connection was served");
     // ...and is as soon as one closes.
     drop(first);
-    let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf)).await.unwrap().unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     gw.stop().await;
 }
@@ -85,9 +111,17 @@ async fn garbage_requests_get_4xx_and_the_gateway_survives() {
     for case in cases {
         let resp = raw(gw.addr, case).await;
         let status = raw_status(&resp);
-        assert!(status == 0 || (400..500).contains(&status), "{:?} -> {resp:?}", String::from_utf8_lossy(case));
+        assert!(
+            status == 0 || (400..500).contains(&status),
+            "{:?} -> {resp:?}",
+            String::from_utf8_lossy(case)
+        );
         assert_alive(gw.addr).await;
     }
-    assert_eq!(up.count(), 0, "nothing unauthenticated reached the upstream");
+    assert_eq!(
+        up.count(),
+        0,
+        "nothing unauthenticated reached the upstream"
+    );
     gw.stop().await;
 }

@@ -3,7 +3,8 @@
 //! a sibling subdomain cannot plant or overwrite them (cookie tossing).
 
 use cookie::time::Duration as CookieDuration;
-use cookie::{Cookie, SameSite};
+pub use cookie::SameSite;
+use cookie::Cookie;
 use http::HeaderValue;
 
 #[derive(Debug, Clone)]

@@ -10,7 +10,7 @@ use serde_saphyr::Location;
 use super::error::{key_path_at, ConfigError, ConfigErrors};
 use super::expand::{with_lookup, Text};
 use super::file::{self, S};
-use super::{Config, IdentityHeaders, Limits, Logging};
+use super::{read_bounded, Config, IdentityHeaders, Limits, Logging};
 use crate::authenticate::cookies::{parse_same_site, CookiePolicy};
 use crate::authenticate::sessions::TokenSettings;
 use crate::authenticate::throttle::ThrottlePolicy;
@@ -204,7 +204,7 @@ pub fn build(
     collect_users(&mut ctx, "users", &f.users, &mut users, &mut seen);
     let users_file = f.users_file.as_ref().map(|p| resolve(&base, &p.value));
     if let (Some(path), Some(spanned)) = (&users_file, &f.users_file) {
-        match std::fs::read_to_string(path) {
+        match read_bounded(path).and_then(|b| String::from_utf8(b).map_err(std::io::Error::other)) {
             Err(e) => ctx.err(
                 spanned.referenced,
                 "users_file",
@@ -436,7 +436,7 @@ fn build_tokens(ctx: &mut Ctx<'_>, t: &file::Tokens, base: &Path) -> Option<Toke
         }
         let read = |ctx: &mut Ctx<'_>, p: &S<Text>, key: &str| {
             let path = resolve(base, &p.value);
-            std::fs::read(&path)
+            read_bounded(&path)
                 .map_err(|e| {
                     ctx.err(
                         p.referenced,

@@ -94,20 +94,38 @@ pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
+/// Config, key and users files are small; a path to a device or a huge file is an error, not a
+/// hang.
+const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+pub(crate) fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut out)?;
+    if out.len() as u64 > MAX_FILE_BYTES {
+        return Err(std::io::Error::other("the file is larger than 1 MiB"));
+    }
+    Ok(out)
+}
+
 /// Reads and builds the config file at `path`. Blocking: call from a blocking context.
 pub fn load(
     path: &Path,
     lookup: impl Fn(&str) -> Option<String> + Clone + 'static,
 ) -> Result<Config, ConfigErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigErrors(vec![ConfigError {
-            file: path.display().to_string(),
-            line: 0,
-            column: 0,
-            key: String::new(),
-            message: format!("cannot read the file: {e}"),
-        }])
-    })?;
+    let text = read_bounded(path)
+        .and_then(|b| String::from_utf8(b).map_err(std::io::Error::other))
+        .map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: path.display().to_string(),
+                line: 0,
+                column: 0,
+                key: String::new(),
+                message: format!("cannot read the file: {e}"),
+            }])
+        })?;
     parse(&text, path, lookup)
 }
 
