@@ -19,13 +19,46 @@ use crate::gateway::{handle, Conn, Gateway};
 /// How often expired sessions, revocations and throttle counters are dropped.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
-/// Serves `listener` until `shutdown` resolves, then stops accepting and waits for open
-/// requests up to `shutdown_grace`.
+/// Serves the public listener until `shutdown` resolves, then stops accepting and waits for
+/// open requests up to `shutdown_grace`.
 pub async fn serve(
     listener: TcpListener,
     gw: Arc<Gateway>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let sweeper = {
+        let gw = gw.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SWEEP_EVERY);
+            loop {
+                tick.tick().await;
+                gw.sweep();
+            }
+        })
+    };
+    let result = serve_with(listener, gw, shutdown, |gw, req, conn| {
+        handle(gw, req, conn)
+    })
+    .await;
+    sweeper.abort();
+    result
+}
+
+/// The accept loop shared by the public and admin listeners: `handler` answers each request.
+pub async fn serve_with<H, F>(
+    listener: TcpListener,
+    gw: Arc<Gateway>,
+    shutdown: impl Future<Output = ()>,
+    handler: H,
+) -> std::io::Result<()>
+where
+    H: Fn(Arc<Gateway>, hyper::Request<hyper::body::Incoming>, Conn) -> F
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    F: Future<Output = hyper::Response<crate::body::Body>> + Send + 'static,
+{
     let config = gw.config();
     let limits = config.limits.clone();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
@@ -41,17 +74,6 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_request_header_bytes).unwrap_or(u32::MAX));
     let builder = Arc::new(builder);
-
-    let sweeper = {
-        let gw = gw.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(SWEEP_EVERY);
-            loop {
-                tick.tick().await;
-                gw.sweep();
-            }
-        })
-    };
 
     tokio::pin!(shutdown);
     loop {
@@ -77,9 +99,10 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let gw = gw.clone();
         let conn_info = Conn { peer, tls: false };
+        let handler = handler.clone();
         let service = service_fn(move |req| {
-            let gw = gw.clone();
-            async move { Ok::<_, Infallible>(handle(gw, req, conn_info).await) }
+            let fut = handler(gw.clone(), req, conn_info);
+            async move { Ok::<_, Infallible>(fut.await) }
         });
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
@@ -93,7 +116,6 @@ pub async fn serve(
         });
     }
     drop(listener);
-    sweeper.abort();
     if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
         .await
         .is_err()

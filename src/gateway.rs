@@ -24,7 +24,12 @@ use crate::error::{Blame, GatewayError};
 use crate::forward::client::UpstreamClient;
 use crate::forward::headers::{incoming_request_id, Origin, X_REQUEST_ID};
 use crate::store::{MemoryStore, Store};
+use crate::telemetry::metrics::{
+    Metrics, RouteKind, RouteLabel, RouteStatus, GATEWAY_ROUTE, NO_ROUTE,
+};
 use crate::{clock, endpoints, forward, ids};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 /// Everything a request needs besides its config snapshot.
 pub struct Gateway {
@@ -33,6 +38,9 @@ pub struct Gateway {
     pub(crate) throttle: Throttle,
     pub(crate) hasher: Hasher,
     pub(crate) client: UpstreamClient,
+    pub metrics: Metrics,
+    /// False after a reload was rejected, until a good one loads (`/readyz`).
+    pub(crate) config_ok: AtomicBool,
 }
 
 impl Gateway {
@@ -42,12 +50,16 @@ impl Gateway {
             config.limits.upstream_connect_timeout,
             config.limits.upstream_response_timeout,
         );
+        let metrics = Metrics::new();
+        metrics.prime(config.routes.routes().iter().map(|r| r.name.as_str()));
         Arc::new(Gateway {
             config: ArcSwap::from_pointee(config),
             store: Store::Memory(MemoryStore::new()),
             throttle: Throttle::new(),
             hasher,
             client,
+            metrics,
+            config_ok: AtomicBool::new(true),
         })
     }
 
@@ -78,7 +90,10 @@ impl Gateway {
                 (!still_ok).then_some(name)
             })
             .collect();
+        self.metrics
+            .prime(new.routes.routes().iter().map(|r| r.name.as_str()));
         self.config.store(Arc::new(new));
+        self.config_ok.store(true, Ordering::SeqCst);
         for user in gone {
             match self.store.revoke_user(&user, now, ttl).await {
                 Ok(sids) if !sids.is_empty() => {
@@ -90,6 +105,16 @@ impl Gateway {
                 }
             }
         }
+    }
+
+    /// Records that a reload was refused: `/readyz` answers 503 until a good one loads.
+    pub fn reject_config(&self) {
+        self.config_ok.store(false, Ordering::SeqCst);
+    }
+
+    /// Ready: the config on disk loaded and the store answers.
+    pub fn is_ready(&self) -> bool {
+        self.config_ok.load(Ordering::SeqCst) && self.store.is_healthy()
     }
 
     /// Drops expired sessions, revocations and throttle counters.
@@ -116,6 +141,8 @@ pub struct RequestCtx {
     pub peer_trusted: bool,
     pub proto: &'static str,
     pub now: u64,
+    /// The route name once known: the metrics label.
+    pub route: OnceLock<String>,
 }
 
 impl RequestCtx {
@@ -179,6 +206,7 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, conn: Conn) -> Res
         peer_trusted,
         proto: if conn.tls { "https" } else { "http" },
         now: clock::now(),
+        route: OnceLock::new(),
     };
     let span = tracing::info_span!(
         "request",
@@ -192,7 +220,7 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, conn: Conn) -> Res
     let result = process(&gw, &config, req, &ctx)
         .instrument(span.clone())
         .await;
-    finish(&config, &ctx, &method, result, started, &span)
+    finish(&gw, &config, &ctx, &method, result, started, &span)
 }
 
 async fn process(
@@ -209,6 +237,7 @@ async fn process(
         .or_else(|| req.uri().authority().map(|a| a.as_str()));
     let canon = canonicalize(host, req.uri().path(), req.uri().query())?;
     if under_prefix(canon.path(), &config.auth_prefix) {
+        let _ = ctx.route.set(GATEWAY_ROUTE.to_string());
         return endpoints::serve(gw, config, req, &canon, ctx).await;
     }
     // 3. route
@@ -217,26 +246,34 @@ async fn process(
         .lookup(&canon, req.method())
         .ok_or(GatewayError::NoRoute)?;
     tracing::Span::current().record("route", matched.route.name.as_str());
+    let _ = ctx.route.set(matched.route.name.clone());
     // 4. authenticate
     let creds = credentials::extract(req.headers(), &config.cookies);
-    let auth = authenticate(config, &gw.store, &creds, ctx.now).await;
+    let auth = authenticate(config, &gw.store, &gw.metrics, &creds, ctx.now).await;
     // 5. authorize
+    let decision = |result| gw.metrics.auth_decision(result);
     let (permit, identity, set_cookies) = match (public(&matched), auth) {
         (Some(permit), Ok(a)) => (permit, Some(a.identity), a.set_cookies),
         (Some(permit), Err(_)) => (permit, None, Vec::new()),
         (None, Ok(a)) => {
             tracing::Span::current().record("user", a.identity.user());
-            let permit = authorize(&matched, &a.identity)?;
+            let permit = authorize(&matched, &a.identity).inspect_err(|_| decision("forbidden"))?;
+            decision(if a.refreshed.is_some() {
+                "refreshed"
+            } else {
+                "allowed"
+            });
             (permit, Some(a.identity), a.set_cookies)
         }
         (None, Err(unauth)) => {
+            decision("unauthenticated");
             return Err(unauthenticated(
                 config,
                 &canon,
                 req.method(),
                 req.headers(),
                 unauth,
-            ))
+            ));
         }
     };
     // 6. forward
@@ -283,6 +320,7 @@ pub fn unauthenticated(
 
 /// The single exit: error → response, then one log line.
 fn finish(
+    gw: &Gateway,
     config: &Config,
     ctx: &RequestCtx,
     method: &Method,
@@ -291,6 +329,10 @@ fn finish(
     span: &tracing::Span,
 ) -> Response<Body> {
     let _entered = span.enter();
+    let upstream_kind = match &result {
+        Err(GatewayError::Upstream(e)) => Some(e.kind()),
+        _ => None,
+    };
     let (mut response, error) = match result {
         Ok(r) => (r, None),
         Err(e) => {
@@ -303,7 +345,33 @@ fn finish(
         response.headers_mut().insert(&X_REQUEST_ID, v);
     }
     let status = response.status().as_u16();
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = started.elapsed().as_secs_f64();
+    let latency_ms = elapsed * 1000.0;
+    let route = ctx
+        .route
+        .get()
+        .map(String::as_str)
+        .unwrap_or(NO_ROUTE)
+        .to_string();
+    gw.metrics
+        .requests
+        .get_or_create(&RouteStatus {
+            route: route.clone(),
+            status,
+        })
+        .inc();
+    gw.metrics
+        .duration
+        .get_or_create(&RouteLabel {
+            route: route.clone(),
+        })
+        .observe(elapsed);
+    if let Some(kind) = upstream_kind {
+        gw.metrics
+            .upstream_errors
+            .get_or_create(&RouteKind { route, kind })
+            .inc();
+    }
     match error {
         None => tracing::info!(status, latency_ms, %method, "request"),
         Some((Blame::Client, error)) => {

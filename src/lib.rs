@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod accept;
+pub mod admin;
 pub mod authenticate;
 pub mod authorize;
 pub mod body;
@@ -32,11 +33,13 @@ pub mod error;
 pub mod forward;
 pub mod gateway;
 pub mod ids;
+pub mod reload;
 pub mod route;
 pub mod store;
 pub mod telemetry;
 
 pub use accept::serve;
+pub use admin::serve_admin;
 pub use config::Config;
 pub use gateway::Gateway;
 

@@ -111,16 +111,42 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let listen = config
         .listen
         .ok_or_else(|| anyhow::anyhow!("server.listen is required"))?;
+    let admin = config.admin.as_ref().map(|a| a.listen);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let path = path.to_path_buf();
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-        tracing::info!(%listen, routes = config.routes.routes().len(), "gatehouse listening");
+        let admin_listener = match admin {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (admin): {e}"))?,
+            ),
+            None => None,
+        };
+        tracing::info!(%listen, admin = ?admin, routes = config.routes.routes().len(), "gatehouse listening");
         let gw = gatehouse::Gateway::new(config);
-        gatehouse::serve(listener, gw, shutdown_signal()).await?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let watcher = tokio::spawn(gatehouse::reload::watch(gw.clone(), path, config::process_env));
+        let admin_task = admin_listener.map(|l| {
+            tokio::spawn(gatehouse::serve_admin(l, gw.clone(), stopped(stop_rx.clone())))
+        });
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        });
+        gatehouse::serve(listener, gw, stopped(stop_rx)).await?;
+        watcher.abort();
+        if let Some(task) = admin_task {
+            let _ = task.await;
+        }
         tracing::info!("gatehouse stopped");
         Ok(())
     })
@@ -136,7 +162,7 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
-    tracing::info!("shutting down");
+    tracing::info!("shutting down: no new connections; draining open requests");
 }
 
 fn hash_password() -> anyhow::Result<()> {

@@ -3,8 +3,8 @@
 //! a sibling subdomain cannot plant or overwrite them (cookie tossing).
 
 use cookie::time::Duration as CookieDuration;
-pub use cookie::SameSite;
 use cookie::Cookie;
+pub use cookie::SameSite;
 use http::HeaderValue;
 
 #[derive(Debug, Clone)]

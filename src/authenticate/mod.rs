@@ -131,6 +131,7 @@ pub struct Unauthenticated {
 pub async fn authenticate(
     config: &crate::config::Config,
     store: &Store,
+    metrics: &crate::telemetry::metrics::Metrics,
     creds: &credentials::Credentials,
     now: u64,
 ) -> Result<Authenticated, Unauthenticated> {
@@ -153,7 +154,7 @@ pub async fn authenticate(
             store_error: None,
         });
     };
-    match refresh_with_audit(config, store, refresh_token, now).await {
+    match refresh_with_audit(config, store, metrics, refresh_token, now).await {
         Ok(issued) => {
             let mut set_cookies = vec![config
                 .cookies
@@ -188,24 +189,36 @@ pub async fn authenticate(
 pub async fn refresh_with_audit(
     config: &crate::config::Config,
     store: &Store,
+    metrics: &crate::telemetry::metrics::Metrics,
     presented: &str,
     now: u64,
 ) -> Result<sessions::Issued, sessions::RefreshError> {
     use crate::telemetry::audit;
     let result = sessions::refresh(&config.tokens, store, &config.users, presented, now).await;
-    match &result {
-        Ok(issued) => audit::refresh_rotated(
-            issued.identity.user(),
-            issued.identity.sid(),
-            issued.refresh.is_none(),
-        ),
+    let label = match &result {
+        Ok(issued) => {
+            audit::refresh_rotated(
+                issued.identity.user(),
+                issued.identity.sid(),
+                issued.refresh.is_none(),
+            );
+            if issued.refresh.is_some() {
+                "rotated"
+            } else {
+                "grace"
+            }
+        }
         Err(sessions::RefreshError::ReuseDetected { sid, user }) => {
-            audit::refresh_reuse_detected(user, sid)
+            audit::refresh_reuse_detected(user, sid);
+            "reuse_detected"
         }
         Err(sessions::RefreshError::UserChanged { sid, user }) => {
-            audit::sessions_revoked(user, std::slice::from_ref(sid), "user_changed")
+            audit::sessions_revoked(user, std::slice::from_ref(sid), "user_changed");
+            "user_changed"
         }
-        Err(_) => {}
-    }
+        Err(sessions::RefreshError::Invalid) => "invalid",
+        Err(sessions::RefreshError::Store(_) | sessions::RefreshError::Sign(_)) => "error",
+    };
+    metrics.refresh_result(label);
     result
 }

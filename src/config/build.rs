@@ -184,16 +184,47 @@ pub fn build(
         );
     }
 
-    if let Some(admin) = &f.admin {
-        if admin.value.token.as_ref().is_none_or(|t| t.is_empty()) {
-            ctx.err(
-                admin.referenced,
-                "admin.token",
-                "is required when admin is set",
-            );
-        }
-        ctx.not_yet(admin.referenced, "admin");
-    }
+    let admin = f.admin.as_ref().and_then(|admin| {
+        let a = &admin.value;
+        let listen = a
+            .listen
+            .value
+            .parse()
+            .map_err(|_| {
+                ctx.err(
+                    a.listen.referenced,
+                    "admin.listen",
+                    format!(
+                        "`{}` is not an address; write e.g. \"127.0.0.1:9090\"",
+                        &*a.listen.value
+                    ),
+                )
+            })
+            .ok();
+        let token = match &a.token {
+            Some(t) if t.value.len() >= 16 => Some(t.value.0.clone()),
+            Some(t) => {
+                ctx.err(
+                    t.referenced,
+                    "admin.token",
+                    "must be at least 16 characters (e.g. from ${GATEHOUSE_ADMIN_TOKEN})",
+                );
+                None
+            }
+            None => {
+                ctx.err(
+                    admin.referenced,
+                    "admin.token",
+                    "is required when admin is set",
+                );
+                None
+            }
+        };
+        Some(super::AdminSettings {
+            listen: listen?,
+            token: super::Secret(token?),
+        })
+    });
 
     let tokens = build_tokens(&mut ctx, &f.tokens, &base);
     let cookies = build_cookies(&mut ctx, &f.cookies, &mut warnings);
@@ -331,6 +362,7 @@ pub fn build(
     }
     Ok(Config {
         source: source.to_path_buf(),
+        admin,
         users_file,
         listen,
         public_origin,

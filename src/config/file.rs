@@ -105,8 +105,8 @@ impl Default for Limits {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Admin {
-    pub listen: Text,
-    pub token: Option<Text>,
+    pub listen: S<Text>,
+    pub token: Option<S<Text>>,
 }
 
 #[derive(Debug, Deserialize)]

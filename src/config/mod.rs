@@ -27,6 +27,8 @@ pub use error::{ConfigError, ConfigErrors};
 #[derive(Debug)]
 pub struct Config {
     pub source: PathBuf,
+    /// The admin listener, if configured.
+    pub admin: Option<AdminSettings>,
     pub users_file: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
     /// `scheme://host[:port]` of `public_url`, for redirects and same-origin checks.
@@ -44,6 +46,22 @@ pub struct Config {
     pub logging: Logging,
     /// Things that load but deserve an operator's look (printed at start and by `check`).
     pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    pub listen: SocketAddr,
+    pub token: Secret,
+}
+
+/// A secret string whose `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -106,8 +106,9 @@ pub async fn forward_auth(
         .lookup(&canon, &orig.method)
         .ok_or(GatewayError::NoRoute)?;
     tracing::Span::current().record("route", matched.route.name.as_str());
+    let _ = ctx.route.set(matched.route.name.clone());
     let creds = extract(headers, &config.cookies);
-    let auth = authenticate(config, &gw.store, &creds, ctx.now).await;
+    let auth = authenticate(config, &gw.store, &gw.metrics, &creds, ctx.now).await;
     let (_permit, identity, set_cookies): (Permit, Option<Identity>, _) =
         match (public(&matched), auth) {
             (Some(p), Ok(a)) => (p, Some(a.identity), a.set_cookies),

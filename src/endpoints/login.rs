@@ -210,6 +210,7 @@ pub async fn submit(
 
     if let Err(locked) = gw.throttle.check(&canonical, ctx.client_ip, ctx.now) {
         audit::login_locked(&canonical, &ip, locked.retry_after);
+        gw.metrics.login("locked");
         return Err(GatewayError::LockedOut {
             retry_after: locked.retry_after,
         });
@@ -238,6 +239,7 @@ pub async fn submit(
                 (None, None) => "unknown_user",
             };
             audit::login_failed(&canonical, &ip, reason);
+            gw.metrics.login("failure");
             if let Some(locked) =
                 gw.throttle
                     .record_failure(&canonical, ctx.client_ip, ctx.now, config.throttle)
@@ -267,6 +269,7 @@ pub async fn submit(
     )
     .await?;
     audit::login_succeeded(&canonical, issued.identity.sid(), &ip);
+    gw.metrics.login("success");
     let mut r = match attempt.kind {
         BodyKind::Json => json(StatusCode::OK, &token_body(&issued)),
         BodyKind::Form => {

@@ -163,6 +163,13 @@ impl Store {
         }
     }
 
+    /// Whether the backend answers (always, for memory).
+    pub fn is_healthy(&self) -> bool {
+        match self {
+            Store::Memory(_) => true,
+        }
+    }
+
     pub fn counts(&self) -> StoreCounts {
         match self {
             Store::Memory(m) => m.counts(),

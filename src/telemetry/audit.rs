@@ -30,3 +30,11 @@ pub fn logout(user: &str, sid: &str, all: bool) {
 pub fn sessions_revoked(user: &str, sids: &[String], reason: &'static str) {
     info!(target: "audit", event = "sessions_revoked", user, count = sids.len(), reason, "sessions revoked");
 }
+
+pub fn config_reloaded(path: &str, routes: usize, users: usize) {
+    info!(target: "audit", event = "config_reloaded", path, routes, users, "configuration reloaded");
+}
+
+pub fn config_rejected(path: &str, error: &str) {
+    warn!(target: "audit", event = "config_rejected", path, error, "configuration rejected; the previous one stays in force");
+}

@@ -2,6 +2,7 @@
 //! events go to target `audit`. Nothing here ever formats a token, cookie, password or hash.
 
 pub mod audit;
+pub mod metrics;
 
 use crate::config::Logging;
 

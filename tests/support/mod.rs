@@ -212,6 +212,8 @@ impl Upstream {
 
 pub struct TestGateway {
     pub addr: SocketAddr,
+    /// The admin listener, when the config has `admin`.
+    pub admin_addr: Option<SocketAddr>,
     pub gw: Arc<gatehouse::Gateway>,
     pub dir: PathBuf,
     shutdown: Option<oneshot::Sender<()>>,
@@ -296,13 +298,27 @@ impl TestGateway {
         let config = gatehouse::config::parse(yaml, &path, env)?;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let has_admin = config.admin.is_some();
         let gw = gatehouse::Gateway::new(config);
+        let admin_addr = if has_admin {
+            let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let admin_addr = admin.local_addr().unwrap();
+            tokio::spawn(gatehouse::serve_admin(
+                admin,
+                gw.clone(),
+                std::future::pending(),
+            ));
+            Some(admin_addr)
+        } else {
+            None
+        };
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(gatehouse::serve(listener, gw.clone(), async {
             let _ = rx.await;
         }));
         Ok(TestGateway {
             addr,
+            admin_addr,
             gw,
             dir,
             shutdown: Some(tx),
