@@ -99,12 +99,10 @@ pub async fn watch(gw: Arc<Gateway>, path: PathBuf, lookup: EnvLookup) {
             if forced {
                 tracing::info!("SIGHUP: reloading the configuration");
             }
-            reload(&gw, &path, lookup).await;
-            // Remember what was seen even when rejected: the next edit triggers again.
-            let files = watched(&gw, &path);
-            last = tokio::task::spawn_blocking(move || fingerprint(&files))
-                .await
-                .unwrap_or(now);
+                        reload(&gw, &path, lookup).await;
+            // Remember the content as it was *before* this reload (applied or rejected): an
+            // edit that lands during the reload differs from it and triggers another.
+            last = now;
         }
     }
 }

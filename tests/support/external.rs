@@ -1,4 +1,5 @@
 //! External programs for tests (chromium, chromedriver, redis-server, nginx): found on PATH,
+#![allow(dead_code)]
 //! started on free loopback ports, stopped by PID. Missing → the test skips with a loud
 //! message, except under CI or `GATEHOUSE_REQUIRE_EXTERNAL=1`, where it fails.
 

@@ -1,0 +1,181 @@
+//! Operating the real binary (SPEC §9): reload on file change and SIGHUP with the old config
+//! kept on a bad edit, and graceful shutdown on SIGTERM.
+
+mod support;
+#[path = "support/external.rs"]
+mod external;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+use support::*;
+
+struct Binary {
+    child: Child,
+    addr: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+    log: PathBuf,
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Binary {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status().unwrap();
+        assert!(ok.success());
+    }
+}
+
+fn config(up: &Upstream, port: u16, admin: u16, routes: &str) -> String {
+    base_yaml(&up.url(), routes)
+        .replace("  listen: \"127.0.0.1:0\"\n", &format!("  listen: \"127.0.0.1:{port}\"\n"))
+        .replace("  secret: \"${TEST_SECRET}\"", &format!("  secret: \"{SECRET}\""))
+        + &format!("admin:\n  listen: \"127.0.0.1:{admin}\"\n  token: \"admin-token-0123456789\"\nlogging:\n  format: json\n")
+}
+
+/// Replaces the file the way editors do: write a new file, rename it over the old one.
+fn replace_file(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+async fn start(dir: &Path, text: &str, port: u16, admin: u16) -> Binary {
+    let path = dir.join("gateway.yaml");
+    std::fs::write(&path, text).unwrap();
+    let log = dir.join("gatehouse.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let bin = Binary { child, addr, admin: format!("127.0.0.1:{admin}").parse().unwrap(), log };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(Instant::now() < deadline, "the binary did not start: {}", bin.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bin
+}
+
+async fn eventually(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+const EXTRA_ROUTE: &str = "  - name: extra\n    path_prefix: /extra\n    upstream: \"UPSTREAM/moved\"\n    public: [\"/extra\"]\n";
+
+#[tokio::test]
+async fn a_reload_adds_a_route_while_a_long_request_is_in_flight() {
+    let up = Upstream::start().await;
+    let dir = temp_dir();
+    let (port, admin) = (external::free_port(), external::free_port());
+    let text = config(&up, port, admin, default_routes());
+    let bin = start(&dir, &text, port, admin).await;
+    let c = Client::new(bin.addr);
+    c.login("alice", "alice-pw").await;
+    // A long request: the upstream answers /slow after 5 s.
+    let slow = {
+        let c = c.clone();
+        tokio::spawn(async move { c.get("/slow").await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(c.get("/extra/x").await.status, StatusCode::OK);
+    assert_eq!(up.last().uri, "/extra/x", "before the reload /extra goes to the app route");
+    let with_extra = config(&up, port, admin, &format!("{}{}", default_routes(), EXTRA_ROUTE.replace("UPSTREAM", &up.url())));
+    replace_file(&dir.join("gateway.yaml"), &with_extra);
+    let probe = Client::new(bin.addr);
+    eventually("the new route", Duration::from_secs(5), async || {
+        probe.get("/extra/x").await.status == StatusCode::OK && up.last().uri == "/moved/extra/x"
+    })
+    .await;
+    let slow = slow.await.unwrap();
+    assert_eq!(slow.status, StatusCode::OK, "the in-flight request survived the reload");
+    assert_eq!(slow.body, "slow");
+    assert_eq!(c.get("/x").await.status, StatusCode::OK, "sessions survive a reload");
+    assert!(bin.log().contains("config_reloaded"));
+}
+
+#[tokio::test]
+async fn a_broken_edit_is_rejected_while_traffic_keeps_flowing() {
+    let up = Upstream::start().await;
+    let dir = temp_dir();
+    let (port, admin) = (external::free_port(), external::free_port());
+    let text = config(&up, port, admin, default_routes());
+    let bin = start(&dir, &text, port, admin).await;
+    let c = Client::new(bin.addr);
+    c.login("bob", "bob-pw").await;
+    let admin_client = Client::new(bin.admin);
+    assert_eq!(admin_client.get("/readyz").await.status, StatusCode::OK);
+    replace_file(&dir.join("gateway.yaml"), &text.replace("    upstream:", "    upstrem:"));
+    eventually("the rejection", Duration::from_secs(5), async || bin.log().contains("config_rejected")).await;
+    assert!(bin.log().contains("upstrem"), "the log names the bad key");
+    assert_eq!(admin_client.get("/readyz").await.status, StatusCode::SERVICE_UNAVAILABLE);
+    for _ in 0..5 {
+        assert_eq!(c.get("/x").await.status, StatusCode::OK, "the old config keeps serving");
+    }
+    replace_file(&dir.join("gateway.yaml"), &text);
+    eventually("readiness after the fix", Duration::from_secs(5), async || admin_client.get("/readyz").await.status == StatusCode::OK).await;
+}
+
+#[tokio::test]
+async fn sighup_reloads_and_removed_users_lose_their_sessions() {
+    let up = Upstream::start().await;
+    let dir = temp_dir();
+    let (port, admin) = (external::free_port(), external::free_port());
+    let text = config(&up, port, admin, default_routes());
+    let bin = start(&dir, &text, port, admin).await;
+    let bob = Client::new(bin.addr);
+    bob.login("bob", "bob-pw").await;
+    bin.signal("HUP");
+    eventually("the SIGHUP reload", Duration::from_secs(5), async || bin.log().contains("SIGHUP")).await;
+    assert_eq!(bob.get("/x").await.status, StatusCode::OK, "an unchanged reload keeps sessions");
+    let bob_entry = format!("  - username: bob\n    password_hash: \"{}\"\n    roles: [staff]\n", hash_of("bob-pw"));
+    replace_file(&dir.join("gateway.yaml"), &text.replace(&bob_entry, ""));
+    eventually("bob's session to end", Duration::from_secs(5), async || bob.get("/x").await.status == StatusCode::UNAUTHORIZED).await;
+    assert!(bin.log().contains("sessions_revoked"));
+}
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_requests_then_exits() {
+    let up = Upstream::start().await;
+    let dir = temp_dir();
+    let (port, admin) = (external::free_port(), external::free_port());
+    let text = config(&up, port, admin, &default_routes().replace("public: [\"/public/\", \"/favicon.ico\"]", "public: [\"/public/\", \"/favicon.ico\", \"/slow\"]"));
+    let mut bin = start(&dir, &text, port, admin).await;
+    let c = Client::new(bin.addr);
+    let slow = tokio::spawn(async move { c.get("/slow").await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    bin.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(tokio::net::TcpStream::connect(bin.addr).await.is_err(), "still accepting after SIGTERM");
+    let slow = slow.await.unwrap();
+    assert_eq!((slow.status, slow.body.as_str()), (StatusCode::OK, "slow"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = bin.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "did not exit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(bin.log().contains("gatehouse stopped"));
+}
