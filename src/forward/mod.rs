@@ -103,25 +103,27 @@ pub async fn forward(
 
     let mut resp = client.send(req).await?;
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(client_upgrade) = client_upgrade {
-            let upstream_upgrade = hyper::upgrade::on(&mut resp);
-            tokio::spawn(async move {
-                if let (Ok(a), Ok(b)) = tokio::join!(client_upgrade, upstream_upgrade) {
-                    let (mut a, mut b) = (TokioIo::new(a), TokioIo::new(b));
-                    let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
-                }
-            });
-            let upgrade_value = resp.headers().get(UPGRADE).cloned();
-            let (mut parts, _) = resp.into_parts();
-            remove_hop_by_hop(&mut parts.headers);
-            parts
-                .headers
-                .insert(CONNECTION, HeaderValue::from_static("upgrade"));
-            if let Some(v) = upgrade_value {
-                parts.headers.insert(UPGRADE, v);
+        // A 101 we did not ask for cannot be relayed: there is no splice behind it.
+        let Some(client_upgrade) = client_upgrade else {
+            return Err(client::UpstreamError::UnexpectedUpgrade.into());
+        };
+        let upstream_upgrade = hyper::upgrade::on(&mut resp);
+        tokio::spawn(async move {
+            if let (Ok(a), Ok(b)) = tokio::join!(client_upgrade, upstream_upgrade) {
+                let (mut a, mut b) = (TokioIo::new(a), TokioIo::new(b));
+                let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
             }
-            return Ok(Response::from_parts(parts, crate::body::empty()));
+        });
+        let upgrade_value = resp.headers().get(UPGRADE).cloned();
+        let (mut parts, _) = resp.into_parts();
+        remove_hop_by_hop(&mut parts.headers);
+        parts
+            .headers
+            .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        if let Some(v) = upgrade_value {
+            parts.headers.insert(UPGRADE, v);
         }
+        return Ok(Response::from_parts(parts, crate::body::empty()));
     }
     let (mut parts, body) = resp.into_parts();
     remove_hop_by_hop(&mut parts.headers);

@@ -78,9 +78,12 @@ impl Drop for Upstream {
 }
 
 async fn upstream_handle(
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     seen: Arc<Mutex<Vec<Recorded>>>,
 ) -> Result<Response<http_body_util::combinators::BoxBody<Bytes, Infallible>>, Infallible> {
+    if req.uri().path() == "/ws" {
+        return Ok(websocket_echo(&mut req, &seen));
+    }
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     // `/stream-echo` answers before reading: proves the request body streams.
@@ -129,6 +132,43 @@ async fn upstream_handle(
             r
         }
     })
+}
+
+/// Completes a WebSocket handshake (RFC 6455 §4.2.2) and echoes every byte back.
+fn websocket_echo(
+    req: &mut Request<Incoming>,
+    seen: &Arc<Mutex<Vec<Recorded>>>,
+) -> Response<http_body_util::combinators::BoxBody<Bytes, Infallible>> {
+    seen.lock().unwrap().push(Recorded {
+        method: req.method().clone(),
+        uri: req.uri().to_string(),
+        headers: req.headers().clone(),
+        body: Bytes::new(),
+    });
+    let key = req.headers().get("sec-websocket-key").map(|k| k.as_bytes().to_vec()).unwrap_or_default();
+    let mut input = key;
+    input.extend_from_slice(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &input);
+    use base64::Engine as _;
+    let accept = base64::engine::general_purpose::STANDARD.encode(digest.as_ref());
+    let on_upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        if let Ok(upgraded) = on_upgrade.await {
+            let mut io = TokioIo::new(upgraded);
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = io.read(&mut buf).await {
+                if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let mut r = Response::new(Full::new(Bytes::new()).boxed());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    r.headers_mut().insert("upgrade", "websocket".parse().unwrap());
+    r.headers_mut().insert("connection", "upgrade".parse().unwrap());
+    r.headers_mut().insert("sec-websocket-accept", accept.parse().unwrap());
+    r
 }
 
 fn futures_stream(
