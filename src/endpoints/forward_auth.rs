@@ -19,6 +19,11 @@ use crate::config::Config;
 use crate::error::GatewayError;
 use crate::gateway::{login_url, unauthenticated, Gateway, RequestCtx};
 
+pub static ACCESS_COOKIE_HEADER: http::HeaderName =
+    http::HeaderName::from_static("x-gatehouse-access-cookie");
+pub static REFRESH_COOKIE_HEADER: http::HeaderName =
+    http::HeaderName::from_static("x-gatehouse-refresh-cookie");
+
 const FORWARD_HEADERS: [&str; 5] = [
     "x-forwarded-method",
     "x-forwarded-uri",
@@ -151,7 +156,16 @@ pub async fn forward_auth(
         }
         h.insert(&config.identity.roles, value(&id.roles().join(","))?);
     }
+        // Each cookie also travels in its own header: nginx's `$upstream_http_set_cookie` holds
+    // only the first `Set-Cookie`, and losing the rotated refresh cookie would log the user out
+    // at the next refresh (reuse detection).
     for c in set_cookies {
+        let name = if c.as_bytes().starts_with(config.cookies.refresh_name.as_bytes()) {
+            &REFRESH_COOKIE_HEADER
+        } else {
+            &ACCESS_COOKIE_HEADER
+        };
+        r.headers_mut().insert(name, c.clone());
         r.headers_mut().append(SET_COOKIE, c);
     }
     Ok(r)
