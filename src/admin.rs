@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
-use crate::accept::serve_with;
+use crate::accept::{serve_with, Transport};
 use crate::body::{empty, full, Body};
 use crate::gateway::{Conn, Gateway};
 use crate::telemetry::audit;
@@ -21,9 +21,13 @@ pub async fn serve_admin(
     gw: Arc<Gateway>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    serve_with(listener, gw, shutdown, |gw, req, _conn: Conn| async move {
-        handle(&gw, req).await
-    })
+    serve_with(
+        listener,
+        gw,
+        shutdown,
+        Transport::Plain,
+        |gw, req, _conn: Conn| async move { handle(&gw, req).await },
+    )
     .await
 }
 

@@ -38,7 +38,7 @@ pub mod route;
 pub mod store;
 pub mod telemetry;
 
-pub use accept::serve;
+pub use accept::{serve, serve_tls};
 pub use admin::serve_admin;
 pub use config::Config;
 pub use gateway::Gateway;

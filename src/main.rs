@@ -64,9 +64,14 @@ fn load(path: &std::path::Path) -> anyhow::Result<Config> {
 fn check(path: &std::path::Path) -> anyhow::Result<()> {
     let c = load(path)?;
     println!("{}: configuration is valid", path.display());
-    match c.listen {
-        Some(addr) => println!("listeners: http://{addr}"),
-        None => println!("listeners: none"),
+    if let Some(addr) = c.listen {
+        println!("listener: http://{addr}");
+    }
+    if let Some(tls) = &c.tls {
+        println!("listener: https://{} (h2, http/1.1)", tls.listen);
+    }
+    if let Some(admin) = &c.admin {
+        println!("admin: http://{}", admin.listen);
     }
     println!("auth prefix: {}", c.auth_prefix);
     println!(
@@ -108,18 +113,27 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
     for w in &config.warnings {
         tracing::warn!(warning = %w, "config warning");
     }
-    let listen = config
-        .listen
-        .ok_or_else(|| anyhow::anyhow!("server.listen is required"))?;
+    let listen = config.listen;
+    let tls_listen = config.tls.as_ref().map(|t| t.listen);
     let admin = config.admin.as_ref().map(|a| a.listen);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let path = path.to_path_buf();
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+        let bind = |addr: std::net::SocketAddr, what: &'static str| async move {
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr} ({what}): {e}"))
+        };
+        let listener = match listen {
+            Some(addr) => Some(bind(addr, "http").await?),
+            None => None,
+        };
+        let tls_listener = match tls_listen {
+            Some(addr) => Some(bind(addr, "https").await?),
+            None => None,
+        };
         let admin_listener = match admin {
             Some(addr) => Some(
                 tokio::net::TcpListener::bind(addr)
@@ -128,7 +142,7 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
             ),
             None => None,
         };
-        tracing::info!(%listen, admin = ?admin, routes = config.routes.routes().len(), "gatehouse listening");
+        tracing::info!(http = ?listen, https = ?tls_listen, admin = ?admin, routes = config.routes.routes().len(), "gatehouse listening");
         let gw = gatehouse::Gateway::new(config);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -142,7 +156,16 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
             shutdown_signal().await;
             let _ = stop_tx.send(true);
         });
-        gatehouse::serve(listener, gw, stopped(stop_rx)).await?;
+        let tls_task = tls_listener.map(|l| {
+            tokio::spawn(gatehouse::serve_tls(l, gw.clone(), stopped(stop_rx.clone())))
+        });
+        match listener {
+            Some(l) => gatehouse::serve(l, gw, stopped(stop_rx)).await?,
+            None => stopped(stop_rx).await,
+        }
+        if let Some(task) = tls_task {
+            let _ = task.await;
+        }
         watcher.abort();
         if let Some(task) = admin_task {
             let _ = task.await;

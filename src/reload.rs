@@ -65,8 +65,12 @@ fn fingerprint(paths: &[PathBuf]) -> Vec<u8> {
 }
 
 fn watched(gw: &Gateway, path: &Path) -> Vec<PathBuf> {
+    let config = gw.config();
     let mut paths = vec![path.to_path_buf()];
-    paths.extend(gw.config().users_file.clone());
+    paths.extend(config.users_file.clone());
+    if let Some(tls) = &config.tls {
+        paths.extend(crate::accept::tls::paths(tls).map(Path::to_path_buf));
+    }
     paths
 }
 
@@ -99,7 +103,7 @@ pub async fn watch(gw: Arc<Gateway>, path: PathBuf, lookup: EnvLookup) {
             if forced {
                 tracing::info!("SIGHUP: reloading the configuration");
             }
-                        reload(&gw, &path, lookup).await;
+            reload(&gw, &path, lookup).await;
             // Remember the content as it was *before* this reload (applied or rejected): an
             // edit that lands during the reload differs from it and triggers another.
             last = now;

@@ -2,9 +2,9 @@
 //! using the shipped example config (`examples/nginx/gatehouse.conf`) with only the ports
 //! changed. Proves allow, 401-to-login, 403, and that refreshed cookies reach the browser.
 
-mod support;
 #[path = "support/external.rs"]
 mod external;
+mod support;
 
 use std::process::Command;
 use std::time::Duration;
@@ -14,27 +14,43 @@ use support::*;
 
 #[tokio::test]
 async fn nginx_auth_request_allows_redirects_forbids_and_delivers_refreshed_cookies() {
-    let Some(nginx) = external::find("nginx", &["/usr/sbin/nginx"]) else { return };
+    let Some(nginx) = external::find("nginx", &["/usr/sbin/nginx"]) else {
+        return;
+    };
     let up = Upstream::start().await;
     let yaml = base_yaml(&up.url(), default_routes())
-        .replace("server:\n", "server:\n  trusted_proxies: [\"127.0.0.1/32\"]\n")
-        .replace("  access_ttl: 5m\n", "  access_ttl: 1s\n  refresh_reuse_grace: 1s\n");
+        .replace(
+            "server:\n",
+            "server:\n  trusted_proxies: [\"127.0.0.1/32\"]\n",
+        )
+        .replace(
+            "  access_ttl: 5m\n",
+            "  access_ttl: 1s\n  refresh_reuse_grace: 1s\n",
+        );
     let gw = TestGateway::start(&yaml).await;
 
     let dir = temp_dir();
     let port = external::free_port();
-    let server = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/nginx/gatehouse.conf"))
-        .unwrap()
-        .replace("listen 80;", &format!("listen 127.0.0.1:{port};"))
-        .replace("127.0.0.1:8080", &gw.addr.to_string())
-        .replace("127.0.0.1:3000", &up.addr.to_string());
+    let server = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/nginx/gatehouse.conf"
+    ))
+    .unwrap()
+    .replace("listen 80;", &format!("listen 127.0.0.1:{port};"))
+    .replace("127.0.0.1:8080", &gw.addr.to_string())
+    .replace("127.0.0.1:3000", &up.addr.to_string());
     let d = dir.display();
     let conf = format!(
         "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\nevents {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n{server}\n}}\n"
     );
     std::fs::write(dir.join("nginx.conf"), conf).unwrap();
     let mut cmd = Command::new(nginx);
-    cmd.arg("-p").arg(&dir).arg("-c").arg(dir.join("nginx.conf")).arg("-e").arg(dir.join("error.log"));
+    cmd.arg("-p")
+        .arg(&dir)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .arg("-e")
+        .arg(dir.join("error.log"));
     let proc = external::Process::spawn(cmd, port);
     proc.wait_listening(Duration::from_secs(10)).await;
     let via_nginx: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -43,13 +59,18 @@ async fn nginx_auth_request_allows_redirects_forbids_and_delivers_refreshed_cook
     let anon = Client::new(via_nginx);
     let r = anon.navigate("/reports?year=2026").await;
     assert_eq!(r.status, StatusCode::FOUND, "{}", r.body);
-    assert_eq!(r.header("location"), Some("/.gatehouse/login?rd=%2Freports%3Fyear%3D2026"));
+    assert_eq!(
+        r.header("location"),
+        Some("/.gatehouse/login?rd=%2Freports%3Fyear%3D2026")
+    );
     assert_eq!(up.count(), 0);
 
     // Logging in through nginx, then the app sees the identity nginx copied from Gatehouse.
     let alice = Client::new(via_nginx);
     alice.login("alice", "alice-pw").await;
-    let r = alice.get_with("/reports", &[("x-forwarded-user", "mallory")]).await;
+    let r = alice
+        .get_with("/reports", &[("x-forwarded-user", "mallory")])
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(up.last().header_all("x-forwarded-user"), vec!["alice"]);
     assert_eq!(up.last().header("x-forwarded-groups"), Some("admin,staff"));
@@ -70,8 +91,14 @@ async fn nginx_auth_request_allows_redirects_forbids_and_delivers_refreshed_cook
         let old_refresh = alice.cookie("gatehouse_refresh").unwrap();
         let r = alice.get("/reports").await;
         assert_eq!(r.status, StatusCode::OK, "round {round}");
-        assert!(r.cookie("gatehouse_access").is_some(), "round {round}: {:?}", r.set_cookies());
-        let new_refresh = r.cookie("gatehouse_refresh").expect("the rotated refresh cookie reached the browser");
+        assert!(
+            r.cookie("gatehouse_access").is_some(),
+            "round {round}: {:?}",
+            r.set_cookies()
+        );
+        let new_refresh = r
+            .cookie("gatehouse_refresh")
+            .expect("the rotated refresh cookie reached the browser");
         assert_ne!(new_refresh, old_refresh);
     }
     drop(proc);

@@ -1,9 +1,9 @@
 //! Operating the real binary (SPEC §9): reload on file change and SIGHUP with the old config
 //! kept on a bad edit, and graceful shutdown on SIGTERM.
 
-mod support;
 #[path = "support/external.rs"]
 mod external;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -31,7 +31,10 @@ impl Binary {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
     fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status().unwrap();
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(ok.success());
     }
 }
@@ -63,10 +66,19 @@ async fn start(dir: &Path, text: &str, port: u16, admin: u16) -> Binary {
         .spawn()
         .unwrap();
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    let bin = Binary { child, addr, admin: format!("127.0.0.1:{admin}").parse().unwrap(), log };
+    let bin = Binary {
+        child,
+        addr,
+        admin: format!("127.0.0.1:{admin}").parse().unwrap(),
+        log,
+    };
     let deadline = Instant::now() + Duration::from_secs(20);
     while tokio::net::TcpStream::connect(addr).await.is_err() {
-        assert!(Instant::now() < deadline, "the binary did not start: {}", bin.log());
+        assert!(
+            Instant::now() < deadline,
+            "the binary did not start: {}",
+            bin.log()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     bin
@@ -98,8 +110,21 @@ async fn a_reload_adds_a_route_while_a_long_request_is_in_flight() {
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(c.get("/extra/x").await.status, StatusCode::OK);
-    assert_eq!(up.last().uri, "/extra/x", "before the reload /extra goes to the app route");
-    let with_extra = config(&up, port, admin, &format!("{}{}", default_routes(), EXTRA_ROUTE.replace("UPSTREAM", &up.url())));
+    assert_eq!(
+        up.last().uri,
+        "/extra/x",
+        "before the reload /extra goes to the app route"
+    );
+    let with_extra = config(
+        &up,
+        port,
+        admin,
+        &format!(
+            "{}{}",
+            default_routes(),
+            EXTRA_ROUTE.replace("UPSTREAM", &up.url())
+        ),
+    );
     replace_file(&dir.join("gateway.yaml"), &with_extra);
     let probe = Client::new(bin.addr);
     eventually("the new route", Duration::from_secs(5), async || {
@@ -107,9 +132,17 @@ async fn a_reload_adds_a_route_while_a_long_request_is_in_flight() {
     })
     .await;
     let slow = slow.await.unwrap();
-    assert_eq!(slow.status, StatusCode::OK, "the in-flight request survived the reload");
+    assert_eq!(
+        slow.status,
+        StatusCode::OK,
+        "the in-flight request survived the reload"
+    );
     assert_eq!(slow.body, "slow");
-    assert_eq!(c.get("/x").await.status, StatusCode::OK, "sessions survive a reload");
+    assert_eq!(
+        c.get("/x").await.status,
+        StatusCode::OK,
+        "sessions survive a reload"
+    );
     assert!(bin.log().contains("config_reloaded"));
 }
 
@@ -124,15 +157,33 @@ async fn a_broken_edit_is_rejected_while_traffic_keeps_flowing() {
     c.login("bob", "bob-pw").await;
     let admin_client = Client::new(bin.admin);
     assert_eq!(admin_client.get("/readyz").await.status, StatusCode::OK);
-    replace_file(&dir.join("gateway.yaml"), &text.replace("    upstream:", "    upstrem:"));
-    eventually("the rejection", Duration::from_secs(5), async || bin.log().contains("config_rejected")).await;
+    replace_file(
+        &dir.join("gateway.yaml"),
+        &text.replace("    upstream:", "    upstrem:"),
+    );
+    eventually("the rejection", Duration::from_secs(5), async || {
+        bin.log().contains("config_rejected")
+    })
+    .await;
     assert!(bin.log().contains("upstrem"), "the log names the bad key");
-    assert_eq!(admin_client.get("/readyz").await.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        admin_client.get("/readyz").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     for _ in 0..5 {
-        assert_eq!(c.get("/x").await.status, StatusCode::OK, "the old config keeps serving");
+        assert_eq!(
+            c.get("/x").await.status,
+            StatusCode::OK,
+            "the old config keeps serving"
+        );
     }
     replace_file(&dir.join("gateway.yaml"), &text);
-    eventually("readiness after the fix", Duration::from_secs(5), async || admin_client.get("/readyz").await.status == StatusCode::OK).await;
+    eventually(
+        "readiness after the fix",
+        Duration::from_secs(5),
+        async || admin_client.get("/readyz").await.status == StatusCode::OK,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -145,11 +196,24 @@ async fn sighup_reloads_and_removed_users_lose_their_sessions() {
     let bob = Client::new(bin.addr);
     bob.login("bob", "bob-pw").await;
     bin.signal("HUP");
-    eventually("the SIGHUP reload", Duration::from_secs(5), async || bin.log().contains("SIGHUP")).await;
-    assert_eq!(bob.get("/x").await.status, StatusCode::OK, "an unchanged reload keeps sessions");
-    let bob_entry = format!("  - username: bob\n    password_hash: \"{}\"\n    roles: [staff]\n", hash_of("bob-pw"));
+    eventually("the SIGHUP reload", Duration::from_secs(5), async || {
+        bin.log().contains("SIGHUP")
+    })
+    .await;
+    assert_eq!(
+        bob.get("/x").await.status,
+        StatusCode::OK,
+        "an unchanged reload keeps sessions"
+    );
+    let bob_entry = format!(
+        "  - username: bob\n    password_hash: \"{}\"\n    roles: [staff]\n",
+        hash_of("bob-pw")
+    );
     replace_file(&dir.join("gateway.yaml"), &text.replace(&bob_entry, ""));
-    eventually("bob's session to end", Duration::from_secs(5), async || bob.get("/x").await.status == StatusCode::UNAUTHORIZED).await;
+    eventually("bob's session to end", Duration::from_secs(5), async || {
+        bob.get("/x").await.status == StatusCode::UNAUTHORIZED
+    })
+    .await;
     assert!(bin.log().contains("sessions_revoked"));
 }
 
@@ -158,14 +222,25 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
     let up = Upstream::start().await;
     let dir = temp_dir();
     let (port, admin) = (external::free_port(), external::free_port());
-    let text = config(&up, port, admin, &default_routes().replace("public: [\"/public/\", \"/favicon.ico\"]", "public: [\"/public/\", \"/favicon.ico\", \"/slow\"]"));
+    let text = config(
+        &up,
+        port,
+        admin,
+        &default_routes().replace(
+            "public: [\"/public/\", \"/favicon.ico\"]",
+            "public: [\"/public/\", \"/favicon.ico\", \"/slow\"]",
+        ),
+    );
     let mut bin = start(&dir, &text, port, admin).await;
     let c = Client::new(bin.addr);
     let slow = tokio::spawn(async move { c.get("/slow").await });
     tokio::time::sleep(Duration::from_millis(500)).await;
     bin.signal("TERM");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(tokio::net::TcpStream::connect(bin.addr).await.is_err(), "still accepting after SIGTERM");
+    assert!(
+        tokio::net::TcpStream::connect(bin.addr).await.is_err(),
+        "still accepting after SIGTERM"
+    );
     let slow = slow.await.unwrap();
     assert_eq!((slow.status, slow.body.as_str()), (StatusCode::OK, "slow"));
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -417,27 +417,18 @@ async fn sessions_end_at_session_max_age_and_cookies_never_outlive_them() {
 #[tokio::test]
 async fn refresh_ttl_is_an_idle_limit() {
     let up = Upstream::start().await;
-    let gw = TestGateway::start(&yaml_with(
-        &up,
-        "  access_ttl: 1s\n  refresh_ttl: 2s\n  leeway: 0s\n",
-    ))
-    .await;
+    let gw = TestGateway::start(&yaml_with(&up, "  access_ttl: 1s\n  refresh_ttl: 4s\n  leeway: 0s\n")).await;
     let c = gw.client();
     c.login("bob", "bob-pw").await;
-    sleep_s(1.5).await;
-    assert_eq!(c.get("/x").await.status, StatusCode::OK);
-    sleep_s(1.5).await;
-    assert_eq!(
-        c.get("/x").await.status,
-        StatusCode::OK,
-        "each refresh restarts the idle clock"
-    );
-    sleep_s(2.5).await;
-    assert_eq!(
-        c.get("/x").await.status,
-        StatusCode::UNAUTHORIZED,
-        "idle too long"
-    );
+    // Each step waits past the access token's expiry (whole seconds, inclusive), so every
+    // request refreshes. At 6.6 s the login's own refresh token (4 s) is long dead: only a
+    // refresh that restarts the idle clock keeps the session.
+    for step in 1..=3 {
+        sleep_s(2.2).await;
+        assert_eq!(c.get("/x").await.status, StatusCode::OK, "step {step}");
+    }
+    sleep_s(5.5).await;
+    assert_eq!(c.get("/x").await.status, StatusCode::UNAUTHORIZED, "idle too long");
     gw.stop().await;
 }
 

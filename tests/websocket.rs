@@ -5,16 +5,18 @@ mod support;
 
 use std::time::Duration;
 
+use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use support::*;
 
 fn routes(ws: bool) -> String {
     format!("routes:\n  - name: app\n    upstream: \"UPSTREAM\"\n    websocket: {ws}\n")
 }
 
 fn upgrade_request(cookie: Option<&str>) -> String {
-    let cookie = cookie.map(|c| format!("cookie: {c}\r\n")).unwrap_or_default();
+    let cookie = cookie
+        .map(|c| format!("cookie: {c}\r\n"))
+        .unwrap_or_default();
     format!(
         "GET /ws HTTP/1.1\r\nhost: x\r\nconnection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n{cookie}\r\n"
     )
@@ -24,7 +26,10 @@ async fn read_head(s: &mut TcpStream) -> String {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
-        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut byte)).await.unwrap().unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
         if n == 0 {
             break;
         }
@@ -41,10 +46,16 @@ async fn an_authenticated_websocket_is_spliced_through_with_identity() {
     c.login("alice", "alice-pw").await;
     let cookie = format!("gatehouse_access={}", c.cookie("gatehouse_access").unwrap());
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    s.write_all(upgrade_request(Some(&cookie)).as_bytes()).await.unwrap();
+    s.write_all(upgrade_request(Some(&cookie)).as_bytes())
+        .await
+        .unwrap();
     let head = read_head(&mut s).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    assert!(head.to_ascii_lowercase().contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{head}"
+    );
     let seen = up.last();
     assert_eq!(seen.header("x-forwarded-user"), Some("alice"));
     assert!(seen.header("cookie").is_none());
@@ -52,7 +63,10 @@ async fn an_authenticated_websocket_is_spliced_through_with_identity() {
     for msg in [&b"\x81\x85hello"[..], b"second frame"] {
         s.write_all(msg).await.unwrap();
         let mut back = vec![0u8; msg.len()];
-        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut back)).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut back))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(back, msg);
     }
     gw.stop().await;
@@ -74,9 +88,17 @@ async fn an_upgrade_without_a_session_or_on_a_route_without_websocket_is_refused
     c.login("alice", "alice-pw").await;
     let cookie = format!("gatehouse_access={}", c.cookie("gatehouse_access").unwrap());
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    s.write_all(upgrade_request(Some(&cookie)).as_bytes()).await.unwrap();
+    s.write_all(upgrade_request(Some(&cookie)).as_bytes())
+        .await
+        .unwrap();
     let head = read_head(&mut s).await;
-    assert!(head.starts_with("HTTP/1.1 502"), "upgraded on a route without websocket: {head}");
-    assert!(up.last().header("upgrade").is_none(), "the upgrade headers were stripped");
+    assert!(
+        head.starts_with("HTTP/1.1 502"),
+        "upgraded on a route without websocket: {head}"
+    );
+    assert!(
+        up.last().header("upgrade").is_none(),
+        "the upgrade headers were stripped"
+    );
     gw.stop().await;
 }

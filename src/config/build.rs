@@ -116,9 +116,54 @@ pub fn build(
             })
             .ok()
     });
-    if let Some(tls) = &f.server.tls {
-        ctx.not_yet(tls.referenced, "server.tls");
-    }
+    let tls = f.server.tls.as_ref().and_then(|t| {
+        let t = &t.value;
+        let listen = t
+            .listen
+            .value
+            .parse()
+            .map_err(|_| {
+                ctx.err(
+                    t.listen.referenced,
+                    "server.tls.listen",
+                    format!(
+                        "`{}` is not an address; write e.g. \"0.0.0.0:8443\"",
+                        &*t.listen.value
+                    ),
+                )
+            })
+            .ok();
+        let cert_path = resolve(&base, &t.cert.value);
+        let key_path = resolve(&base, &t.key.value);
+        let cert = read_bounded(&cert_path)
+            .map_err(|e| {
+                ctx.err(
+                    t.cert.referenced,
+                    "server.tls.cert",
+                    format!("cannot read `{}`: {e}", cert_path.display()),
+                )
+            })
+            .ok();
+        let key = read_bounded(&key_path)
+            .map_err(|e| {
+                ctx.err(
+                    t.key.referenced,
+                    "server.tls.key",
+                    format!("cannot read `{}`: {e}", key_path.display()),
+                )
+            })
+            .ok();
+        let (cert, key) = (cert?, key?);
+        let server_config = crate::accept::tls::server_config(&cert, &key)
+            .map_err(|e| ctx.err(t.cert.referenced, "server.tls", e.to_string()))
+            .ok()?;
+        Some(crate::accept::tls::TlsSettings {
+            listen: listen?,
+            cert_path,
+            key_path,
+            server_config,
+        })
+    });
     if f.server.listen.is_none() && f.server.tls.is_none() {
         ctx.err(
             Location::UNKNOWN,
@@ -363,6 +408,7 @@ pub fn build(
     Ok(Config {
         source: source.to_path_buf(),
         admin,
+        tls,
         users_file,
         listen,
         public_origin,

@@ -68,9 +68,9 @@ pub fn unspanned<T>(value: T) -> S<T> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tls {
-    pub listen: Text,
-    pub cert: Text,
-    pub key: Text,
+    pub listen: S<Text>,
+    pub cert: S<Text>,
+    pub key: S<Text>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -29,6 +29,8 @@ pub struct Config {
     pub source: PathBuf,
     /// The admin listener, if configured.
     pub admin: Option<AdminSettings>,
+    /// The HTTPS listener, if configured.
+    pub tls: Option<crate::accept::tls::TlsSettings>,
     pub users_file: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
     /// `scheme://host[:port]` of `public_url`, for redirects and same-origin checks.

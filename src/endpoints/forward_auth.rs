@@ -156,11 +156,14 @@ pub async fn forward_auth(
         }
         h.insert(&config.identity.roles, value(&id.roles().join(","))?);
     }
-        // Each cookie also travels in its own header: nginx's `$upstream_http_set_cookie` holds
+    // Each cookie also travels in its own header: nginx's `$upstream_http_set_cookie` holds
     // only the first `Set-Cookie`, and losing the rotated refresh cookie would log the user out
     // at the next refresh (reuse detection).
     for c in set_cookies {
-        let name = if c.as_bytes().starts_with(config.cookies.refresh_name.as_bytes()) {
+        let name = if c
+            .as_bytes()
+            .starts_with(config.cookies.refresh_name.as_bytes())
+        {
             &REFRESH_COOKIE_HEADER
         } else {
             &ACCESS_COOKIE_HEADER

@@ -18,7 +18,7 @@ pub enum UpstreamError {
     Unreachable(#[source] hyper_util::client::legacy::Error),
     #[error("the upstream did not answer in time")]
     Timeout,
-        #[error("the upstream connection failed")]
+    #[error("the upstream connection failed")]
     Broken(#[source] hyper_util::client::legacy::Error),
     #[error("the upstream switched protocols without being asked to")]
     UnexpectedUpgrade,
@@ -30,14 +30,14 @@ impl UpstreamError {
         match self {
             UpstreamError::Unreachable(_) => "connect",
             UpstreamError::Timeout => "timeout",
-                        UpstreamError::Broken(_) | UpstreamError::UnexpectedUpgrade => "protocol",
+            UpstreamError::Broken(_) | UpstreamError::UnexpectedUpgrade => "protocol",
         }
     }
 
     pub fn response(&self) -> Response<Body> {
         let (status, body) = match self {
             UpstreamError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n"),
-                        UpstreamError::Unreachable(_)
+            UpstreamError::Unreachable(_)
             | UpstreamError::Broken(_)
             | UpstreamError::UnexpectedUpgrade => {
                 (StatusCode::BAD_GATEWAY, "upstream unavailable\n")

@@ -145,7 +145,11 @@ fn websocket_echo(
         headers: req.headers().clone(),
         body: Bytes::new(),
     });
-    let key = req.headers().get("sec-websocket-key").map(|k| k.as_bytes().to_vec()).unwrap_or_default();
+    let key = req
+        .headers()
+        .get("sec-websocket-key")
+        .map(|k| k.as_bytes().to_vec())
+        .unwrap_or_default();
     let mut input = key;
     input.extend_from_slice(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &input);
@@ -165,9 +169,12 @@ fn websocket_echo(
     });
     let mut r = Response::new(Full::new(Bytes::new()).boxed());
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    r.headers_mut().insert("upgrade", "websocket".parse().unwrap());
-    r.headers_mut().insert("connection", "upgrade".parse().unwrap());
-    r.headers_mut().insert("sec-websocket-accept", accept.parse().unwrap());
+    r.headers_mut()
+        .insert("upgrade", "websocket".parse().unwrap());
+    r.headers_mut()
+        .insert("connection", "upgrade".parse().unwrap());
+    r.headers_mut()
+        .insert("sec-websocket-accept", accept.parse().unwrap());
     r
 }
 
@@ -254,6 +261,8 @@ pub struct TestGateway {
     pub addr: SocketAddr,
     /// The admin listener, when the config has `admin`.
     pub admin_addr: Option<SocketAddr>,
+    /// The HTTPS listener, when the config has `server.tls`.
+    pub tls_addr: Option<SocketAddr>,
     pub gw: Arc<gatehouse::Gateway>,
     pub dir: PathBuf,
     shutdown: Option<oneshot::Sender<()>>,
@@ -339,6 +348,7 @@ impl TestGateway {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let has_admin = config.admin.is_some();
+        let has_tls = config.tls.is_some();
         let gw = gatehouse::Gateway::new(config);
         let admin_addr = if has_admin {
             let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -352,6 +362,18 @@ impl TestGateway {
         } else {
             None
         };
+        let tls_addr = if has_tls {
+            let tls = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let tls_addr = tls.local_addr().unwrap();
+            tokio::spawn(gatehouse::serve_tls(
+                tls,
+                gw.clone(),
+                std::future::pending(),
+            ));
+            Some(tls_addr)
+        } else {
+            None
+        };
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(gatehouse::serve(listener, gw.clone(), async {
             let _ = rx.await;
@@ -359,6 +381,7 @@ impl TestGateway {
         Ok(TestGateway {
             addr,
             admin_addr,
+            tls_addr,
             gw,
             dir,
             shutdown: Some(tx),

@@ -1,6 +1,9 @@
-//! Phase 1 (SPEC §3 `limits`, §9 shutdown): accept connections on bound listeners, enforce
-//! `max_connections` (excess connections wait in the kernel backlog), header size and header
-//! read timeout, and drain in-flight requests on shutdown for up to `shutdown_grace`.
+//! Phase 1 (SPEC §3 `limits`, §9 shutdown): accept connections on bound listeners (plain,
+//! TLS, admin), enforce `max_connections` (excess connections wait in the kernel backlog),
+//! header size and header read timeout, and drain in-flight requests on shutdown for up to
+//! `shutdown_grace`.
+
+pub mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -19,8 +22,15 @@ use crate::gateway::{handle, Conn, Gateway};
 /// How often expired sessions, revocations and throttle counters are dropped.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
-/// Serves the public listener until `shutdown` resolves, then stops accepting and waits for
-/// open requests up to `shutdown_grace`.
+/// Whether connections start with a TLS handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Plain,
+    Tls,
+}
+
+/// Serves the public plain-HTTP listener until `shutdown` resolves, then stops accepting and
+/// waits for open requests up to `shutdown_grace`. Also runs the store sweeper.
 pub async fn serve(
     listener: TcpListener,
     gw: Arc<Gateway>,
@@ -36,19 +46,27 @@ pub async fn serve(
             }
         })
     };
-    let result = serve_with(listener, gw, shutdown, |gw, req, conn| {
-        handle(gw, req, conn)
-    })
-    .await;
+    let result = serve_with(listener, gw, shutdown, Transport::Plain, handle).await;
     sweeper.abort();
     result
 }
 
-/// The accept loop shared by the public and admin listeners: `handler` answers each request.
+/// Serves the HTTPS listener (HTTP/1.1 and HTTP/2 by ALPN) with the certificates of the
+/// current config snapshot.
+pub async fn serve_tls(
+    listener: TcpListener,
+    gw: Arc<Gateway>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    serve_with(listener, gw, shutdown, Transport::Tls, handle).await
+}
+
+/// The accept loop shared by every listener: `handler` answers each request.
 pub async fn serve_with<H, F>(
     listener: TcpListener,
     gw: Arc<Gateway>,
     shutdown: impl Future<Output = ()>,
+    transport: Transport,
     handler: H,
 ) -> std::io::Result<()>
 where
@@ -97,20 +115,52 @@ where
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let gw = gw.clone();
-        let conn_info = Conn { peer, tls: false };
-        let handler = handler.clone();
-        let service = service_fn(move |req| {
-            let fut = handler(gw.clone(), req, conn_info);
-            async move { Ok::<_, Infallible>(fut.await) }
-        });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let conn_info = Conn {
+            peer,
+            tls: transport == Transport::Tls,
+        };
+        // New connections get the certificates of the current snapshot (reloaded certs).
+        let tls_config = gw.config().tls.as_ref().map(|t| t.server_config.clone());
+        let handshake_timeout = limits.header_read_timeout;
+        let service = {
+            let gw = gw.clone();
+            let handler = handler.clone();
+            service_fn(move |req| {
+                let fut = handler(gw.clone(), req, conn_info);
+                async move { Ok::<_, Infallible>(fut.await) }
+            })
+        };
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
-            if let Err(e) = conn.await {
+            let result = match (transport, tls_config) {
+                (Transport::Plain, _) => {
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    watcher.watch(conn.into_owned()).await
+                }
+                (Transport::Tls, Some(config)) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let conn =
+                                builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+                            watcher.watch(conn.into_owned()).await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "TLS handshake failed");
+                            Ok(())
+                        }
+                        Err(_) => {
+                            tracing::debug!("TLS handshake timed out");
+                            Ok(())
+                        }
+                    }
+                }
+                (Transport::Tls, None) => Ok(()),
+            };
+            if let Err(e) = result {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });

@@ -1,0 +1,216 @@
+//! The HTTPS listener (SPEC §3 `server.tls`, §5): rustls with a test CA, HTTP/2 and
+//! HTTP/1.1 by ALPN, `Secure` + `__Host-` cookies, certificates reloaded with the config.
+
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, StatusCode, Version};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use rustls_pki_types::{CertificateDer, ServerName};
+use support::*;
+
+struct Ca {
+    cert_der: CertificateDer<'static>,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+fn ca() -> Ca {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).unwrap();
+    Ca {
+        cert_der: cert.der().clone(),
+        issuer: Issuer::new(params, key),
+    }
+}
+
+/// Writes a leaf certificate for localhost/127.0.0.1 and its key; returns the cert DER.
+fn leaf(ca: &Ca, dir: &Path) -> CertificateDer<'static> {
+    let key = KeyPair::generate().unwrap();
+    let params =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let cert = params.signed_by(&key, &ca.issuer).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+    cert.der().clone()
+}
+
+fn client_config(ca: &Ca, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.cert_der.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut c = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(c)
+}
+
+struct TlsResp {
+    status: StatusCode,
+    version: Version,
+    set_cookies: Vec<String>,
+    peer_cert: CertificateDer<'static>,
+}
+
+async fn send(addr: std::net::SocketAddr, ca: &Ca, h2: bool, req: Request<Full<Bytes>>) -> TlsResp {
+    let alpn: &[&[u8]] = if h2 { &[b"h2"] } else { &[b"http/1.1"] };
+    let connector = tokio_rustls::TlsConnector::from(client_config(ca, alpn));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let peer_cert = tls.get_ref().1.peer_certificates().unwrap()[0]
+        .clone()
+        .into_owned();
+    let negotiated = tls.get_ref().1.alpn_protocol().map(|p| p.to_vec());
+    assert_eq!(negotiated.as_deref(), Some(alpn[0]));
+    let resp = if h2 {
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        sender.send_request(req).await.unwrap()
+    } else {
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        sender.send_request(req).await.unwrap()
+    };
+    let (parts, body) = resp.into_parts();
+    let _ = body.collect().await;
+    TlsResp {
+        status: parts.status,
+        version: parts.version,
+        set_cookies: parts
+            .headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect(),
+        peer_cert,
+    }
+}
+
+fn tls_yaml(up: &Upstream) -> String {
+    base_yaml(&up.url(), default_routes())
+        .replace("cookies:\n  secure: false\n", "cookies:\n  secure: true\n")
+        .replace(
+            "server:\n",
+            "server:\n  tls:\n    listen: \"127.0.0.1:0\"\n    cert: cert.pem\n    key: key.pem\n",
+        )
+}
+
+#[tokio::test]
+async fn https_with_h2_and_http1_secure_cookies_and_identity() {
+    let up = Upstream::start().await;
+    let ca = ca();
+    let dir = temp_dir();
+    leaf(&ca, &dir);
+    let gw = TestGateway::start_in(dir, &tls_yaml(&up)).await.unwrap();
+    let addr = gw.tls_addr.unwrap();
+    let login = Request::post("https://localhost/.gatehouse/login")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(
+            r#"{"username":"alice","password":"alice-pw"}"#,
+        )))
+        .unwrap();
+    let r = send(addr, &ca, true, login).await;
+    assert_eq!((r.status, r.version), (StatusCode::OK, Version::HTTP_2));
+    let access = r
+        .set_cookies
+        .iter()
+        .find(|c| c.starts_with("__Host-gatehouse_access="))
+        .expect("__Host- cookie");
+    assert!(
+        access.contains("Secure")
+            && access.contains("HttpOnly")
+            && access.contains("Path=/")
+            && !access.contains("Domain")
+    );
+    let cookie = access.split(';').next().unwrap().to_string();
+    for h2 in [true, false] {
+        let req = Request::get(if h2 { "https://localhost/app" } else { "/app" })
+            .header("host", "localhost")
+            .header("cookie", &cookie)
+            .body(Full::default())
+            .unwrap();
+        let r = send(addr, &ca, h2, req).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(
+            r.version,
+            if h2 {
+                Version::HTTP_2
+            } else {
+                Version::HTTP_11
+            }
+        );
+        let seen = up.last();
+        assert_eq!(seen.header("x-forwarded-user"), Some("alice"));
+        assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
+        assert!(seen.header("cookie").is_none());
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn certificates_are_reloaded_with_the_config() {
+    let up = Upstream::start().await;
+    let ca = ca();
+    let dir = temp_dir();
+    let first = leaf(&ca, &dir);
+    let yaml = tls_yaml(&up);
+    let gw = TestGateway::start_in(dir.clone(), &yaml).await.unwrap();
+    let addr = gw.tls_addr.unwrap();
+    let get = || {
+        Request::get("https://localhost/.gatehouse/healthz")
+            .body(Full::default())
+            .unwrap()
+    };
+    assert_eq!(send(addr, &ca, true, get()).await.peer_cert, first);
+    let second = leaf(&ca, &dir);
+    assert_ne!(first, second);
+    gw.apply(&yaml).await;
+    let r = send(addr, &ca, true, get()).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.peer_cert, second,
+        "new connections get the new certificate"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_key_that_does_not_match_the_certificate_is_refused_at_load() {
+    let up = Upstream::start().await;
+    let ca = ca();
+    let dir = temp_dir();
+    leaf(&ca, &dir);
+    std::fs::write(
+        dir.join("key.pem"),
+        KeyPair::generate().unwrap().serialize_pem(),
+    )
+    .unwrap();
+    let err = TestGateway::start_in(dir.clone(), &tls_yaml(&up))
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("server.tls"), "{err}");
+    std::fs::write(dir.join("cert.pem"), "not a certificate").unwrap();
+    let err = TestGateway::start_in(dir, &tls_yaml(&up))
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("certificate"), "{err}");
+}
