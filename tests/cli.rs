@@ -37,6 +37,19 @@ fn check_accepts_the_example_config() {
 }
 
 #[test]
+fn every_shipped_example_config_is_valid() {
+    for config in ["gateway.yaml", "examples/compose/gateway.yaml"] {
+        let out = gatehouse()
+            .args(["check", "--config"])
+            .arg(format!("{}/{config}", env!("CARGO_MANIFEST_DIR")))
+            .env("GATEHOUSE_ADMIN_TOKEN", "an-admin-token-of-16+")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{config}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+#[test]
 fn check_names_the_file_line_and_key_of_a_misspelled_key() {
     let dir = support::temp_dir();
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.yaml"))
