@@ -50,11 +50,17 @@ impl Gateway {
             config.limits.upstream_connect_timeout,
             config.limits.upstream_response_timeout,
         );
+        let store = match &config.store {
+            crate::config::StoreSettings::Memory => Store::Memory(MemoryStore::new()),
+            crate::config::StoreSettings::Redis { client, key_prefix } => Store::Redis(
+                crate::store::RedisStore::start(client.clone(), key_prefix.clone()),
+            ),
+        };
         let metrics = Metrics::new();
         metrics.prime(config.routes.routes().iter().map(|r| r.name.as_str()));
         Arc::new(Gateway {
             config: ArcSwap::from_pointee(config),
-            store: Store::Memory(MemoryStore::new()),
+                        store,
             throttle: Throttle::new(),
             hasher,
             client,

@@ -334,24 +334,40 @@ pub fn build(
     let identity = build_identity(&mut ctx, &f.identity_headers);
 
     let backend = &f.store.backend;
-    match backend.value.0.as_str() {
-        "memory" => {}
-        "redis" => ctx.not_yet(backend.referenced, "store.backend"),
-        other => ctx.err(
-            backend.referenced,
-            "store.backend",
-            format!("`{other}` is not a store; use memory or redis"),
-        ),
-    }
+    let store = match backend.value.0.as_str() {
+        "memory" => {
+            if f.store.redis.is_some() {
+                warnings.push("store.redis is set but store.backend is memory; it is ignored".into());
+            }
+            Some(super::StoreSettings::Memory)
+        }
+        "redis" => match &f.store.redis {
+            None => {
+                ctx.err(backend.referenced, "store.redis", "is required with backend redis (url, key_prefix)");
+                None
+            }
+            Some(r) => match redis::Client::open(r.value.url.0.as_str()) {
+                Ok(client) => Some(super::StoreSettings::Redis {
+                    client,
+                    key_prefix: r.value.key_prefix.0.clone(),
+                }),
+                Err(e) => {
+                    ctx.err(r.referenced, "store.redis.url", format!("not a Redis URL (e.g. redis://127.0.0.1:6379/0): {e}"));
+                    None
+                }
+            },
+        },
+        other => {
+            ctx.err(
+                backend.referenced,
+                "store.backend",
+                format!("`{other}` is not a store; use memory or redis"),
+            );
+            None
+        }
+    };
     if let Some(p) = &f.store.path {
         ctx.not_yet(p.referenced, "store.path");
-    }
-    if let Some(r) = &f.store.redis {
-        if &*backend.value != "redis" {
-            warnings
-                .push("store.redis is set but store.backend is not redis; it is ignored".into());
-        }
-        let _ = r;
     }
 
     let logging = {
@@ -388,8 +404,8 @@ pub fn build(
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
-    let (Some(tokens), Some(cookies), Some(identity), Some(auth_prefix)) =
-        (tokens, cookies, identity, auth_prefix)
+    let (Some(tokens), Some(cookies), Some(identity), Some(auth_prefix), Some(store)) =
+        (tokens, cookies, identity, auth_prefix, store)
     else {
         return Err(ConfigErrors(vec![ConfigError {
             file: name,
@@ -407,6 +423,7 @@ pub fn build(
     }
     Ok(Config {
         source: source.to_path_buf(),
+        store,
         admin,
         tls,
         users_file,

@@ -27,6 +27,8 @@ pub use error::{ConfigError, ConfigErrors};
 #[derive(Debug)]
 pub struct Config {
     pub source: PathBuf,
+        /// Which session store; takes effect at start.
+    pub store: StoreSettings,
     /// The admin listener, if configured.
     pub admin: Option<AdminSettings>,
     /// The HTTPS listener, if configured.
@@ -48,6 +50,15 @@ pub struct Config {
     pub logging: Logging,
     /// Things that load but deserve an operator's look (printed at start and by `check`).
     pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum StoreSettings {
+    Memory,
+    Redis {
+        client: redis::Client,
+        key_prefix: String,
+    },
 }
 
 #[derive(Debug, Clone)]

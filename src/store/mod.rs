@@ -12,7 +12,9 @@
 //! Never imports `endpoints` or `forward`.
 
 mod memory;
+mod redis;
 
+pub use self::redis::RedisStore;
 pub use memory::MemoryStore;
 
 /// SHA-256 of a refresh token.
@@ -25,7 +27,7 @@ pub fn hash_token(token: &str) -> TokenHash {
     out
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SessionRecord {
     pub sid: String,
     /// Canonical username.
@@ -75,6 +77,7 @@ pub enum StoreError {
 /// closed, and every call is statically dispatched.
 pub enum Store {
     Memory(MemoryStore),
+    Redis(RedisStore),
 }
 
 impl Store {
@@ -88,6 +91,7 @@ impl Store {
                 m.create_session(session, refresh);
                 Ok(())
             }
+            Store::Redis(r) => r.create_session(session, refresh).await,
         }
     }
 
@@ -100,12 +104,14 @@ impl Store {
     ) -> Result<RotateOutcome, StoreError> {
         match self {
             Store::Memory(m) => Ok(m.rotate(presented, successor, now, policy)),
+            Store::Redis(r) => r.rotate(presented, successor, now, policy).await,
         }
     }
 
     pub async fn session(&self, sid: &str) -> Result<Option<SessionRecord>, StoreError> {
         match self {
             Store::Memory(m) => Ok(m.session(sid)),
+            Store::Redis(r) => r.session(sid).await,
         }
     }
 
@@ -116,12 +122,14 @@ impl Store {
     ) -> Result<Option<SessionRecord>, StoreError> {
         match self {
             Store::Memory(m) => Ok(m.session_of_refresh(token)),
+            Store::Redis(r) => r.session_of_refresh(token).await,
         }
     }
 
     pub async fn sessions_of(&self, user: &str) -> Result<Vec<SessionRecord>, StoreError> {
         match self {
             Store::Memory(m) => Ok(m.sessions_of(user)),
+            Store::Redis(r) => r.sessions_of(user).await,
         }
     }
 
@@ -134,6 +142,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         match self {
             Store::Memory(m) => Ok(m.revoke_session(sid, now, revocation_ttl)),
+            Store::Redis(r) => r.revoke_session(sid, now, revocation_ttl).await,
         }
     }
 
@@ -146,6 +155,7 @@ impl Store {
     ) -> Result<Vec<String>, StoreError> {
         match self {
             Store::Memory(m) => Ok(m.revoke_user(user, now, revocation_ttl)),
+            Store::Redis(r) => r.revoke_user(user, now, revocation_ttl).await,
         }
     }
 
@@ -153,6 +163,7 @@ impl Store {
     pub fn is_revoked(&self, sid: &str) -> bool {
         match self {
             Store::Memory(m) => m.is_revoked(sid),
+            Store::Redis(r) => r.is_revoked(sid),
         }
     }
 
@@ -160,6 +171,7 @@ impl Store {
     pub fn sweep(&self, now: u64) {
         match self {
             Store::Memory(m) => m.sweep(now),
+            Store::Redis(r) => r.sweep(now),
         }
     }
 
@@ -167,12 +179,14 @@ impl Store {
     pub fn is_healthy(&self) -> bool {
         match self {
             Store::Memory(_) => true,
+            Store::Redis(r) => r.is_healthy(),
         }
     }
 
     pub fn counts(&self) -> StoreCounts {
         match self {
             Store::Memory(m) => m.counts(),
+            Store::Redis(r) => r.counts(),
         }
     }
 }

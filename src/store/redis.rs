@@ -1,0 +1,356 @@
+//! The Redis backend (SPEC §8 `redis`): several replicas share sessions, refresh records and
+//! revocations. Rotation and revocation are Lua scripts, so they are atomic across replicas.
+//! Each replica keeps every live revocation in a local map fed by pub/sub, so verifying a
+//! request never waits for Redis; after any (re)connect it reloads all live revocations before
+//! it calls itself healthy again. With Redis down, `is_revoked` still answers from the local
+//! map, and every call that needs Redis returns [`StoreError::Unavailable`] (503).
+//!
+//! Keys under `key_prefix`: `session:{sid}` (JSON), `refresh:{sha256 hex}` (hash: sid, exp,
+//! used_at), `user:{name}` (set of sids), `revoked` (sorted set sid → until); channel
+//! `revocations` carries `"{sid} {until}"`.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use dashmap::DashMap;
+use futures_util::StreamExt;
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script};
+
+use super::{RotateOutcome, RotationPolicy, SessionRecord, StoreCounts, StoreError, TokenHash};
+
+/// Redis calls give up after this: a login waits at most this long before its 503.
+const CALL_TIMEOUT: Duration = Duration::from_secs(1);
+const RECONNECT_EVERY: Duration = Duration::from_millis(200);
+
+const ROTATE: &str = r#"
+local r = redis.call('HMGET', KEYS[1], 'sid', 'exp', 'used_at')
+if not r[1] then return {'invalid'} end
+local sid, exp, used_at = r[1], tonumber(r[2]), tonumber(r[3])
+local now, grace, ttl, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+if exp < now then return {'invalid'} end
+if redis.call('ZSCORE', prefix .. 'revoked', sid) then return {'invalid'} end
+local skey = prefix .. 'session:' .. sid
+local s = redis.call('GET', skey)
+if not s then return {'invalid'} end
+local sess = cjson.decode(s)
+if sess.expires_at < now or sess.idle_expires_at < now then return {'invalid'} end
+if used_at == 0 then
+  redis.call('HSET', KEYS[1], 'used_at', now)
+  local new_exp = math.min(now + ttl, sess.expires_at)
+  redis.call('HSET', KEYS[2], 'sid', sid, 'exp', new_exp, 'used_at', 0)
+  redis.call('EXPIREAT', KEYS[2], sess.expires_at + 1)
+  sess.last_refresh = now
+  sess.idle_expires_at = new_exp
+  local enc = cjson.encode(sess)
+  redis.call('SET', skey, enc, 'EXAT', sess.expires_at + 1)
+  return {'rotated', enc}
+elseif now <= used_at + grace then
+  return {'grace', s}
+else
+  return {'reuse', s}
+end
+"#;
+
+const REVOKE: &str = r#"
+local prefix, sid, untl = ARGV[1], ARGV[2], ARGV[3]
+local skey = prefix .. 'session:' .. sid
+local s = redis.call('GET', skey)
+redis.call('DEL', skey)
+redis.call('ZADD', prefix .. 'revoked', untl, sid)
+if s then
+  local sess = cjson.decode(s)
+  redis.call('SREM', prefix .. 'user:' .. sess.user, sid)
+end
+redis.call('PUBLISH', prefix .. 'revocations', sid .. ' ' .. untl)
+if s then return 1 else return 0 end
+"#;
+
+pub struct RedisStore {
+    client: redis::Client,
+    prefix: String,
+    conn: Arc<ArcSwapOption<ConnectionManager>>,
+    /// sid → until: every live revocation, fed by pub/sub.
+    revoked: Arc<DashMap<String, u64>>,
+    /// Subscribed and caught up with all revocations.
+    synced: Arc<AtomicBool>,
+    sessions_seen: Arc<AtomicUsize>,
+    rotate: Script,
+    revoke: Script,
+    sync_task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RedisStore {
+    fn drop(&mut self) {
+        self.sync_task.abort();
+    }
+}
+
+fn unavailable<E: std::fmt::Display>(e: E) -> StoreError {
+    tracing::warn!(error = %e, "redis call failed");
+    StoreError::Unavailable
+}
+
+fn hex(hash: &TokenHash) -> String {
+    hash.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl RedisStore {
+    /// Starts the background sync (connect, subscribe, load revocations, reconnect). Needs a
+    /// tokio runtime. The store answers `Unavailable` until Redis is reachable.
+    pub fn start(client: redis::Client, prefix: String) -> RedisStore {
+        let conn: Arc<ArcSwapOption<ConnectionManager>> = Arc::new(ArcSwapOption::empty());
+        let revoked = Arc::new(DashMap::new());
+        let synced = Arc::new(AtomicBool::new(false));
+        let sync_task = tokio::spawn(sync_loop(
+            client.clone(),
+            prefix.clone(),
+            conn.clone(),
+            revoked.clone(),
+            synced.clone(),
+        ));
+        RedisStore {
+            client,
+            prefix,
+            conn,
+            revoked,
+            synced,
+            sessions_seen: Arc::new(AtomicUsize::new(0)),
+            rotate: Script::new(ROTATE),
+            revoke: Script::new(REVOKE),
+            sync_task,
+        }
+    }
+
+    fn key(&self, kind: &str, id: &str) -> String {
+        format!("{}{kind}:{id}", self.prefix)
+    }
+
+    fn conn(&self) -> Result<ConnectionManager, StoreError> {
+        if !self.synced.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable);
+        }
+        self.conn
+            .load_full()
+            .map(|c| (*c).clone())
+            .ok_or(StoreError::Unavailable)
+    }
+
+    async fn timed<T>(
+        &self,
+        fut: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(CALL_TIMEOUT, fut).await {
+            Ok(r) => r.map_err(unavailable),
+            Err(_) => Err(unavailable("timed out")),
+        }
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.synced.load(Ordering::SeqCst)
+    }
+
+    pub fn is_revoked(&self, sid: &str) -> bool {
+        self.revoked.contains_key(sid)
+    }
+
+    pub async fn create_session(&self, s: SessionRecord, refresh: TokenHash) -> Result<(), StoreError> {
+        let mut c = self.conn()?;
+        let json = serde_json::to_string(&s).map_err(unavailable)?;
+        let rkey = self.key("refresh", &hex(&refresh));
+        let ukey = self.key("user", &s.user);
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("SET").arg(self.key("session", &s.sid)).arg(json).arg("EXAT").arg(s.expires_at + 1).ignore()
+            .cmd("HSET").arg(&rkey).arg("sid").arg(&s.sid).arg("exp").arg(s.idle_expires_at).arg("used_at").arg(0).ignore()
+            .cmd("EXPIREAT").arg(&rkey).arg(s.expires_at + 1).ignore()
+            .cmd("SADD").arg(&ukey).arg(&s.sid).ignore()
+            .cmd("EXPIREAT").arg(&ukey).arg(s.expires_at + 1).arg("GT").ignore()
+            .cmd("EXPIREAT").arg(&ukey).arg(s.expires_at + 1).arg("NX").ignore();
+        self.timed(pipe.query_async::<()>(&mut c)).await
+    }
+
+    pub async fn rotate(
+        &self,
+        presented: &TokenHash,
+        successor: TokenHash,
+        now: u64,
+        policy: RotationPolicy,
+    ) -> Result<RotateOutcome, StoreError> {
+        let mut c = self.conn()?;
+        let mut inv = self.rotate.key(self.key("refresh", &hex(presented)));
+        inv.key(self.key("refresh", &hex(&successor)))
+            .arg(now)
+            .arg(policy.reuse_grace)
+            .arg(policy.refresh_ttl)
+            .arg(&self.prefix);
+        let reply: Vec<String> = self.timed(inv.invoke_async(&mut c)).await?;
+        let session = |json: Option<&String>| -> Result<SessionRecord, StoreError> {
+            json.and_then(|j| serde_json::from_str(j).ok())
+                .ok_or_else(|| unavailable("a session record in Redis does not parse"))
+        };
+        match reply.first().map(String::as_str) {
+            Some("rotated") => Ok(RotateOutcome::Rotated(session(reply.get(1))?)),
+            Some("grace") => Ok(RotateOutcome::WithinGrace(session(reply.get(1))?)),
+            Some("reuse") => {
+                let s = session(reply.get(1))?;
+                self.revoke_session(&s.sid, now, policy.revocation_ttl).await?;
+                Ok(RotateOutcome::ReuseDetected { sid: s.sid, user: s.user })
+            }
+            _ => Ok(RotateOutcome::Invalid),
+        }
+    }
+
+    pub async fn session(&self, sid: &str) -> Result<Option<SessionRecord>, StoreError> {
+        if self.is_revoked(sid) {
+            return Ok(None);
+        }
+        let mut c = self.conn()?;
+        let json: Option<String> = self.timed(c.get(self.key("session", sid))).await?;
+        Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
+    }
+
+    pub async fn session_of_refresh(&self, token: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
+        let mut c = self.conn()?;
+        let sid: Option<String> = self.timed(c.hget(self.key("refresh", &hex(token)), "sid")).await?;
+        match sid {
+            Some(sid) => self.session(&sid).await,
+            None => Ok(None),
+        }
+    }
+
+    pub async fn sessions_of(&self, user: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        let mut c = self.conn()?;
+        let sids: Vec<String> = self.timed(c.smembers(self.key("user", user))).await?;
+        let mut out = Vec::new();
+        for sid in sids {
+            if let Some(s) = self.session(&sid).await? {
+                out.push(s);
+            }
+        }
+        out.sort_by_key(|s| s.created_at);
+        Ok(out)
+    }
+
+    pub async fn revoke_session(&self, sid: &str, now: u64, ttl: u64) -> Result<bool, StoreError> {
+        let mut c = self.conn()?;
+        let until = now.saturating_add(ttl);
+        // Local first: this replica refuses the session even if the reply is lost.
+        self.revoked.insert(sid.to_string(), until);
+        let mut inv = self.revoke.arg(&self.prefix);
+        inv.arg(sid).arg(until);
+        let was_live: i64 = self.timed(inv.invoke_async(&mut c)).await?;
+        Ok(was_live == 1)
+    }
+
+    pub async fn revoke_user(&self, user: &str, now: u64, ttl: u64) -> Result<Vec<String>, StoreError> {
+        let mut c = self.conn()?;
+        let sids: Vec<String> = self.timed(c.smembers(self.key("user", user))).await?;
+        for sid in &sids {
+            self.revoke_session(sid, now, ttl).await?;
+        }
+        Ok(sids)
+    }
+
+    pub fn sweep(&self, now: u64) {
+        self.revoked.retain(|_, until| *until > now);
+        let Ok(mut c) = self.conn() else { return };
+        let revoked = format!("{}revoked", self.prefix);
+        let pattern = format!("{}session:*", self.prefix);
+        let seen = self.sessions_seen.clone();
+        tokio::spawn(async move {
+            let _: redis::RedisResult<()> = c.zrembyscore(&revoked, "-inf", now).await;
+            let mut count = 0usize;
+            if let Ok(mut keys) = c.scan_match::<_, String>(&pattern).await {
+                while keys.next().await.is_some() {
+                    count += 1;
+                }
+            }
+            seen.store(count, Ordering::SeqCst);
+        });
+    }
+
+    pub fn counts(&self) -> StoreCounts {
+        StoreCounts {
+            sessions: self.sessions_seen.load(Ordering::SeqCst),
+            refresh_tokens: 0,
+            revocations: self.revoked.len(),
+        }
+    }
+
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+}
+
+/// Keeps this replica subscribed and its revocation map complete, forever.
+async fn sync_loop(
+    client: redis::Client,
+    prefix: String,
+    conn: Arc<ArcSwapOption<ConnectionManager>>,
+    revoked: Arc<DashMap<String, u64>>,
+    synced: Arc<AtomicBool>,
+) {
+    let channel = format!("{prefix}revocations");
+    loop {
+        match subscribe_and_load(&client, &prefix, &channel, &conn, &revoked).await {
+            Ok(mut pubsub) => {
+                synced.store(true, Ordering::SeqCst);
+                tracing::info!("redis store connected; revocations loaded");
+                let mut messages = pubsub.on_message();
+                while let Some(msg) = messages.next().await {
+                    let payload: String = msg.get_payload().unwrap_or_default();
+                    if let Some((sid, until)) = payload.split_once(' ') {
+                        if let Ok(until) = until.parse::<u64>() {
+                            revoked.insert(sid.to_string(), until);
+                        }
+                    }
+                }
+                synced.store(false, Ordering::SeqCst);
+                tracing::warn!("redis subscription lost; reconnecting");
+            }
+            Err(e) => {
+                synced.store(false, Ordering::SeqCst);
+                tracing::debug!(error = %e, "redis not reachable");
+            }
+        }
+        tokio::time::sleep(RECONNECT_EVERY).await;
+    }
+}
+
+async fn subscribe_and_load(
+    client: &redis::Client,
+    prefix: &str,
+    channel: &str,
+    conn: &ArcSwapOption<ConnectionManager>,
+    revoked: &DashMap<String, u64>,
+) -> redis::RedisResult<redis::aio::PubSub> {
+    // Subscribe first, then load: a revocation published in between is in both, never in
+    // neither.
+    let mut pubsub = tokio::time::timeout(CALL_TIMEOUT, client.get_async_pubsub())
+        .await
+        .map_err(|_| redis::RedisError::from((redis::ErrorKind::IoError, "connect timed out")))??;
+    pubsub.subscribe(channel).await?;
+    if conn.load().is_none() {
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(CALL_TIMEOUT)
+            .set_response_timeout(CALL_TIMEOUT)
+            .set_number_of_retries(1);
+        let manager = client.get_connection_manager_with_config(config).await?;
+        conn.store(Some(Arc::new(manager)));
+    }
+    let mut c = conn
+        .load_full()
+        .map(|c| (*c).clone())
+        .ok_or_else(|| redis::RedisError::from((redis::ErrorKind::IoError, "no connection")))?;
+    let now = crate::clock::now();
+    let live: Vec<(String, u64)> = c
+        .zrangebyscore_withscores(format!("{prefix}revoked"), now, "+inf")
+        .await?;
+    for (sid, until) in live {
+        revoked.insert(sid, until);
+    }
+    Ok(pubsub)
+}
