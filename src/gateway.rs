@@ -60,7 +60,7 @@ impl Gateway {
         metrics.prime(config.routes.routes().iter().map(|r| r.name.as_str()));
         Arc::new(Gateway {
             config: ArcSwap::from_pointee(config),
-                        store,
+            store,
             throttle: Throttle::new(),
             hasher,
             client,

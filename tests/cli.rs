@@ -45,7 +45,12 @@ fn every_shipped_example_config_is_valid() {
             .env("GATEHOUSE_ADMIN_TOKEN", "an-admin-token-of-16+")
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(0), "{config}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{config}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 

@@ -417,7 +417,11 @@ async fn sessions_end_at_session_max_age_and_cookies_never_outlive_them() {
 #[tokio::test]
 async fn refresh_ttl_is_an_idle_limit() {
     let up = Upstream::start().await;
-    let gw = TestGateway::start(&yaml_with(&up, "  access_ttl: 1s\n  refresh_ttl: 4s\n  leeway: 0s\n")).await;
+    let gw = TestGateway::start(&yaml_with(
+        &up,
+        "  access_ttl: 1s\n  refresh_ttl: 4s\n  leeway: 0s\n",
+    ))
+    .await;
     let c = gw.client();
     c.login("bob", "bob-pw").await;
     // Each step waits past the access token's expiry (whole seconds, inclusive), so every
@@ -428,7 +432,11 @@ async fn refresh_ttl_is_an_idle_limit() {
         assert_eq!(c.get("/x").await.status, StatusCode::OK, "step {step}");
     }
     sleep_s(5.5).await;
-    assert_eq!(c.get("/x").await.status, StatusCode::UNAUTHORIZED, "idle too long");
+    assert_eq!(
+        c.get("/x").await.status,
+        StatusCode::UNAUTHORIZED,
+        "idle too long"
+    );
     gw.stop().await;
 }
 

@@ -337,13 +337,18 @@ pub fn build(
     let store = match backend.value.0.as_str() {
         "memory" => {
             if f.store.redis.is_some() {
-                warnings.push("store.redis is set but store.backend is memory; it is ignored".into());
+                warnings
+                    .push("store.redis is set but store.backend is memory; it is ignored".into());
             }
             Some(super::StoreSettings::Memory)
         }
         "redis" => match &f.store.redis {
             None => {
-                ctx.err(backend.referenced, "store.redis", "is required with backend redis (url, key_prefix)");
+                ctx.err(
+                    backend.referenced,
+                    "store.redis",
+                    "is required with backend redis (url, key_prefix)",
+                );
                 None
             }
             Some(r) => match redis::Client::open(r.value.url.0.as_str()) {
@@ -352,7 +357,11 @@ pub fn build(
                     key_prefix: r.value.key_prefix.0.clone(),
                 }),
                 Err(e) => {
-                    ctx.err(r.referenced, "store.redis.url", format!("not a Redis URL (e.g. redis://127.0.0.1:6379/0): {e}"));
+                    ctx.err(
+                        r.referenced,
+                        "store.redis.url",
+                        format!("not a Redis URL (e.g. redis://127.0.0.1:6379/0): {e}"),
+                    );
                     None
                 }
             },

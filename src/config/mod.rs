@@ -27,7 +27,7 @@ pub use error::{ConfigError, ConfigErrors};
 #[derive(Debug)]
 pub struct Config {
     pub source: PathBuf,
-        /// Which session store; takes effect at start.
+    /// Which session store; takes effect at start.
     pub store: StoreSettings,
     /// The admin listener, if configured.
     pub admin: Option<AdminSettings>,

@@ -76,6 +76,9 @@ pub struct RedisStore {
     revoked: Arc<DashMap<String, u64>>,
     /// Subscribed and caught up with all revocations.
     synced: Arc<AtomicBool>,
+    /// Revocations made while Redis was unreachable: in force locally at once, written and
+    /// published by the sync loop after it reconnects.
+    pending: Arc<DashMap<String, u64>>,
     sessions_seen: Arc<AtomicUsize>,
     rotate: Script,
     revoke: Script,
@@ -104,12 +107,14 @@ impl RedisStore {
         let conn: Arc<ArcSwapOption<ConnectionManager>> = Arc::new(ArcSwapOption::empty());
         let revoked = Arc::new(DashMap::new());
         let synced = Arc::new(AtomicBool::new(false));
+        let pending = Arc::new(DashMap::new());
         let sync_task = tokio::spawn(sync_loop(
             client.clone(),
             prefix.clone(),
             conn.clone(),
             revoked.clone(),
             synced.clone(),
+            pending.clone(),
         ));
         RedisStore {
             client,
@@ -117,6 +122,7 @@ impl RedisStore {
             conn,
             revoked,
             synced,
+            pending,
             sessions_seen: Arc::new(AtomicUsize::new(0)),
             rotate: Script::new(ROTATE),
             revoke: Script::new(REVOKE),
@@ -156,19 +162,50 @@ impl RedisStore {
         self.revoked.contains_key(sid)
     }
 
-    pub async fn create_session(&self, s: SessionRecord, refresh: TokenHash) -> Result<(), StoreError> {
+    pub async fn create_session(
+        &self,
+        s: SessionRecord,
+        refresh: TokenHash,
+    ) -> Result<(), StoreError> {
         let mut c = self.conn()?;
         let json = serde_json::to_string(&s).map_err(unavailable)?;
         let rkey = self.key("refresh", &hex(&refresh));
         let ukey = self.key("user", &s.user);
         let mut pipe = redis::pipe();
         pipe.atomic()
-            .cmd("SET").arg(self.key("session", &s.sid)).arg(json).arg("EXAT").arg(s.expires_at + 1).ignore()
-            .cmd("HSET").arg(&rkey).arg("sid").arg(&s.sid).arg("exp").arg(s.idle_expires_at).arg("used_at").arg(0).ignore()
-            .cmd("EXPIREAT").arg(&rkey).arg(s.expires_at + 1).ignore()
-            .cmd("SADD").arg(&ukey).arg(&s.sid).ignore()
-            .cmd("EXPIREAT").arg(&ukey).arg(s.expires_at + 1).arg("GT").ignore()
-            .cmd("EXPIREAT").arg(&ukey).arg(s.expires_at + 1).arg("NX").ignore();
+            .cmd("SET")
+            .arg(self.key("session", &s.sid))
+            .arg(json)
+            .arg("EXAT")
+            .arg(s.expires_at + 1)
+            .ignore()
+            .cmd("HSET")
+            .arg(&rkey)
+            .arg("sid")
+            .arg(&s.sid)
+            .arg("exp")
+            .arg(s.idle_expires_at)
+            .arg("used_at")
+            .arg(0)
+            .ignore()
+            .cmd("EXPIREAT")
+            .arg(&rkey)
+            .arg(s.expires_at + 1)
+            .ignore()
+            .cmd("SADD")
+            .arg(&ukey)
+            .arg(&s.sid)
+            .ignore()
+            .cmd("EXPIREAT")
+            .arg(&ukey)
+            .arg(s.expires_at + 1)
+            .arg("GT")
+            .ignore()
+            .cmd("EXPIREAT")
+            .arg(&ukey)
+            .arg(s.expires_at + 1)
+            .arg("NX")
+            .ignore();
         self.timed(pipe.query_async::<()>(&mut c)).await
     }
 
@@ -196,8 +233,12 @@ impl RedisStore {
             Some("grace") => Ok(RotateOutcome::WithinGrace(session(reply.get(1))?)),
             Some("reuse") => {
                 let s = session(reply.get(1))?;
-                self.revoke_session(&s.sid, now, policy.revocation_ttl).await?;
-                Ok(RotateOutcome::ReuseDetected { sid: s.sid, user: s.user })
+                self.revoke_session(&s.sid, now, policy.revocation_ttl)
+                    .await?;
+                Ok(RotateOutcome::ReuseDetected {
+                    sid: s.sid,
+                    user: s.user,
+                })
             }
             _ => Ok(RotateOutcome::Invalid),
         }
@@ -212,9 +253,14 @@ impl RedisStore {
         Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
     }
 
-    pub async fn session_of_refresh(&self, token: &TokenHash) -> Result<Option<SessionRecord>, StoreError> {
+    pub async fn session_of_refresh(
+        &self,
+        token: &TokenHash,
+    ) -> Result<Option<SessionRecord>, StoreError> {
         let mut c = self.conn()?;
-        let sid: Option<String> = self.timed(c.hget(self.key("refresh", &hex(token)), "sid")).await?;
+        let sid: Option<String> = self
+            .timed(c.hget(self.key("refresh", &hex(token)), "sid"))
+            .await?;
         match sid {
             Some(sid) => self.session(&sid).await,
             None => Ok(None),
@@ -234,18 +280,43 @@ impl RedisStore {
         Ok(out)
     }
 
+    /// Revokes at once on this replica; with Redis down the revocation is queued and reaches
+    /// the other replicas after the reconnect.
     pub async fn revoke_session(&self, sid: &str, now: u64, ttl: u64) -> Result<bool, StoreError> {
-        let mut c = self.conn()?;
         let until = now.saturating_add(ttl);
-        // Local first: this replica refuses the session even if the reply is lost.
         self.revoked.insert(sid.to_string(), until);
-        let mut inv = self.revoke.arg(&self.prefix);
-        inv.arg(sid).arg(until);
-        let was_live: i64 = self.timed(inv.invoke_async(&mut c)).await?;
-        Ok(was_live == 1)
+        let written = match self.conn() {
+            Ok(mut c) => {
+                self.timed(revoke_in_redis(
+                    &self.revoke,
+                    &mut c,
+                    &self.prefix,
+                    sid,
+                    until,
+                ))
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        match written {
+            Ok(was_live) => Ok(was_live),
+            Err(_) => {
+                tracing::warn!(
+                    session = sid,
+                    "redis unreachable: revocation queued, in force on this replica"
+                );
+                self.pending.insert(sid.to_string(), until);
+                Ok(true)
+            }
+        }
     }
 
-    pub async fn revoke_user(&self, user: &str, now: u64, ttl: u64) -> Result<Vec<String>, StoreError> {
+    pub async fn revoke_user(
+        &self,
+        user: &str,
+        now: u64,
+        ttl: u64,
+    ) -> Result<Vec<String>, StoreError> {
         let mut c = self.conn()?;
         let sids: Vec<String> = self.timed(c.smembers(self.key("user", user))).await?;
         for sid in &sids {
@@ -285,6 +356,41 @@ impl RedisStore {
     }
 }
 
+async fn revoke_in_redis(
+    script: &Script,
+    c: &mut ConnectionManager,
+    prefix: &str,
+    sid: &str,
+    until: u64,
+) -> redis::RedisResult<bool> {
+    let mut inv = script.arg(prefix);
+    inv.arg(sid).arg(until);
+    let was_live: i64 = inv.invoke_async(c).await?;
+    Ok(was_live == 1)
+}
+
+/// Writes and publishes the revocations queued during an outage.
+async fn flush_pending(
+    conn: &ArcSwapOption<ConnectionManager>,
+    prefix: &str,
+    pending: &DashMap<String, u64>,
+) -> redis::RedisResult<()> {
+    let Some(c) = conn.load_full() else {
+        return Ok(());
+    };
+    let mut c = (*c).clone();
+    let script = Script::new(REVOKE);
+    let queued: Vec<(String, u64)> = pending
+        .iter()
+        .map(|e| (e.key().clone(), *e.value()))
+        .collect();
+    for (sid, until) in queued {
+        revoke_in_redis(&script, &mut c, prefix, &sid, until).await?;
+        pending.remove(&sid);
+    }
+    Ok(())
+}
+
 /// Keeps this replica subscribed and its revocation map complete, forever.
 async fn sync_loop(
     client: redis::Client,
@@ -292,10 +398,17 @@ async fn sync_loop(
     conn: Arc<ArcSwapOption<ConnectionManager>>,
     revoked: Arc<DashMap<String, u64>>,
     synced: Arc<AtomicBool>,
+    pending: Arc<DashMap<String, u64>>,
 ) {
     let channel = format!("{prefix}revocations");
     loop {
-        match subscribe_and_load(&client, &prefix, &channel, &conn, &revoked).await {
+        let ready = match subscribe_and_load(&client, &prefix, &channel, &conn, &revoked).await {
+            Ok(pubsub) => flush_pending(&conn, &prefix, &pending)
+                .await
+                .map(|()| pubsub),
+            Err(e) => Err(e),
+        };
+        match ready {
             Ok(mut pubsub) => {
                 synced.store(true, Ordering::SeqCst);
                 tracing::info!("redis store connected; revocations loaded");

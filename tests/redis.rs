@@ -1,0 +1,344 @@
+//! The Redis backend with a real `redis-server` (SPEC §8): two gateway replicas share
+//! sessions, rotation and revocations; Redis going down and coming back.
+
+#[path = "support/external.rs"]
+mod external;
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use support::*;
+
+struct Redis {
+    process: Option<external::Process>,
+    bin: PathBuf,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Redis {
+    async fn start() -> Option<Redis> {
+        let bin = external::find("redis-server", &["/usr/bin/redis-server"])?;
+        let mut r = Redis {
+            process: None,
+            bin,
+            port: external::free_port(),
+            dir: temp_dir(),
+        };
+        r.restart().await;
+        Some(r)
+    }
+
+    async fn restart(&mut self) {
+        let mut cmd = Command::new(&self.bin);
+        cmd.args([
+            "--port",
+            &self.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+        ])
+        .arg("--dir")
+        .arg(&self.dir);
+        let p = external::Process::spawn(cmd, self.port);
+        p.wait_listening(Duration::from_secs(10)).await;
+        self.process = Some(p);
+    }
+
+    fn stop(&mut self) {
+        self.process = None;
+    }
+
+    fn yaml(&self, up: &Upstream, extra_tokens: &str) -> String {
+        base_yaml(&up.url(), default_routes()).replace("  leeway: 0s\n", &format!("  leeway: 0s\n{extra_tokens}"))
+            + &format!("store:\n  backend: redis\n  redis:\n    url: \"redis://127.0.0.1:{}/0\"\n    key_prefix: \"gh:\"\n", self.port)
+    }
+}
+
+async fn ready(gw: &TestGateway) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !gw.gw.is_ready() {
+        assert!(
+            Instant::now() < deadline,
+            "the gateway never synced with Redis"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn pair(redis: &Redis, up: &Upstream, tokens: &str) -> (TestGateway, TestGateway) {
+    let yaml = redis.yaml(up, tokens);
+    let a = TestGateway::start(&yaml).await;
+    let b = TestGateway::start(&yaml).await;
+    ready(&a).await;
+    ready(&b).await;
+    (a, b)
+}
+
+fn bearer(t: &str) -> String {
+    format!("Bearer {t}")
+}
+
+async fn status_with(gw: &TestGateway, token: &str) -> StatusCode {
+    Client::new(gw.addr)
+        .get_with("/x", &[("authorization", &bearer(token))])
+        .await
+        .status
+}
+
+#[tokio::test]
+async fn replicas_share_sessions_and_a_logout_reaches_the_other_within_100ms() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let up = Upstream::start().await;
+    let (a, b) = pair(&redis, &up, "").await;
+
+    // Login on A works on B, as bearer and as cookies (including a refresh on B).
+    let t = Client::new(a.addr).login_json("alice", "alice-pw").await;
+    assert_eq!(
+        status_with(&b, t["access_token"].as_str().unwrap()).await,
+        StatusCode::OK
+    );
+    let r = Client::new(b.addr)
+        .post_json(
+            "/.gatehouse/refresh",
+            serde_json::json!({"refresh_token": t["refresh_token"]}),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "a session made on A refreshes on B"
+    );
+
+    let mut worst = Duration::ZERO;
+    for _ in 0..10 {
+        let t = Client::new(a.addr).login_json("bob", "bob-pw").await;
+        let access = t["access_token"].as_str().unwrap().to_string();
+        assert_eq!(status_with(&b, &access).await, StatusCode::OK);
+        let r = Client::new(a.addr)
+            .send(
+                Request::post("/.gatehouse/logout")
+                    .header("authorization", bearer(&access))
+                    .body(Full::default())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
+        let started = Instant::now();
+        while status_with(&b, &access).await != StatusCode::UNAUTHORIZED {
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "B never saw the logout"
+            );
+        }
+        worst = worst.max(started.elapsed());
+    }
+    println!("worst logout propagation A -> B: {worst:?}");
+    assert!(worst < Duration::from_millis(100), "worst case {worst:?}");
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_token_rotated_on_a_and_reused_on_b_after_grace_revokes_the_session_everywhere() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let up = Upstream::start().await;
+    let (a, b) = pair(&redis, &up, "  refresh_reuse_grace: 1s\n").await;
+    let t = Client::new(a.addr).login_json("alice", "alice-pw").await;
+    let r0 = t["refresh_token"].clone();
+    let rotated = Client::new(a.addr)
+        .post_json(
+            "/.gatehouse/refresh",
+            serde_json::json!({"refresh_token": r0}),
+        )
+        .await
+        .json();
+    let access = rotated["access_token"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let r = Client::new(b.addr)
+        .post_json(
+            "/.gatehouse/refresh",
+            serde_json::json!({"refresh_token": r0}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while status_with(&a, &access).await != StatusCode::UNAUTHORIZED {
+        assert!(
+            Instant::now() < deadline,
+            "A still accepts a token of the revoked session"
+        );
+    }
+    assert_eq!(status_with(&b, &access).await, StatusCode::UNAUTHORIZED);
+    let r = Client::new(a.addr)
+        .post_json(
+            "/.gatehouse/refresh",
+            serde_json::json!({"refresh_token": rotated["refresh_token"]}),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "the successor dies with the session"
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn parallel_refreshes_on_both_replicas_inside_grace_create_one_successor() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let up = Upstream::start().await;
+    let (a, b) = pair(&redis, &up, "").await;
+    let t = Client::new(a.addr).login_json("alice", "alice-pw").await;
+    let token = t["refresh_token"].clone();
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let addr = if i % 2 == 0 { a.addr } else { b.addr };
+        let token = token.clone();
+        tasks.push(tokio::spawn(async move {
+            Client::new(addr)
+                .post_json(
+                    "/.gatehouse/refresh",
+                    serde_json::json!({"refresh_token": token}),
+                )
+                .await
+        }));
+    }
+    let mut successors = 0;
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r.status, StatusCode::OK);
+        let j = r.json();
+        assert!(j["access_token"].is_string());
+        successors += usize::from(j.get("refresh_token").is_some());
+    }
+    assert_eq!(successors, 1);
+    assert_eq!(
+        status_with(&b, t["access_token"].as_str().unwrap()).await,
+        StatusCode::OK,
+        "not mistaken for theft"
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn with_redis_down_tokens_work_login_is_503_and_revocations_catch_up() {
+    let Some(mut redis) = Redis::start().await else {
+        return;
+    };
+    let up = Upstream::start().await;
+    let yaml = redis.yaml(&up, "")
+        + "admin:\n  listen: \"127.0.0.1:0\"\n  token: \"admin-token-0123456789\"\n";
+    let a = TestGateway::start(&yaml).await;
+    let b = TestGateway::start(&yaml).await;
+    ready(&a).await;
+    ready(&b).await;
+    let keep = Client::new(a.addr).login_json("alice", "alice-pw").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let doomed = Client::new(a.addr).login_json("bob", "bob-pw").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    redis.stop();
+    let admin = Client::new(a.admin_addr.unwrap());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while admin.get("/readyz").await.status != StatusCode::SERVICE_UNAVAILABLE {
+        assert!(
+            Instant::now() < deadline,
+            "readyz stayed 200 with Redis down"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for gw in [&a, &b] {
+        assert_eq!(
+            status_with(gw, &keep).await,
+            StatusCode::OK,
+            "valid tokens keep working"
+        );
+    }
+    let r = Client::new(a.addr)
+        .post_json(
+            "/.gatehouse/login",
+            serde_json::json!({"username": "alice", "password": "alice-pw"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    // A logout during the outage is in force on A at once...
+    let r = Client::new(a.addr)
+        .send(
+            Request::post("/.gatehouse/logout")
+                .header("authorization", bearer(&doomed))
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(status_with(&a, &doomed).await, StatusCode::UNAUTHORIZED);
+
+    // ...and reaches B once Redis is back.
+    redis.restart().await;
+    ready(&a).await;
+    ready(&b).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while status_with(&b, &doomed).await != StatusCode::UNAUTHORIZED {
+        assert!(
+            Instant::now() < deadline,
+            "the outage revocation never reached B"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(admin.get("/readyz").await.status, StatusCode::OK);
+    Client::new(b.addr).login_json("alice", "alice-pw").await;
+    assert_eq!(status_with(&b, &keep).await, StatusCode::OK);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_replica_started_later_loads_existing_revocations() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let up = Upstream::start().await;
+    let yaml = redis.yaml(&up, "");
+    let a = TestGateway::start(&yaml).await;
+    ready(&a).await;
+    let t = Client::new(a.addr).login_json("bob", "bob-pw").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    Client::new(a.addr)
+        .send(
+            Request::post("/.gatehouse/logout")
+                .header("authorization", bearer(&t))
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await;
+    let late = TestGateway::start(&yaml).await;
+    ready(&late).await;
+    assert_eq!(status_with(&late, &t).await, StatusCode::UNAUTHORIZED);
+    let _ = Path::new("");
+    a.stop().await;
+    late.stop().await;
+}
