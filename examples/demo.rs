@@ -41,7 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
         println!("  Stop with Ctrl-C.");
         println!();
-        let gw = gatehouse::Gateway::new(config);
+        let gw = gatehouse::Gateway::new(config)?;
         gatehouse::serve(listener, gw, async {
             let _ = tokio::signal::ctrl_c().await;
         })

@@ -44,21 +44,37 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(config: Config) -> Arc<Gateway> {
+    /// Builds the runtime around a config: opens the store (loading a durable one) and starts
+    /// its background work. Needs a tokio runtime.
+    pub fn new(config: Config) -> Result<Arc<Gateway>, crate::store::OpenError> {
         let hasher = Hasher::new(config.max_concurrent_hashes);
         let client = UpstreamClient::new(
             config.limits.upstream_connect_timeout,
             config.limits.upstream_response_timeout,
         );
         let store = match &config.store {
-            crate::config::StoreSettings::Memory => Store::Memory(MemoryStore::new()),
+            crate::config::StoreSettings::Memory { path: None } => {
+                Store::Memory(MemoryStore::new())
+            }
+            crate::config::StoreSettings::Memory { path: Some(path) } => {
+                // Blocking, once, at start: loading the database before serving.
+                let open = || crate::store::DurableStore::open(path, clock::now());
+                let multi_thread = tokio::runtime::Handle::try_current().is_ok_and(|h| {
+                    h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+                });
+                Store::Durable(if multi_thread {
+                    tokio::task::block_in_place(open)?
+                } else {
+                    open()?
+                })
+            }
             crate::config::StoreSettings::Redis { client, key_prefix } => Store::Redis(
                 crate::store::RedisStore::start(client.clone(), key_prefix.clone()),
             ),
         };
         let metrics = Metrics::new();
         metrics.prime(config.routes.routes().iter().map(|r| r.name.as_str()));
-        Arc::new(Gateway {
+        Ok(Arc::new(Gateway {
             config: ArcSwap::from_pointee(config),
             store,
             throttle: Throttle::new(),
@@ -66,7 +82,7 @@ impl Gateway {
             client,
             metrics,
             config_ok: AtomicBool::new(true),
-        })
+        }))
     }
 
     /// The current config snapshot.

@@ -143,7 +143,7 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
             None => None,
         };
         tracing::info!(http = ?listen, https = ?tls_listen, admin = ?admin, routes = config.routes.routes().len(), "gatehouse listening");
-        let gw = gatehouse::Gateway::new(config);
+        let gw = gatehouse::Gateway::new(config)?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;

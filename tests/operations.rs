@@ -1,96 +1,18 @@
 //! Operating the real binary (SPEC §9): reload on file change and SIGHUP with the old config
 //! kept on a bad edit, and graceful shutdown on SIGTERM.
 
+#[path = "support/binary.rs"]
+mod binary;
 #[path = "support/external.rs"]
 mod external;
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use binary::{config, eventually, replace_file, start};
 
 use http::StatusCode;
 use support::*;
-
-struct Binary {
-    child: Child,
-    addr: std::net::SocketAddr,
-    admin: std::net::SocketAddr,
-    log: PathBuf,
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Binary {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([&format!("-{sig}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-}
-
-fn config(up: &Upstream, port: u16, admin: u16, routes: &str) -> String {
-    base_yaml(&up.url(), routes)
-        .replace("  listen: \"127.0.0.1:0\"\n", &format!("  listen: \"127.0.0.1:{port}\"\n"))
-        .replace("  secret: \"${TEST_SECRET}\"", &format!("  secret: \"{SECRET}\""))
-        + &format!("admin:\n  listen: \"127.0.0.1:{admin}\"\n  token: \"admin-token-0123456789\"\nlogging:\n  format: json\n")
-}
-
-/// Replaces the file the way editors do: write a new file, rename it over the old one.
-fn replace_file(path: &Path, text: &str) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
-async fn start(dir: &Path, text: &str, port: u16, admin: u16) -> Binary {
-    let path = dir.join("gateway.yaml");
-    std::fs::write(&path, text).unwrap();
-    let log = dir.join("gatehouse.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(["run", "--config"])
-        .arg(&path)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
-    let bin = Binary {
-        child,
-        addr,
-        admin: format!("127.0.0.1:{admin}").parse().unwrap(),
-        log,
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the binary did not start: {}",
-            bin.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    bin
-}
-
-async fn eventually(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 const EXTRA_ROUTE: &str = "  - name: extra\n    path_prefix: /extra\n    upstream: \"UPSTREAM/moved\"\n    public: [\"/extra\"]\n";
 

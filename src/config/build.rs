@@ -36,14 +36,6 @@ impl Ctx<'_> {
             message: message.into(),
         });
     }
-
-    fn not_yet(&mut self, at: Location, key: &str) {
-        self.err(
-            at,
-            key,
-            "is not supported yet by this version of gatehouse; remove it (see README, \"Status\")",
-        );
-    }
 }
 
 fn parse_error(file: &str, text: &str, err: &serde_saphyr::Error) -> ConfigError {
@@ -340,7 +332,7 @@ pub fn build(
                 warnings
                     .push("store.redis is set but store.backend is memory; it is ignored".into());
             }
-            Some(super::StoreSettings::Memory)
+            Some(super::StoreSettings::Memory { path: None })
         }
         "redis" => match &f.store.redis {
             None => {
@@ -375,9 +367,18 @@ pub fn build(
             None
         }
     };
-    if let Some(p) = &f.store.path {
-        ctx.not_yet(p.referenced, "store.path");
+    let store_path = f.store.path.as_ref().map(|p| resolve(&base, &p.value));
+    if let (Some(p), Some(super::StoreSettings::Redis { .. })) = (&f.store.path, &store) {
+        ctx.err(
+            p.referenced,
+            "store.path",
+            "is for backend memory; Redis keeps its own state",
+        );
     }
+    let store = store.map(|s| match s {
+        super::StoreSettings::Memory { .. } => super::StoreSettings::Memory { path: store_path },
+        other => other,
+    });
 
     let logging = {
         let format = &f.logging.format;

@@ -54,7 +54,8 @@ pub struct Config {
 
 #[derive(Debug, Clone)]
 pub enum StoreSettings {
-    Memory,
+    /// In process; with `path`, written through to an embedded database.
+    Memory { path: Option<PathBuf> },
     Redis {
         client: redis::Client,
         key_prefix: String,

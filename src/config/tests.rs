@@ -164,8 +164,15 @@ fn unknown_roles_warn_and_unbuilt_features_refuse() {
         c.warnings
     );
     let e = only_error(&yaml("store:\n  backend: redis\n"));
-    assert_eq!(e.key, "store.backend");
-    assert!(e.message.contains("not supported yet"));
+    assert_eq!(e.key, "store.redis");
+    let e = only_error(&yaml(
+        "store:\n  backend: redis\n  path: x.db\n  redis:\n    url: \"redis://127.0.0.1:1/0\"\n",
+    ));
+    assert_eq!(e.key, "store.path");
+    let e = only_error(&yaml(
+        "routes:\n  - name: a\n    upstream: \"https://127.0.0.1:1\"\n",
+    ));
+    assert!(e.message.contains("not supported yet"), "{}", e.message);
 }
 
 #[test]

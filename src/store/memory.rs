@@ -9,17 +9,17 @@ use dashmap::DashMap;
 
 use super::{RotateOutcome, RotationPolicy, SessionRecord, StoreCounts, TokenHash};
 
-#[derive(Debug, Clone, Copy)]
-enum RefreshState {
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub(super) enum RefreshState {
     Active,
     Used { rotated_at: u64 },
 }
 
-#[derive(Debug, Clone)]
-struct RefreshRecord {
-    sid: String,
-    expires_at: u64,
-    state: RefreshState,
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(super) struct RefreshRecord {
+    pub(super) sid: String,
+    pub(super) expires_at: u64,
+    pub(super) state: RefreshState,
 }
 
 #[derive(Default)]
@@ -136,6 +136,28 @@ impl MemoryStore {
             return None;
         }
         self.sessions.get(sid).map(|s| s.clone())
+    }
+
+    pub(super) fn refresh_record(&self, token: &TokenHash) -> Option<RefreshRecord> {
+        self.refresh.get(token).map(|r| r.clone())
+    }
+
+    /// Puts back state loaded from disk.
+    pub(super) fn restore(
+        &self,
+        sessions: Vec<SessionRecord>,
+        refresh: Vec<(TokenHash, RefreshRecord)>,
+        revoked: Vec<(String, u64)>,
+    ) {
+        for s in sessions {
+            self.sessions.insert(s.sid.clone(), s);
+        }
+        for (hash, r) in refresh {
+            self.refresh.insert(hash, r);
+        }
+        for (sid, until) in revoked {
+            self.revoked.insert(sid, until);
+        }
     }
 
     pub fn session_of_refresh(&self, token: &TokenHash) -> Option<SessionRecord> {

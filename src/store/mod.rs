@@ -11,9 +11,11 @@
 //!
 //! Never imports `endpoints` or `forward`.
 
+mod durable;
 mod memory;
 mod redis;
 
+pub use self::durable::{DurableStore, OpenError};
 pub use self::redis::RedisStore;
 pub use memory::MemoryStore;
 
@@ -77,6 +79,7 @@ pub enum StoreError {
 /// closed, and every call is statically dispatched.
 pub enum Store {
     Memory(MemoryStore),
+    Durable(DurableStore),
     Redis(RedisStore),
 }
 
@@ -91,6 +94,7 @@ impl Store {
                 m.create_session(session, refresh);
                 Ok(())
             }
+            Store::Durable(d) => d.create_session(session, refresh).await,
             Store::Redis(r) => r.create_session(session, refresh).await,
         }
     }
@@ -104,6 +108,7 @@ impl Store {
     ) -> Result<RotateOutcome, StoreError> {
         match self {
             Store::Memory(m) => Ok(m.rotate(presented, successor, now, policy)),
+            Store::Durable(d) => d.rotate(presented, successor, now, policy).await,
             Store::Redis(r) => r.rotate(presented, successor, now, policy).await,
         }
     }
@@ -111,6 +116,7 @@ impl Store {
     pub async fn session(&self, sid: &str) -> Result<Option<SessionRecord>, StoreError> {
         match self {
             Store::Memory(m) => Ok(m.session(sid)),
+            Store::Durable(d) => Ok(d.session(sid)),
             Store::Redis(r) => r.session(sid).await,
         }
     }
@@ -122,6 +128,7 @@ impl Store {
     ) -> Result<Option<SessionRecord>, StoreError> {
         match self {
             Store::Memory(m) => Ok(m.session_of_refresh(token)),
+            Store::Durable(d) => Ok(d.session_of_refresh(token)),
             Store::Redis(r) => r.session_of_refresh(token).await,
         }
     }
@@ -129,6 +136,7 @@ impl Store {
     pub async fn sessions_of(&self, user: &str) -> Result<Vec<SessionRecord>, StoreError> {
         match self {
             Store::Memory(m) => Ok(m.sessions_of(user)),
+            Store::Durable(d) => Ok(d.sessions_of(user)),
             Store::Redis(r) => r.sessions_of(user).await,
         }
     }
@@ -142,6 +150,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         match self {
             Store::Memory(m) => Ok(m.revoke_session(sid, now, revocation_ttl)),
+            Store::Durable(d) => d.revoke_session(sid, now, revocation_ttl).await,
             Store::Redis(r) => r.revoke_session(sid, now, revocation_ttl).await,
         }
     }
@@ -155,6 +164,7 @@ impl Store {
     ) -> Result<Vec<String>, StoreError> {
         match self {
             Store::Memory(m) => Ok(m.revoke_user(user, now, revocation_ttl)),
+            Store::Durable(d) => d.revoke_user(user, now, revocation_ttl).await,
             Store::Redis(r) => r.revoke_user(user, now, revocation_ttl).await,
         }
     }
@@ -163,6 +173,7 @@ impl Store {
     pub fn is_revoked(&self, sid: &str) -> bool {
         match self {
             Store::Memory(m) => m.is_revoked(sid),
+            Store::Durable(d) => d.is_revoked(sid),
             Store::Redis(r) => r.is_revoked(sid),
         }
     }
@@ -171,6 +182,7 @@ impl Store {
     pub fn sweep(&self, now: u64) {
         match self {
             Store::Memory(m) => m.sweep(now),
+            Store::Durable(d) => d.sweep(now),
             Store::Redis(r) => r.sweep(now),
         }
     }
@@ -178,7 +190,7 @@ impl Store {
     /// Whether the backend answers (always, for memory).
     pub fn is_healthy(&self) -> bool {
         match self {
-            Store::Memory(_) => true,
+            Store::Memory(_) | Store::Durable(_) => true,
             Store::Redis(r) => r.is_healthy(),
         }
     }
@@ -186,6 +198,7 @@ impl Store {
     pub fn counts(&self) -> StoreCounts {
         match self {
             Store::Memory(m) => m.counts(),
+            Store::Durable(d) => d.counts(),
             Store::Redis(r) => r.counts(),
         }
     }

@@ -24,7 +24,65 @@ fn session(sid: &str, user: &str, now: u64) -> SessionRecord {
 }
 
 fn backends() -> Vec<Store> {
-    vec![Store::Memory(MemoryStore::new())]
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let path =
+        std::env::temp_dir().join(format!("gatehouse-store-{}-{n}.redb", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    vec![
+        Store::Memory(MemoryStore::new()),
+        Store::Durable(DurableStore::open(&path, 0).unwrap()),
+    ]
+}
+
+#[tokio::test]
+async fn the_durable_store_comes_back_as_it_was() {
+    let path = std::env::temp_dir().join(format!("gatehouse-reopen-{}.redb", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    {
+        let store = Store::Durable(DurableStore::open(&path, 100).unwrap());
+        let (t0, t1) = (hash_token("t0"), hash_token("t1"));
+        store
+            .create_session(session("s", "alice", 100), t0)
+            .await
+            .unwrap();
+        store.rotate(&t0, t1, 101, POLICY).await.unwrap();
+        store
+            .create_session(session("gone", "bob", 100), hash_token("b"))
+            .await
+            .unwrap();
+        store.revoke_session("gone", 102, 400).await.unwrap();
+    }
+    let store = Store::Durable(DurableStore::open(&path, 103).unwrap());
+    assert!(store.is_revoked("gone"));
+    assert_eq!(store.session("gone").await.unwrap(), None);
+    assert_eq!(
+        store.session("s").await.unwrap().map(|s| s.last_refresh),
+        Some(101)
+    );
+    // The used token is still known as used: within grace, then reuse.
+    assert!(matches!(
+        store
+            .rotate(&hash_token("t0"), hash_token("x"), 104, POLICY)
+            .await
+            .unwrap(),
+        RotateOutcome::WithinGrace(_)
+    ));
+    assert!(matches!(
+        store
+            .rotate(&hash_token("t1"), hash_token("t2"), 104, POLICY)
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated(_)
+    ));
+    assert!(matches!(
+        store
+            .rotate(&hash_token("t0"), hash_token("y"), 200, POLICY)
+            .await
+            .unwrap(),
+        RotateOutcome::ReuseDetected { .. }
+    ));
+    let _ = std::fs::remove_file(&path);
 }
 
 #[tokio::test]

@@ -349,7 +349,7 @@ impl TestGateway {
         let addr = listener.local_addr().unwrap();
         let has_admin = config.admin.is_some();
         let has_tls = config.tls.is_some();
-        let gw = gatehouse::Gateway::new(config);
+        let gw = gatehouse::Gateway::new(config).expect("the store opens");
         let admin_addr = if has_admin {
             let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let admin_addr = admin.local_addr().unwrap();
@@ -481,7 +481,14 @@ impl Client {
         self.jar.lock().unwrap().remove(name);
     }
 
-    pub async fn send(&self, mut req: Request<Full<Bytes>>) -> Resp {
+    pub async fn send(&self, req: Request<Full<Bytes>>) -> Resp {
+        self.try_send(req)
+            .await
+            .unwrap_or_else(|e| panic!("request failed: {e}"))
+    }
+
+    /// Like `send`, but a dead or dying gateway is an `Err`, not a panic.
+    pub async fn try_send(&self, mut req: Request<Full<Bytes>>) -> Result<Resp, String> {
         let cookies: Vec<String> = self
             .jar
             .lock()
@@ -504,8 +511,8 @@ impl Client {
         tokio::spawn(conn);
         let resp = tokio::time::timeout(Duration::from_secs(30), sender.send_request(req))
             .await
-            .expect("the gateway did not answer within 30s")
-            .expect("request failed");
+            .map_err(|_| "the gateway did not answer within 30s".to_string())?
+            .map_err(|e| e.to_string())?;
         let (parts, body) = resp.into_parts();
         let body = body
             .collect()
@@ -528,7 +535,7 @@ impl Client {
                 jar.insert(n.to_string(), v.to_string());
             }
         }
-        resp
+        Ok(resp)
     }
 
     pub fn request(method: Method, path: &str) -> http::request::Builder {
