@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use tracing::{field, Instrument};
 
 use crate::authenticate::credentials;
-use crate::authenticate::throttle::Throttle;
+use crate::authenticate::throttle::{Locked, Throttle, ThrottlePolicy};
 use crate::authenticate::users::Hasher;
 use crate::authenticate::{authenticate, Unauthenticated};
 use crate::authorize::{authorize, public};
@@ -129,6 +129,52 @@ impl Gateway {
         }
     }
 
+    /// Brute-force check (SPEC §3 `login`): shared across replicas with Redis, local
+    /// otherwise, and local again if Redis cannot answer, so throttling never switches off.
+    pub async fn throttle_check(&self, user: &str, ip: IpAddr, now: u64) -> Result<(), Locked> {
+        if let Store::Redis(r) = &self.store {
+            if let Ok(shared) = r.throttle_locked(&throttle_ids(user, ip)).await {
+                return match shared {
+                    Some(retry_after) => Err(Locked { retry_after }),
+                    None => self.throttle.check(user, ip, now),
+                };
+            }
+        }
+        self.throttle.check(user, ip, now)
+    }
+
+    /// Counts a failed login; returns the lock if this failure set one.
+    pub async fn throttle_failure(
+        &self,
+        user: &str,
+        ip: IpAddr,
+        now: u64,
+        policy: ThrottlePolicy,
+    ) -> Option<Locked> {
+        let local = self.throttle.record_failure(user, ip, now, policy);
+        if let Store::Redis(r) = &self.store {
+            let shared = r
+                .throttle_failure(
+                    &throttle_ids(user, ip),
+                    policy.failure_window,
+                    policy.max_failures,
+                    policy.lockout,
+                )
+                .await;
+            if let Ok(shared) = shared {
+                return shared.map(|retry_after| Locked { retry_after }).or(local);
+            }
+        }
+        local
+    }
+
+    pub async fn throttle_success(&self, user: &str) {
+        self.throttle.record_success(user);
+        if let Store::Redis(r) = &self.store {
+            let _ = r.throttle_success(&format!("u:{user}")).await;
+        }
+    }
+
     /// Records that a reload was refused: `/readyz` answers 503 until a good one loads.
     pub fn reject_config(&self) {
         self.config_ok.store(false, Ordering::SeqCst);
@@ -177,6 +223,10 @@ impl RequestCtx {
             request_id: &self.request_id,
         }
     }
+}
+
+fn throttle_ids(user: &str, ip: IpAddr) -> [String; 2] {
+    [format!("u:{user}"), format!("ip:{ip}")]
 }
 
 fn trusted(config: &Config, ip: IpAddr) -> bool {

@@ -342,3 +342,39 @@ async fn a_replica_started_later_loads_existing_revocations() {
     a.stop().await;
     late.stop().await;
 }
+
+#[tokio::test]
+async fn brute_force_counters_are_shared_between_replicas() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let up = Upstream::start().await;
+    let yaml = redis.yaml(&up, "") + "login:\n  max_failures: 3\n  lockout: 1m\n";
+    let a = TestGateway::start(&yaml).await;
+    let b = TestGateway::start(&yaml).await;
+    ready(&a).await;
+    ready(&b).await;
+    let wrong = serde_json::json!({"username": "alice", "password": "guess"});
+    for gw in [&a, &b, &a] {
+        let r = Client::new(gw.addr)
+            .post_json("/.gatehouse/login", wrong.clone())
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    for gw in [&a, &b] {
+        let r = Client::new(gw.addr)
+            .post_json(
+                "/.gatehouse/login",
+                serde_json::json!({"username": "alice", "password": "alice-pw"}),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "three failures across replicas lock everywhere"
+        );
+        assert!(r.header("retry-after").is_some());
+    }
+    a.stop().await;
+    b.stop().await;
+}

@@ -208,7 +208,7 @@ pub async fn submit(
     let canonical = canonical_username(&attempt.username);
     let ip = ctx.client_ip.to_string();
 
-    if let Err(locked) = gw.throttle.check(&canonical, ctx.client_ip, ctx.now) {
+    if let Err(locked) = gw.throttle_check(&canonical, ctx.client_ip, ctx.now).await {
         audit::login_locked(&canonical, &ip, locked.retry_after);
         gw.metrics.login("locked");
         return Err(GatewayError::LockedOut {
@@ -240,16 +240,16 @@ pub async fn submit(
             };
             audit::login_failed(&canonical, &ip, reason);
             gw.metrics.login("failure");
-            if let Some(locked) =
-                gw.throttle
-                    .record_failure(&canonical, ctx.client_ip, ctx.now, config.throttle)
+            if let Some(locked) = gw
+                .throttle_failure(&canonical, ctx.client_ip, ctx.now, config.throttle)
+                .await
             {
                 audit::login_locked(&canonical, &ip, locked.retry_after);
             }
             return Ok(failure(config, &attempt));
         }
     };
-    gw.throttle.record_success(&canonical);
+    gw.throttle_success(&canonical).await;
     let user_agent = headers
         .get(http::header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
