@@ -3,6 +3,7 @@
 //! an [`Identity`], which only this module can build: later phases take one, so a request
 //! that skipped a check does not compile.
 
+pub mod cache;
 pub mod cookies;
 pub mod credentials;
 pub mod keygen;
@@ -15,41 +16,31 @@ use crate::store::Store;
 use sessions::TokenSettings;
 use tokens::{AccessClaims, TokenError};
 
-/// A verified token whose session is live.
+/// A verified token whose session is live. Shares the verified claims (no copies).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    user: String,
-    email: Option<String>,
-    roles: Vec<String>,
-    sid: String,
-    token_exp: u64,
+    claims: std::sync::Arc<AccessClaims>,
 }
 
 impl Identity {
     pub fn user(&self) -> &str {
-        &self.user
+        &self.claims.sub
     }
     pub fn email(&self) -> Option<&str> {
-        self.email.as_deref()
+        self.claims.email.as_deref()
     }
     pub fn roles(&self) -> &[String] {
-        &self.roles
+        &self.claims.roles
     }
     pub fn sid(&self) -> &str {
-        &self.sid
+        &self.claims.sid
     }
     pub fn token_exp(&self) -> u64 {
-        self.token_exp
+        self.claims.exp
     }
 
-    fn from_claims(claims: AccessClaims) -> Identity {
-        Identity {
-            user: claims.sub,
-            email: claims.email,
-            roles: claims.roles,
-            sid: claims.sid,
-            token_exp: claims.exp,
-        }
+    fn from_claims(claims: std::sync::Arc<AccessClaims>) -> Identity {
+        Identity { claims }
     }
 }
 
@@ -78,7 +69,7 @@ pub fn identify(
     token: &str,
     now: u64,
 ) -> Result<Identity, AuthFailure> {
-    let claims = settings.keys.verify(token, &settings.expectations(), now)?;
+    let claims = settings.verify(token, now)?;
     // Revocation always wins: a token of a revoked session is refused before its `exp`.
     if store.is_revoked(&claims.sid) {
         return Err(AuthFailure::Revoked);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::tokens::{AccessClaims, Expectations, KeySet, SignError, ACCESS_TOKEN_TYP};
+use super::tokens::{AccessClaims, Expectations, KeySet, SignError, TokenError, ACCESS_TOKEN_TYP};
 use super::users::{canonical_username, User, Users};
 use super::Identity;
 use crate::ids;
@@ -21,11 +21,23 @@ pub struct TokenSettings {
     pub access_ttl: u64,
     pub refresh_ttl: u64,
     pub session_max_age: u64,
-    pub reuse_grace: u64,
+        pub reuse_grace: u64,
     pub leeway: u64,
+    /// Verified tokens of this config snapshot.
+    pub cache: super::cache::VerifiedCache,
 }
 
 impl TokenSettings {
+        /// Verifies an access token, from the cache when it was verified before.
+    pub fn verify(&self, token: &str, now: u64) -> Result<Arc<AccessClaims>, TokenError> {
+        if let Some(cached) = self.cache.get(token, now, self.leeway) {
+            return cached;
+        }
+        let claims = Arc::new(self.keys.verify(token, &self.expectations(), now)?);
+        self.cache.insert(token, claims.clone(), now);
+        Ok(claims)
+    }
+
     pub fn expectations(&self) -> Expectations<'_> {
         Expectations {
             issuer: &self.issuer,
@@ -125,7 +137,7 @@ fn issue(
     let access_token = settings.keys.sign(ACCESS_TOKEN_TYP, &Wire(&claims).0)?;
     Ok(Issued {
         access_max_age: claims.exp.saturating_sub(now),
-        identity: Identity::from_claims(claims),
+        identity: Identity::from_claims(Arc::new(claims)),
         access_token,
         refresh,
         session_expires_at: session.expires_at,

@@ -596,6 +596,7 @@ fn build_tokens(ctx: &mut Ctx<'_>, t: &file::Tokens, base: &Path) -> Option<Toke
         session_max_age: secs(&t.session_max_age),
         reuse_grace: t.refresh_reuse_grace.0.as_secs(),
         leeway: t.leeway.0.as_secs(),
+        cache: Default::default(),
     })
 }
 
