@@ -34,7 +34,12 @@ impl VerifiedCache {
     }
 
     /// The cached claims of `token`, if it was verified before and is valid at `now`.
-    pub fn get(&self, token: &str, now: u64, leeway: u64) -> Option<Result<Arc<AccessClaims>, TokenError>> {
+    pub fn get(
+        &self,
+        token: &str,
+        now: u64,
+        leeway: u64,
+    ) -> Option<Result<Arc<AccessClaims>, TokenError>> {
         let claims = self.entries.get(token)?.clone();
         if now > claims.exp.saturating_add(leeway) {
             self.entries.remove(token);
@@ -89,7 +94,10 @@ mod tests {
         let c = VerifiedCache::new(2);
         c.insert("t1", claims(200), 100);
         assert!(c.get("t1", 150, 0).unwrap().is_ok());
-        assert_eq!(c.get("t1", 201, 0).unwrap().unwrap_err(), TokenError::Expired);
+        assert_eq!(
+            c.get("t1", 201, 0).unwrap().unwrap_err(),
+            TokenError::Expired
+        );
         assert!(c.get("t1", 150, 0).is_none(), "an expired entry is dropped");
         c.insert("t2", claims(300), 100);
         c.insert("t3", claims(300), 100);

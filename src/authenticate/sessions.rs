@@ -21,14 +21,14 @@ pub struct TokenSettings {
     pub access_ttl: u64,
     pub refresh_ttl: u64,
     pub session_max_age: u64,
-        pub reuse_grace: u64,
+    pub reuse_grace: u64,
     pub leeway: u64,
     /// Verified tokens of this config snapshot.
     pub cache: super::cache::VerifiedCache,
 }
 
 impl TokenSettings {
-        /// Verifies an access token, from the cache when it was verified before.
+    /// Verifies an access token, from the cache when it was verified before.
     pub fn verify(&self, token: &str, now: u64) -> Result<Arc<AccessClaims>, TokenError> {
         if let Some(cached) = self.cache.get(token, now, self.leeway) {
             return cached;

@@ -103,14 +103,25 @@ pub fn loose_header_name(name: &str) -> String {
     name.to_ascii_lowercase().replace('_', "-")
 }
 
+/// `loose_header_name(a) == loose_header_name(b)` without allocating (hot path).
+pub fn loose_header_eq(a: &str, b: &str) -> bool {
+    let fold = |c: u8| {
+        if c == b'_' {
+            b'-'
+        } else {
+            c.to_ascii_lowercase()
+        }
+    };
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
+}
+
 impl IdentityHeaders {
     /// Whether a client-sent header is a spelling of one of ours (SPEC §7).
     pub fn is_spelling_of_ours(&self, name: &str) -> bool {
-        let loose = loose_header_name(name);
         [&self.user, &self.email, &self.roles]
             .into_iter()
             .chain(self.assertion.as_ref())
-            .any(|ours| loose == loose_header_name(ours.as_str()))
+            .any(|ours| loose_header_eq(name, ours.as_str()))
     }
 }
 

@@ -203,3 +203,20 @@ fn users_file_entries_join_inline_users() {
     let c = parse(&text, &dir.join("gateway.yaml"), env).unwrap();
     assert!(c.users.get("bob").is_some() && c.users.get("alice").is_some());
 }
+
+#[test]
+fn loose_header_comparison_matches_the_allocating_one() {
+    for (a, b) in [
+        ("X-Forwarded-User", "x_forwarded_user"),
+        ("X_FORWARDED-USER", "x-forwarded-user"),
+        ("x-forwarded-user", "x-forwarded-users"),
+        ("x-forwarded-usex", "x-forwarded-user"),
+        ("", ""),
+    ] {
+        assert_eq!(
+            loose_header_eq(a, b),
+            loose_header_name(a) == loose_header_name(b),
+            "{a} {b}"
+        );
+    }
+}

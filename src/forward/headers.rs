@@ -18,7 +18,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use crate::authenticate::cookies::CookiePolicy;
 use crate::authenticate::credentials::bearer;
 use crate::authenticate::Identity;
-use crate::config::{loose_header_name, IdentityHeaders};
+use crate::config::{loose_header_eq, IdentityHeaders};
 
 /// RFC 9110 §7.6.1 and the de-facto ones (`Keep-Alive`, `Proxy-Connection`).
 const HOP_BY_HOP: [&str; 9] = [
@@ -121,8 +121,8 @@ pub fn rewrite_request(
     let doomed: Vec<HeaderName> = headers
         .keys()
         .filter(|name| {
-            let loose = loose_header_name(name.as_str());
-            identity_names.is_spelling_of_ours(name.as_str()) || REBUILT.contains(&loose.as_str())
+            identity_names.is_spelling_of_ours(name.as_str())
+                || REBUILT.iter().any(|r| loose_header_eq(name.as_str(), r))
         })
         .cloned()
         .collect();
