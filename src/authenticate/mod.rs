@@ -145,7 +145,17 @@ pub async fn authenticate(
             store_error: None,
         });
     };
-    match refresh_with_audit(config, store, metrics, refresh_token, now).await {
+    // Boxed: rotation (and its store I/O) is rare next to plain verification; keep its state
+    // out of every request's future.
+    match Box::pin(refresh_with_audit(
+        config,
+        store,
+        metrics,
+        refresh_token,
+        now,
+    ))
+    .await
+    {
         Ok(issued) => {
             let mut set_cookies = vec![config
                 .cookies

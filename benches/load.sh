@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Load benchmark: Gatehouse (authenticated: cookie, EdDSA token, revocation check, identity
+# headers) against nginx proxy_pass (no authentication) and a bare hyper proxy of ours (no
+# authentication), side by side in one run, interleaved over several rounds.
+#
+# Each proxy is pinned to CPU 0; wrk (64 keep-alive connections) and the upstream share CPU 1.
+# Prints requests/s, p50 and p99 per target, and the ratios to nginx and to the bare proxy.
+# Then Gatehouse again under a storm of 50 logins/s (argon2 on the blocking pool), to compare
+# its p99 with the idle one.
+#
+#   benches/load.sh                  # 3 rounds x 10 s per target
+#   ROUNDS=5 DURATION=20 benches/load.sh
+#   benches/load.sh --smoke          # 1 round x 1 s: checks that everything runs (CI)
+#
+# Needs: wrk, nginx, taskset (util-linux), curl. Talks to 127.0.0.1 only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-64}
+if [ "${1:-}" = "--smoke" ]; then ROUNDS=1; DURATION=1; fi
+
+for tool in wrk nginx taskset curl; do
+  command -v "$tool" >/dev/null || { echo "load.sh needs $tool (apt-get install wrk nginx util-linux curl)" >&2; exit 1; }
+done
+[ "$(nproc)" -ge 2 ] || { echo "load.sh needs 2 CPUs" >&2; exit 1; }
+
+cargo build --release --quiet --bin gatehouse --example bench-upstream --example bare-proxy
+BIN=target/release
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+wait_port() {
+  for _ in $(seq 1 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "nothing listens on port $1" >&2; exit 1
+}
+
+UP=$(free_port); NGINX=$(free_port); BARE=$(free_port); GH=$(free_port)
+
+taskset -c 1 "$BIN/examples/bench-upstream" "127.0.0.1:$UP" & PIDS+=($!)
+wait_port "$UP"
+
+mkdir -p "$WORK/nginx"
+cat > "$WORK/nginx/nginx.conf" <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx/body;
+  proxy_temp_path $WORK/nginx/proxy;
+  fastcgi_temp_path $WORK/nginx/fastcgi;
+  uwsgi_temp_path $WORK/nginx/uwsgi;
+  scgi_temp_path $WORK/nginx/scgi;
+  upstream app { server 127.0.0.1:$UP; keepalive 128; }
+  server {
+    listen 127.0.0.1:$NGINX;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+EOF
+taskset -c 0 nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" & PIDS+=($!)
+taskset -c 0 "$BIN/examples/bare-proxy" "127.0.0.1:$BARE" "127.0.0.1:$UP" & PIDS+=($!)
+
+cat > "$WORK/gateway.yaml" <<EOF
+server:
+  listen: "127.0.0.1:$GH"
+tokens:
+  algorithm: EdDSA
+  signing_key: "$PWD/keys/demo-signing.pem"
+  access_ttl: 1h
+cookies:
+  secure: false
+users:
+  - username: alice
+    password_hash: "\$argon2id\$v=19\$m=19456,t=2,p=1\$aMsvpcdBj9/VlZHRnVgc4w\$2L336nOpRY5KVoyYdI5CsWbXOcev6vwRpDlrlZ4vSyo"
+    email: alice@example.com
+    roles: [admin, staff]
+login:
+  max_failures: 1000000
+routes:
+  - name: app
+    upstream: "http://127.0.0.1:$UP"
+logging:
+  level: warn
+EOF
+RUST_LOG=warn taskset -c 0 "$BIN/gatehouse" run --config "$WORK/gateway.yaml" & PIDS+=($!)
+wait_port "$NGINX"; wait_port "$BARE"; wait_port "$GH"
+
+COOKIE=$(curl -s -o /dev/null -c - -H 'content-type: application/json' \
+  -d '{"username":"alice","password":"alice-demo-password"}' \
+  "http://127.0.0.1:$GH/.gatehouse/login" | awk '$6=="gatehouse_access"{print $7}')
+[ -n "$COOKIE" ] || { echo "could not log in to Gatehouse" >&2; exit 1; }
+# Authenticated requests really are authenticated (and unauthenticated ones are refused).
+[ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: gatehouse_access=$COOKIE" "http://127.0.0.1:$GH/")" = 200 ]
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$GH/")" = 401 ]
+
+# run NAME URL [extra wrk args...] -> appends "NAME rps p50_ms p99_ms" to $WORK/results
+run() {
+  local name=$1 url=$2; shift 2
+  local out
+  out=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" "$url")
+  local rps p50 p99
+  rps=$(echo "$out" | awk '/^Requests\/sec:/{print $2}')
+  p50=$(echo "$out" | awk '$1=="50%"{print $2}')
+  p99=$(echo "$out" | awk '$1=="99%"{print $2}')
+  echo "$name $rps $(to_ms "$p50") $(to_ms "$p99")" >> "$WORK/results"
+}
+to_ms() {
+  case "$1" in
+    *us) awk -v v="${1%us}" 'BEGIN{printf "%.3f", v/1000}' ;;
+    *ms) awk -v v="${1%ms}" 'BEGIN{printf "%.3f", v}' ;;
+    *s) awk -v v="${1%s}" 'BEGIN{printf "%.3f", v*1000}' ;;
+    *) echo "nan" ;;
+  esac
+}
+
+: > "$WORK/results"
+for round in $(seq 1 "$ROUNDS"); do
+  echo "round $round/$ROUNDS" >&2
+  run nginx "http://127.0.0.1:$NGINX/"
+  run bare-hyper "http://127.0.0.1:$BARE/"
+  run gatehouse "http://127.0.0.1:$GH/" -H "Cookie: gatehouse_access=$COOKIE"
+done
+
+# Gatehouse again while 50 logins/s hash passwords.
+storm() {
+  while true; do
+    curl -s -o /dev/null -H 'content-type: application/json' \
+      -d '{"username":"alice","password":"alice-demo-password"}' "http://127.0.0.1:$GH/.gatehouse/login" &
+    sleep 0.02
+  done
+}
+for round in $(seq 1 "$ROUNDS"); do
+  taskset -c 1 bash -c "$(declare -f storm); GH=$GH storm" & STORM=$!
+  run gatehouse+logins "http://127.0.0.1:$GH/" -H "Cookie: gatehouse_access=$COOKIE"
+  kill "$STORM" 2>/dev/null || true; wait "$STORM" 2>/dev/null || true
+done
+
+echo
+echo "target            req/s      p50 ms   p99 ms   vs nginx   vs bare hyper   (median of $ROUNDS rounds, ${DURATION}s each, $CONNECTIONS connections, proxy on 1 core)"
+median() { sort -n | awk '{a[NR]=$1} END{print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+stat() { awk -v n="$1" -v c="$2" '$1==n{print $c}' "$WORK/results" | median; }
+NGINX_RPS=$(stat nginx 2); BARE_RPS=$(stat bare-hyper 2)
+for name in nginx bare-hyper gatehouse gatehouse+logins; do
+  rps=$(stat "$name" 2); p50=$(stat "$name" 3); p99=$(stat "$name" 4)
+  awk -v n="$name" -v r="$rps" -v a="$p50" -v b="$p99" -v ng="$NGINX_RPS" -v bh="$BARE_RPS" \
+    'BEGIN{printf "%-16s %9.0f %9.3f %8.3f %9.2fx %14.2fx\n", n, r, a, b, r/ng, r/bh}'
+done
+IDLE_P99=$(stat gatehouse 4); STORM_P99=$(stat gatehouse+logins 4)
+awk -v i="$IDLE_P99" -v s="$STORM_P99" 'BEGIN{printf "login storm: p99 %.3f ms vs idle %.3f ms (%.2fx; goal <= 2x)\n", s, i, s/i}'
