@@ -28,6 +28,7 @@ fn claims() -> AccessClaims {
         exp: NOW + 300,
         email: Some("alice@example.com".into()),
         roles: vec!["admin".into(), "staff".into()],
+        header_values: Default::default(),
     }
 }
 

@@ -11,6 +11,8 @@
 #   benches/load.sh                  # 3 rounds x 10 s per target
 #   ROUNDS=5 DURATION=20 benches/load.sh
 #   benches/load.sh --smoke          # 1 round x 1 s: checks that everything runs (CI)
+#   BASELINE=/tmp/old/gatehouse benches/load.sh
+#                                    # also runs an older build, interleaved, for before/after
 #
 # Needs: wrk, nginx, taskset (util-linux), curl. Talks to 127.0.0.1 only.
 set -euo pipefail
@@ -46,7 +48,7 @@ wait_port() {
   echo "nothing listens on port $1" >&2; exit 1
 }
 
-UP=$(free_port); NGINX=$(free_port); BARE=$(free_port); GH=$(free_port)
+UP=$(free_port); NGINX=$(free_port); BARE=$(free_port); GH=$(free_port); BASE=$(free_port)
 
 taskset -c 1 "$BIN/examples/bench-upstream" "127.0.0.1:$UP" & PIDS+=($!)
 wait_port "$UP"
@@ -104,6 +106,11 @@ logging:
 EOF
 RUST_LOG=warn taskset -c 0 "$BIN/gatehouse" run --config "$WORK/gateway.yaml" & PIDS+=($!)
 wait_port "$NGINX"; wait_port "$BARE"; wait_port "$GH"
+if [ -n "${BASELINE:-}" ]; then
+  sed "s/127.0.0.1:$GH/127.0.0.1:$BASE/" "$WORK/gateway.yaml" > "$WORK/baseline.yaml"
+  RUST_LOG=warn taskset -c 0 "$BASELINE" run --config "$WORK/baseline.yaml" & PIDS+=($!)
+  wait_port "$BASE"
+fi
 
 COOKIE=$(curl -s -o /dev/null -c - -H 'content-type: application/json' \
   -d '{"username":"alice","password":"alice-demo-password"}' \
@@ -112,6 +119,10 @@ COOKIE=$(curl -s -o /dev/null -c - -H 'content-type: application/json' \
 # Authenticated requests really are authenticated (and unauthenticated ones are refused).
 [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: gatehouse_access=$COOKIE" "http://127.0.0.1:$GH/")" = 200 ]
 [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$GH/")" = 401 ]
+# Tokens verify without a store lookup, so the same cookie authenticates on the baseline.
+if [ -n "${BASELINE:-}" ]; then
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: gatehouse_access=$COOKIE" "http://127.0.0.1:$BASE/")" = 200 ]
+fi
 
 # run NAME URL [extra wrk args...] -> appends "NAME rps p50_ms p99_ms" to $WORK/results
 run() {
@@ -139,6 +150,9 @@ for round in $(seq 1 "$ROUNDS"); do
   run nginx "http://127.0.0.1:$NGINX/"
   run bare-hyper "http://127.0.0.1:$BARE/"
   run gatehouse "http://127.0.0.1:$GH/" -H "Cookie: gatehouse_access=$COOKIE"
+  if [ -n "${BASELINE:-}" ]; then
+    run baseline "http://127.0.0.1:$BASE/" -H "Cookie: gatehouse_access=$COOKIE"
+  fi
 done
 
 # Gatehouse again while 50 logins/s hash passwords.
@@ -160,7 +174,9 @@ echo "target            req/s      p50 ms   p99 ms   vs nginx   vs bare hyper   
 median() { sort -n | awk '{a[NR]=$1} END{print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 stat() { awk -v n="$1" -v c="$2" '$1==n{print $c}' "$WORK/results" | median; }
 NGINX_RPS=$(stat nginx 2); BARE_RPS=$(stat bare-hyper 2)
-for name in nginx bare-hyper gatehouse gatehouse+logins; do
+NAMES="nginx bare-hyper gatehouse gatehouse+logins"
+[ -z "${BASELINE:-}" ] || NAMES="nginx bare-hyper baseline gatehouse gatehouse+logins"
+for name in $NAMES; do
   rps=$(stat "$name" 2); p50=$(stat "$name" 3); p99=$(stat "$name" 4)
   awk -v n="$name" -v r="$rps" -v a="$p50" -v b="$p99" -v ng="$NGINX_RPS" -v bh="$BARE_RPS" \
     'BEGIN{printf "%-16s %9.0f %9.3f %8.3f %9.2fx %14.2fx\n", n, r, a, b, r/ng, r/bh}'

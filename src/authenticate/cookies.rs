@@ -74,7 +74,9 @@ impl CookiePolicy {
     /// Whether a cookie of this name belongs to the gateway (either spelling, so a cookie
     /// set before `secure` was turned on is not leaked upstream either).
     pub fn is_ours(&self, name: &str) -> bool {
-        let bare = |n: &str| n.strip_prefix("__Host-").unwrap_or(n).to_string();
+        fn bare(n: &str) -> &str {
+            n.strip_prefix("__Host-").unwrap_or(n)
+        }
         let name = bare(name);
         name == bare(&self.access_name) || name == bare(&self.refresh_name)
     }

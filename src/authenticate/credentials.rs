@@ -10,15 +10,16 @@ use super::cookies::CookiePolicy;
 /// Longest cookie value considered; longer ones are treated as absent.
 const MAX_COOKIE_VALUE: usize = 8 * 1024;
 
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Credentials {
+/// The credentials of one request, borrowed from its headers (no copies on the hot path).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Credentials<'a> {
     /// `Authorization: Bearer` value, tried first.
-    pub bearer: Option<String>,
-    pub access_cookie: Option<String>,
-    pub refresh_cookie: Option<String>,
+    pub bearer: Option<&'a str>,
+    pub access_cookie: Option<&'a str>,
+    pub refresh_cookie: Option<&'a str>,
 }
 
-impl Credentials {
+impl Credentials<'_> {
     pub fn is_empty(&self) -> bool {
         self.bearer.is_none() && self.access_cookie.is_none() && self.refresh_cookie.is_none()
     }
@@ -42,12 +43,22 @@ pub fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
         })
 }
 
+/// Bytes a token may contain: base64url and the JWT dot (and `~`, unreserved in RFC 3986).
+const TOKEN_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'~');
+        b += 1;
+    }
+    table
+};
+
 fn usable(value: &str) -> bool {
     !value.is_empty()
         && value.len() <= MAX_COOKIE_VALUE
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
+        && value.bytes().all(|b| TOKEN_BYTE[usize::from(b)])
 }
 
 /// The bearer token of an `Authorization` header, if it is one.
@@ -58,20 +69,17 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && usable(token)).then_some(token)
 }
 
-pub fn extract(headers: &HeaderMap, cookies: &CookiePolicy) -> Credentials {
+pub fn extract<'a>(headers: &'a HeaderMap, cookies: &CookiePolicy) -> Credentials<'a> {
     let mut out = Credentials {
-        bearer: bearer(headers).map(str::to_string),
+        bearer: bearer(headers),
         ..Credentials::default()
     };
     for (name, value) in cookie_pairs(headers) {
-        if !usable(value) {
-            continue;
-        }
         // First occurrence wins: browsers send the most specific cookie first.
         if name == cookies.access_name && out.access_cookie.is_none() {
-            out.access_cookie = Some(value.to_string());
+            out.access_cookie = usable(value).then_some(value);
         } else if name == cookies.refresh_name && out.refresh_cookie.is_none() {
-            out.refresh_cookie = Some(value.to_string());
+            out.refresh_cookie = usable(value).then_some(value);
         }
     }
     out
@@ -99,30 +107,29 @@ mod tests {
 
     #[test]
     fn cookies_and_bearer_are_found() {
-        let c = extract(
-            &headers(&[
-                ("cookie", "app=1; ga=aaa.bbb.ccc"),
-                ("cookie", "gr=refresh_tok"),
-                ("authorization", "Bearer x.y.z"),
-            ]),
-            &policy(),
-        );
-        assert_eq!(c.access_cookie.as_deref(), Some("aaa.bbb.ccc"));
-        assert_eq!(c.refresh_cookie.as_deref(), Some("refresh_tok"));
-        assert_eq!(c.bearer.as_deref(), Some("x.y.z"));
+        let h = headers(&[
+            ("cookie", "app=1; ga=aaa.bbb.ccc"),
+            ("cookie", "gr=refresh_tok"),
+            ("authorization", "Bearer x.y.z"),
+        ]);
+        let c = extract(&h, &policy());
+        assert_eq!(c.access_cookie, Some("aaa.bbb.ccc"));
+        assert_eq!(c.refresh_cookie, Some("refresh_tok"));
+        assert_eq!(c.bearer, Some("x.y.z"));
     }
 
     #[test]
     fn garbage_is_absent() {
-        let c = extract(
-            &headers(&[
-                ("cookie", "ga=<script>; gr="),
-                ("authorization", "Basic dXNlcjpwdw=="),
-            ]),
-            &policy(),
-        );
+        let h = headers(&[
+            ("cookie", "ga=<script>; gr="),
+            ("authorization", "Basic dXNlcjpwdw=="),
+        ]);
+        let c = extract(&h, &policy());
         assert!(c.is_empty());
-        let c = extract(&headers(&[("cookie", ";;=;ga;==")]), &policy());
-        assert!(c.is_empty());
+        let h = headers(&[("cookie", ";;=;ga;==")]);
+        assert!(extract(&h, &policy()).is_empty());
+        // A garbage first copy does not hide a usable later one.
+        let h = headers(&[("cookie", "ga=<x>; ga=aaa.bbb")]);
+        assert_eq!(extract(&h, &policy()).access_cookie, Some("aaa.bbb"));
     }
 }

@@ -38,6 +38,12 @@ impl Identity {
     pub fn token_exp(&self) -> u64 {
         self.claims.exp
     }
+    /// The identity header values, built once per verified token.
+    pub fn header_values(
+        &self,
+    ) -> Result<&tokens::IdentityValues, http::header::InvalidHeaderValue> {
+        self.claims.header_values()
+    }
 
     fn from_claims(claims: std::sync::Arc<AccessClaims>) -> Identity {
         Identity { claims }
@@ -123,11 +129,11 @@ pub async fn authenticate(
     config: &crate::config::Config,
     store: &Store,
     metrics: &crate::telemetry::metrics::Metrics,
-    creds: &credentials::Credentials,
+    creds: &credentials::Credentials<'_>,
     now: u64,
 ) -> Result<Authenticated, Unauthenticated> {
     let candidates = creds.bearer.iter().chain(creds.access_cookie.iter());
-    let failure = match identify_any(&config.tokens, store, candidates.map(String::as_str), now) {
+    let failure = match identify_any(&config.tokens, store, candidates.copied(), now) {
         Ok(identity) => {
             return Ok(Authenticated {
                 identity,
@@ -138,7 +144,7 @@ pub async fn authenticate(
         Err(failure) => failure,
     };
     let stale_cookie = creds.access_cookie.is_some();
-    let Some(refresh_token) = &creds.refresh_cookie else {
+    let Some(refresh_token) = creds.refresh_cookie else {
         return Err(Unauthenticated {
             failure,
             clear_cookies: stale_cookie,

@@ -120,6 +120,7 @@ fn access_claims(
         exp: (now + settings.access_ttl).min(session.expires_at),
         email: user.email.clone(),
         roles: user.roles.clone(),
+        header_values: Default::default(),
     }
 }
 

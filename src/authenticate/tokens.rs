@@ -34,6 +34,49 @@ pub struct AccessClaims {
     pub email: Option<String>,
     #[serde(default)]
     pub roles: Vec<String>,
+    /// The identity header values, built once per verified token (the cache shares them).
+    #[serde(skip)]
+    pub header_values: HeaderValuesOnce,
+}
+
+/// Identity header values derived from the claims: computed on first use and kept with the
+/// claims, so a cached token costs no formatting per request. Derived data, so it takes no
+/// part in equality.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderValuesOnce(std::sync::OnceLock<IdentityValues>);
+
+impl PartialEq for HeaderValuesOnce {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for HeaderValuesOnce {}
+
+#[derive(Debug, Clone)]
+pub struct IdentityValues {
+    pub user: http::HeaderValue,
+    pub email: Option<http::HeaderValue>,
+    /// Comma-separated.
+    pub roles: http::HeaderValue,
+}
+
+impl AccessClaims {
+    /// The values of the identity headers; an error if a claim cannot be a header value.
+    pub fn header_values(&self) -> Result<&IdentityValues, http::header::InvalidHeaderValue> {
+        if let Some(values) = self.header_values.0.get() {
+            return Ok(values);
+        }
+        let values = IdentityValues {
+            user: http::HeaderValue::from_bytes(self.sub.as_bytes())?,
+            email: self
+                .email
+                .as_deref()
+                .map(|e| http::HeaderValue::from_bytes(e.as_bytes()))
+                .transpose()?,
+            roles: http::HeaderValue::from_bytes(self.roles.join(",").as_bytes())?,
+        };
+        Ok(self.header_values.0.get_or_init(|| values))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -387,6 +430,7 @@ impl KeySet {
             exp: c.exp,
             email: c.email,
             roles: c.roles,
+            header_values: HeaderValuesOnce::default(),
         })
     }
 }

@@ -38,17 +38,12 @@ pub async fn logout(
     let all = param(canon, "all").is_some_and(|v| v == "true" || v == "1");
     let creds = extract(req.headers(), &config.cookies);
     let access = creds.bearer.iter().chain(creds.access_cookie.iter());
-    let session = match identify_any(
-        &config.tokens,
-        &gw.store,
-        access.map(String::as_str),
-        ctx.now,
-    ) {
+    let session = match identify_any(&config.tokens, &gw.store, access.copied(), ctx.now) {
         Ok(identity) => Some((
             canonical_username(identity.user()),
             identity.sid().to_string(),
         )),
-        Err(_) => match &creds.refresh_cookie {
+        Err(_) => match creds.refresh_cookie {
             Some(token) => gw
                 .store
                 .session_of_refresh(&hash_token(token))

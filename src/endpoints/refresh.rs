@@ -28,7 +28,9 @@ pub async fn refresh(
     ctx: &RequestCtx,
 ) -> Result<Response<Body>, GatewayError> {
     refuse_cross_site(config, req.headers(), ctx)?;
-    let cookie = extract(req.headers(), &config.cookies).refresh_cookie;
+    let cookie = extract(req.headers(), &config.cookies)
+        .refresh_cookie
+        .map(str::to_string);
     let is_json = body_kind(req.headers()) == Some(BodyKind::Json);
     let body = read_body(req, config.limits.max_login_body_bytes).await?;
     let from_body = if is_json && !body.is_empty() {

@@ -21,17 +21,21 @@ use crate::authenticate::Identity;
 use crate::config::{loose_header_eq, IdentityHeaders};
 
 /// RFC 9110 §7.6.1 and the de-facto ones (`Keep-Alive`, `Proxy-Connection`).
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 9] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    http::header::PROXY_AUTHENTICATE,
+    http::header::PROXY_AUTHORIZATION,
+    http::header::TE,
+    http::header::TRAILER,
+    http::header::TRANSFER_ENCODING,
+    UPGRADE,
 ];
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+}
 
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -50,6 +54,10 @@ const REBUILT: [&str; 5] = [
 /// Removes hop-by-hop headers and those named in `Connection`. Returns the `Upgrade`
 /// value if the request asked for one.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
+    // Most requests and responses carry none: one pass over the names, no lookups.
+    if !headers.keys().any(is_hop_by_hop) {
+        return None;
+    }
     let upgrade = headers.get(UPGRADE).cloned();
     let asks_upgrade = headers
         .get_all(CONNECTION)
@@ -67,7 +75,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
     if asks_upgrade {
@@ -130,40 +138,31 @@ pub fn rewrite_request(
         headers.remove(name);
     }
     // 3. our credentials.
-    if headers.contains_key(COOKIE) {
-        // Segments are kept verbatim: the app's own cookies pass byte for byte.
-        let kept: Vec<String> = headers
-            .get_all(COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .map(str::trim)
-            .filter(|seg| !seg.is_empty())
-            .filter(|seg| !cookies.is_ours(seg.split('=').next().unwrap_or("").trim()))
-            .map(str::to_string)
-            .collect();
-        headers.remove(COOKIE);
-        if !kept.is_empty() {
-            headers.insert(COOKIE, HeaderValue::from_str(&kept.join("; "))?);
-        }
-    }
+    strip_our_cookies(headers, cookies)?;
     if is_our_bearer(headers) {
         headers.remove(AUTHORIZATION);
     }
     // 4. forwarding headers.
-    let ip = origin.client_ip.to_string();
-    let peer = origin.peer_ip.to_string();
     let mut xff = None;
     let mut proto = None;
     let mut fhost = None;
     for (name, value) in trusted_forwarding {
         match name.as_str() {
-            "x-forwarded-for" => xff = value.to_str().ok().map(|v| format!("{v}, {peer}")),
+            "x-forwarded-for" => {
+                xff = value
+                    .to_str()
+                    .ok()
+                    .map(|v| format!("{v}, {}", origin.peer_ip))
+            }
             "x-forwarded-proto" => proto = Some(value),
             _ => fhost = Some(value),
         }
     }
-    headers.insert(&X_FORWARDED_FOR, HeaderValue::from_str(&xff.unwrap_or(ip))?);
+    let xff = match xff {
+        Some(chain) => HeaderValue::from_str(&chain)?,
+        None => ip_header_value(origin.client_ip),
+    };
+    headers.insert(&X_FORWARDED_FOR, xff);
     headers.insert(
         &X_FORWARDED_PROTO,
         proto.unwrap_or_else(|| {
@@ -180,22 +179,86 @@ pub fn rewrite_request(
     headers.insert(&X_REQUEST_ID, HeaderValue::from_str(origin.request_id)?);
     // 5. identity.
     if let Some(id) = identity {
-        headers.insert(
-            &identity_names.user,
-            HeaderValue::from_bytes(id.user().as_bytes())?,
-        );
-        if let Some(email) = id.email() {
-            headers.insert(
-                &identity_names.email,
-                HeaderValue::from_bytes(email.as_bytes())?,
-            );
+        let values = id.header_values()?;
+        headers.insert(&identity_names.user, values.user.clone());
+        if let Some(email) = &values.email {
+            headers.insert(&identity_names.email, email.clone());
         }
-        headers.insert(
-            &identity_names.roles,
-            HeaderValue::from_bytes(id.roles().join(",").as_bytes())?,
-        );
+        headers.insert(&identity_names.roles, values.roles.clone());
     }
     Ok(())
+}
+
+/// Removes the gateway's cookies from `Cookie`. The app's own segments are kept verbatim
+/// (byte for byte); the header is only rebuilt when one of ours is in it.
+fn strip_our_cookies(
+    headers: &mut HeaderMap,
+    cookies: &CookiePolicy,
+) -> Result<(), http::header::InvalidHeaderValue> {
+    let ours = |seg: &str| cookies.is_ours(seg.split('=').next().unwrap_or("").trim());
+    let mut count = 0;
+    let mut any_ours = false;
+    let mut unreadable = false;
+    for value in headers.get_all(COOKIE) {
+        count += 1;
+        match value.to_str() {
+            Ok(v) => any_ours |= v.split(';').map(str::trim).any(ours),
+            Err(_) => unreadable = true,
+        }
+    }
+    // One clean header with none of ours: leave it as the client sent it.
+    if count == 0 || (count == 1 && !any_ours && !unreadable) {
+        return Ok(());
+    }
+    let mut kept = String::new();
+    let segments = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|seg| !seg.is_empty() && !ours(seg));
+    for seg in segments {
+        if !kept.is_empty() {
+            kept.push_str("; ");
+        }
+        kept.push_str(seg);
+    }
+    headers.remove(COOKIE);
+    if !kept.is_empty() {
+        headers.insert(COOKIE, HeaderValue::from_str(&kept)?);
+    }
+    Ok(())
+}
+
+/// `X-Forwarded-For` for one address; IPv4 without the formatting machinery.
+fn ip_header_value(ip: IpAddr) -> HeaderValue {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut buf = [0u8; 15];
+            let mut len = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[len] = b'.';
+                    len += 1;
+                }
+                if octet >= 100 {
+                    buf[len] = b'0' + octet / 100;
+                    len += 1;
+                }
+                if octet >= 10 {
+                    buf[len] = b'0' + octet / 10 % 10;
+                    len += 1;
+                }
+                buf[len] = b'0' + octet % 10;
+                len += 1;
+            }
+            HeaderValue::from_bytes(&buf[..len]).unwrap_or_else(|_| HeaderValue::from_static(""))
+        }
+        IpAddr::V6(_) => {
+            HeaderValue::from_str(&ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
+        }
+    }
 }
 
 /// A client-supplied request id is kept only if it is short and plain.
@@ -206,4 +269,27 @@ pub fn incoming_request_id(headers: &HeaderMap) -> Option<String> {
         && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)))
     .then(|| v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_header_values_match_display() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.30.40",
+            "255.255.255.255",
+            "192.168.100.9",
+            "1.10.100.200",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "::ffff:10.0.0.1",
+        ] {
+            let parsed: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_header_value(parsed), parsed.to_string().as_str(), "{ip}");
+        }
+    }
 }

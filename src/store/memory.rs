@@ -26,8 +26,9 @@ pub(super) struct RefreshRecord {
 pub struct MemoryStore {
     sessions: DashMap<String, SessionRecord>,
     refresh: DashMap<TokenHash, RefreshRecord>,
-    /// sid → until when the revocation must be remembered.
-    revoked: DashMap<String, u64>,
+    /// sid → until when the revocation must be remembered. Checked on every request, so
+    /// hashed with foldhash (randomly seeded) rather than SipHash.
+    revoked: DashMap<String, u64, foldhash::fast::RandomState>,
 }
 
 enum Step {

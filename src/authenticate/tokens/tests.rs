@@ -23,6 +23,7 @@ fn claims() -> AccessClaims {
         exp: NOW + 300,
         email: Some("alice@example.com".into()),
         roles: vec!["admin".into()],
+        header_values: Default::default(),
     }
 }
 
