@@ -25,7 +25,7 @@ use crate::forward::client::UpstreamClient;
 use crate::forward::headers::{incoming_request_id, Origin, X_REQUEST_ID};
 use crate::store::{MemoryStore, Store};
 use crate::telemetry::metrics::{
-    Metrics, RouteKind, RouteLabel, RouteStatus, GATEWAY_ROUTE, NO_ROUTE,
+    Metrics, RouteKind, RouteLabel, RouteName, RouteStatus, GATEWAY_ROUTE, NO_ROUTE,
 };
 use crate::{clock, endpoints, forward, ids};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -210,7 +210,7 @@ pub struct RequestCtx {
     pub proto: &'static str,
     pub now: u64,
     /// The route name once known: the metrics label.
-    pub route: OnceLock<String>,
+    pub route: OnceLock<RouteName>,
 }
 
 impl RequestCtx {
@@ -314,7 +314,7 @@ async fn process(
         .or_else(|| req.uri().authority().map(|a| a.as_str()));
     let canon = canonicalize(host, req.uri().path(), req.uri().query())?;
     if under_prefix(canon.path(), &config.auth_prefix) {
-        let _ = ctx.route.set(GATEWAY_ROUTE.to_string());
+        let _ = ctx.route.set(RouteName::new(GATEWAY_ROUTE));
         // Boxed: the gateway's own pages (login, refresh, ...) have big futures that the
         // proxied hot path should not carry (hyper moves the request future).
         return Box::pin(endpoints::serve(gw, config, req, &canon, ctx)).await;
@@ -325,7 +325,7 @@ async fn process(
         .lookup(&canon, req.method())
         .ok_or(GatewayError::NoRoute)?;
     tracing::Span::current().record("route", matched.route.name.as_str());
-    let _ = ctx.route.set(matched.route.name.clone());
+    let _ = ctx.route.set(matched.route.label.clone());
     // 4. authenticate
     let creds = credentials::extract(req.headers(), &config.cookies);
     let auth = authenticate(config, &gw.store, &gw.metrics, &creds, ctx.now).await;
@@ -429,9 +429,8 @@ fn finish(
     let route = ctx
         .route
         .get()
-        .map(String::as_str)
-        .unwrap_or(NO_ROUTE)
-        .to_string();
+        .cloned()
+        .unwrap_or_else(|| RouteName::new(NO_ROUTE));
     gw.metrics
         .requests
         .get_or_create(&RouteStatus {

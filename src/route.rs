@@ -55,6 +55,8 @@ pub struct Route {
     pub allow_roles: Vec<String>,
     pub rules: Vec<Rule>,
     pub websocket: bool,
+    /// The name as a metric label (shared, cheap to clone).
+    pub label: crate::telemetry::metrics::RouteName,
 }
 
 /// Which rule governs a request.
@@ -134,6 +136,7 @@ mod tests {
     fn route(name: &str, host: HostPattern, prefix: &str) -> Route {
         Route {
             name: name.into(),
+            label: crate::telemetry::metrics::RouteName::new(name),
             host,
             prefix: prefix.into(),
             upstream: Upstream {

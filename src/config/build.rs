@@ -905,6 +905,7 @@ fn build_routes(
         if let (Some(host), Some(prefix), Some(upstream)) = (host, path_prefix, up) {
             routes.push(Route {
                 name: r.name.value.0.clone(),
+                label: crate::telemetry::metrics::RouteName::new(&r.name.value.0),
                 host,
                 prefix,
                 upstream,

@@ -111,7 +111,7 @@ pub async fn forward_auth(
         .lookup(&canon, &orig.method)
         .ok_or(GatewayError::NoRoute)?;
     tracing::Span::current().record("route", matched.route.name.as_str());
-    let _ = ctx.route.set(matched.route.name.clone());
+    let _ = ctx.route.set(matched.route.label.clone());
     let creds = extract(headers, &config.cookies);
     let auth = authenticate(config, &gw.store, &gw.metrics, &creds, ctx.now).await;
     let (_permit, identity, set_cookies): (Permit, Option<Identity>, _) =

@@ -8,15 +8,37 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+/// A route name as a metric label: shared, so labelling a request copies no string.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct RouteName(std::sync::Arc<str>);
+
+impl RouteName {
+    pub fn new(name: &str) -> RouteName {
+        RouteName(name.into())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl prometheus_client::encoding::EncodeLabelValue for RouteName {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, &self.0)
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteStatus {
-    pub route: String,
+    pub route: RouteName,
     pub status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabel {
-    pub route: String,
+    pub route: RouteName,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -26,7 +48,7 @@ pub struct ResultLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteKind {
-    pub route: String,
+    pub route: RouteName,
     pub kind: &'static str,
 }
 
@@ -146,7 +168,7 @@ impl Metrics {
         for route in routes {
             for kind in ["connect", "timeout", "protocol"] {
                 let _ = self.upstream_errors.get_or_create(&RouteKind {
-                    route: route.to_string(),
+                    route: RouteName::new(route),
                     kind,
                 });
             }
