@@ -68,12 +68,17 @@ async fn nginx_auth_request_allows_redirects_forbids_and_delivers_refreshed_cook
     // Logging in through nginx, then the app sees the identity nginx copied from Gatehouse.
     let alice = Client::new(via_nginx);
     alice.login("alice", "alice-pw").await;
+    alice.set_cookie("theme", "dark");
     let r = alice
         .get_with("/reports", &[("x-forwarded-user", "mallory")])
         .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(up.last().header_all("x-forwarded-user"), vec!["alice"]);
     assert_eq!(up.last().header("x-forwarded-groups"), Some("admin,staff"));
+    // The app's own cookie arrives; Gatehouse's tokens do not.
+    let cookies = up.last().header_all("cookie").join("; ");
+    assert!(cookies.contains("theme=dark"), "{cookies}");
+    assert!(!cookies.contains("gatehouse_"), "{cookies}");
 
     // Logged in but not allowed: 403 from nginx, nothing upstream.
     let bob = Client::new(via_nginx);

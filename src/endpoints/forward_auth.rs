@@ -23,6 +23,11 @@ pub static ACCESS_COOKIE_HEADER: http::HeaderName =
     http::HeaderName::from_static("x-gatehouse-access-cookie");
 pub static REFRESH_COOKIE_HEADER: http::HeaderName =
     http::HeaderName::from_static("x-gatehouse-refresh-cookie");
+/// The `Cookie` value the proxy should send to the app: the client's cookies without the
+/// gateway's (always present on 200, empty when nothing is left), so the access and refresh
+/// tokens never reach the app through a forward-auth proxy either.
+pub static UPSTREAM_COOKIE_HEADER: http::HeaderName =
+    http::HeaderName::from_static("x-gatehouse-upstream-cookie");
 
 const FORWARD_HEADERS: [&str; 5] = [
     "x-forwarded-method",
@@ -145,17 +150,27 @@ pub async fn forward_auth(
             }
         };
     let mut r = text(StatusCode::OK, "ok\n");
+    let app_cookies = crate::forward::headers::cookies_without_ours(headers, &config.cookies);
+    r.headers_mut().insert(
+        &UPSTREAM_COOKIE_HEADER,
+        HeaderValue::from_str(&app_cookies).map_err(|e| GatewayError::Internal(Box::new(e)))?,
+    );
     if let Some(id) = &identity {
         let h = r.headers_mut();
         let value = |s: &str| {
             HeaderValue::from_bytes(s.as_bytes()).map_err(|e| GatewayError::Internal(Box::new(e)))
         };
         h.insert(&config.identity.user, value(id.user())?);
-        if let Some(email) = id.email() {
-            h.insert(&config.identity.email, value(email)?);
-        }
+        // Present but empty when the user has no email: Caddy 2.6's `copy_headers` puts an
+        // unexpanded placeholder into the app's request for a header the response lacks.
+        h.insert(&config.identity.email, value(id.email().unwrap_or(""))?);
         h.insert(&config.identity.roles, value(&id.roles().join(","))?);
     }
+    // Likewise the per-cookie headers: empty unless a refresh issued a cookie below.
+    r.headers_mut()
+        .insert(&ACCESS_COOKIE_HEADER, HeaderValue::from_static(""));
+    r.headers_mut()
+        .insert(&REFRESH_COOKIE_HEADER, HeaderValue::from_static(""));
     // Each cookie also travels in its own header: nginx's `$upstream_http_set_cookie` holds
     // only the first `Set-Cookie`, and losing the rotated refresh cookie would log the user out
     // at the next refresh (reuse detection).

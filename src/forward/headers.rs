@@ -210,6 +210,17 @@ fn strip_our_cookies(
     if count == 0 || (count == 1 && !any_ours && !unreadable) {
         return Ok(());
     }
+    let kept = cookies_without_ours(headers, cookies);
+    headers.remove(COOKIE);
+    if !kept.is_empty() {
+        headers.insert(COOKIE, HeaderValue::from_str(&kept)?);
+    }
+    Ok(())
+}
+
+/// The request's `Cookie` headers as one value, without the gateway's cookies: the app's own
+/// segments verbatim, joined with `; ` (empty if nothing is left).
+pub fn cookies_without_ours(headers: &HeaderMap, cookies: &CookiePolicy) -> String {
     let mut kept = String::new();
     let segments = headers
         .get_all(COOKIE)
@@ -217,18 +228,15 @@ fn strip_our_cookies(
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .map(str::trim)
-        .filter(|seg| !seg.is_empty() && !ours(seg));
+        .filter(|seg| !seg.is_empty())
+        .filter(|seg| !cookies.is_ours(seg.split('=').next().unwrap_or("").trim()));
     for seg in segments {
         if !kept.is_empty() {
             kept.push_str("; ");
         }
         kept.push_str(seg);
     }
-    headers.remove(COOKIE);
-    if !kept.is_empty() {
-        headers.insert(COOKIE, HeaderValue::from_str(&kept)?);
-    }
-    Ok(())
+    kept
 }
 
 /// `X-Forwarded-For` for one address; IPv4 without the formatting machinery.
