@@ -19,15 +19,7 @@ async fn caddy_forward_auth_allows_redirects_forbids_and_delivers_refreshed_cook
         return;
     };
     let up = Upstream::start().await;
-    let yaml = base_yaml(&up.url(), default_routes())
-        .replace(
-            "server:\n",
-            "server:\n  trusted_proxies: [\"127.0.0.1/32\"]\n",
-        )
-        .replace(
-            "  access_ttl: 5m\n",
-            "  access_ttl: 1s\n  refresh_reuse_grace: 1s\n",
-        );
+    let yaml = forward_auth_yaml(&up);
     let gw = TestGateway::start(&yaml).await;
 
     let dir = temp_dir();
@@ -146,22 +138,7 @@ async fn caddy_forward_auth_allows_redirects_forbids_and_delivers_refreshed_cook
     // Past access_ttl: refreshed inside /auth; both new cookies reach the browser through
     // Caddy, and the rotated refresh token keeps working (a lost one would trip reuse
     // detection after the 1 s grace).
-    for round in 0..2 {
-        tokio::time::sleep(Duration::from_millis(2100)).await;
-        alice.clear_cookie("gatehouse_access");
-        let old_refresh = alice.cookie("gatehouse_refresh").unwrap();
-        let r = alice.get("/reports").await;
-        assert_eq!(r.status, StatusCode::OK, "round {round}");
-        assert!(
-            r.cookie("gatehouse_access").is_some(),
-            "round {round}: {:?}",
-            r.set_cookies()
-        );
-        let new_refresh = r
-            .cookie("gatehouse_refresh")
-            .expect("the rotated refresh cookie reached the browser");
-        assert_ne!(new_refresh, old_refresh);
-    }
+    refreshed_cookies_reach_the_browser(&alice, "/reports").await;
     drop(proc);
     gw.stop().await;
 }

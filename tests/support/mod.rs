@@ -638,3 +638,38 @@ pub async fn assert_alive(addr: SocketAddr) {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body, "ok\n");
 }
+
+/// A gateway config for forward-auth tests: loopback proxies trusted, 1 s access tokens and
+/// refresh grace, so a test can wait past both.
+pub fn forward_auth_yaml(up: &Upstream) -> String {
+    base_yaml(&up.url(), default_routes())
+        .replace(
+            "server:\n",
+            "server:\n  trusted_proxies: [\"127.0.0.1/32\"]\n",
+        )
+        .replace(
+            "  access_ttl: 5m\n",
+            "  access_ttl: 1s\n  refresh_reuse_grace: 1s\n",
+        )
+}
+
+/// Past `access_ttl` (twice): the proxy in front must deliver both refreshed cookies, and the
+/// rotated refresh token must keep working (a lost one trips reuse detection after grace).
+pub async fn refreshed_cookies_reach_the_browser(client: &Client, path: &str) {
+    for round in 0..2 {
+        tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+        client.clear_cookie("gatehouse_access");
+        let old_refresh = client.cookie("gatehouse_refresh").unwrap();
+        let r = client.get(path).await;
+        assert_eq!(r.status, http::StatusCode::OK, "round {round}");
+        assert!(
+            r.cookie("gatehouse_access").is_some(),
+            "round {round}: {:?}",
+            r.set_cookies()
+        );
+        let new_refresh = r
+            .cookie("gatehouse_refresh")
+            .expect("the rotated refresh cookie reached the browser");
+        assert_ne!(new_refresh, old_refresh);
+    }
+}
