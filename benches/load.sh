@@ -4,9 +4,12 @@
 # authentication), side by side in one run, interleaved over several rounds.
 #
 # Each proxy is pinned to CPU 0; wrk (64 keep-alive connections) and the upstream share CPU 1.
-# Prints requests/s, p50 and p99 per target, and the ratios to nginx and to the bare proxy.
-# Then Gatehouse again under a storm of 50 logins/s (argon2 on the blocking pool), to compare
-# its p99 with the idle one.
+# Prints requests/s, p50 and p99 per target, the proxy's CPU use (from /proc/PID/stat) and so
+# its requests per CPU-second ("per core": a proxy that does not saturate its core is not
+# penalised for it), and the ratios to nginx and to the bare proxy. Then Gatehouse again
+# under a storm of 50 logins/s (argon2 on its own low-priority threads; the storm runs over
+# keep-alive connections from examples/login-storm.rs), to compare its p99 with the idle one
+# and to show how many of those logins actually succeeded.
 #
 #   benches/load.sh                  # 3 rounds x 10 s per target
 #   ROUNDS=5 DURATION=20 benches/load.sh
@@ -28,7 +31,7 @@ for tool in wrk nginx taskset curl; do
 done
 [ "$(nproc)" -ge 2 ] || { echo "load.sh needs 2 CPUs" >&2; exit 1; }
 
-cargo build --release --quiet --bin gatehouse --example bench-upstream --example bare-proxy
+cargo build --release --quiet --bin gatehouse --example bench-upstream --example bare-proxy --example login-storm
 BIN=target/release
 WORK=$(mktemp -d)
 PIDS=()
@@ -79,8 +82,9 @@ http {
   }
 }
 EOF
-taskset -c 0 nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" & PIDS+=($!)
-taskset -c 0 "$BIN/examples/bare-proxy" "127.0.0.1:$BARE" "127.0.0.1:$UP" & PIDS+=($!)
+# taskset execs the program, so $! is the proxy's own PID (CPU accounting reads it).
+taskset -c 0 nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" & PIDS+=($!); PID_nginx=$!
+taskset -c 0 "$BIN/examples/bare-proxy" "127.0.0.1:$BARE" "127.0.0.1:$UP" & PIDS+=($!); PID_bare=$!
 
 cat > "$WORK/gateway.yaml" <<EOF
 server:
@@ -104,11 +108,11 @@ routes:
 logging:
   level: warn
 EOF
-RUST_LOG=warn taskset -c 0 "$BIN/gatehouse" run --config "$WORK/gateway.yaml" & PIDS+=($!)
+RUST_LOG=warn taskset -c 0 "$BIN/gatehouse" run --config "$WORK/gateway.yaml" & PIDS+=($!); PID_gatehouse=$!
 wait_port "$NGINX"; wait_port "$BARE"; wait_port "$GH"
 if [ -n "${BASELINE:-}" ]; then
   sed "s/127.0.0.1:$GH/127.0.0.1:$BASE/" "$WORK/gateway.yaml" > "$WORK/baseline.yaml"
-  RUST_LOG=warn taskset -c 0 "$BASELINE" run --config "$WORK/baseline.yaml" & PIDS+=($!)
+  RUST_LOG=warn taskset -c 0 "$BASELINE" run --config "$WORK/baseline.yaml" & PIDS+=($!); PID_baseline=$!
   wait_port "$BASE"
 fi
 
@@ -124,16 +128,23 @@ if [ -n "${BASELINE:-}" ]; then
   [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: gatehouse_access=$COOKIE" "http://127.0.0.1:$BASE/")" = 200 ]
 fi
 
-# run NAME URL [extra wrk args...] -> appends "NAME rps p50_ms p99_ms" to $WORK/results
+# run NAME PID URL [extra wrk args...] -> appends "NAME rps p50_ms p99_ms cpu_fraction" to
+# $WORK/results; cpu_fraction is the proxy's user+system CPU time over the run's wall time.
+CLK_TCK=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 run() {
-  local name=$1 url=$2; shift 2
-  local out
+  local name=$1 pid=$2 url=$3; shift 3
+  local out before after start end
+  before=$(cpu_ticks "$pid"); start=$(date +%s.%N)
   out=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" "$url")
-  local rps p50 p99
+  after=$(cpu_ticks "$pid"); end=$(date +%s.%N)
+  local rps p50 p99 cpu
   rps=$(echo "$out" | awk '/^Requests\/sec:/{print $2}')
   p50=$(echo "$out" | awk '$1=="50%"{print $2}')
   p99=$(echo "$out" | awk '$1=="99%"{print $2}')
-  echo "$name $rps $(to_ms "$p50") $(to_ms "$p99")" >> "$WORK/results"
+  cpu=$(awk -v a="$before" -v b="$after" -v t="$CLK_TCK" -v s="$start" -v e="$end" \
+    'BEGIN{printf "%.3f", (b - a) / t / (e - s)}')
+  echo "$name $rps $(to_ms "$p50") $(to_ms "$p99") $cpu" >> "$WORK/results"
 }
 to_ms() {
   case "$1" in
@@ -147,39 +158,38 @@ to_ms() {
 : > "$WORK/results"
 for round in $(seq 1 "$ROUNDS"); do
   echo "round $round/$ROUNDS" >&2
-  run nginx "http://127.0.0.1:$NGINX/"
-  run bare-hyper "http://127.0.0.1:$BARE/"
-  run gatehouse "http://127.0.0.1:$GH/" -H "Cookie: gatehouse_access=$COOKIE"
+  run nginx "$PID_nginx" "http://127.0.0.1:$NGINX/"
+  run bare-hyper "$PID_bare" "http://127.0.0.1:$BARE/"
+  run gatehouse "$PID_gatehouse" "http://127.0.0.1:$GH/" -H "Cookie: gatehouse_access=$COOKIE"
   if [ -n "${BASELINE:-}" ]; then
-    run baseline "http://127.0.0.1:$BASE/" -H "Cookie: gatehouse_access=$COOKIE"
+    run baseline "$PID_baseline" "http://127.0.0.1:$BASE/" -H "Cookie: gatehouse_access=$COOKIE"
   fi
 done
 
 # Gatehouse again while 50 logins/s hash passwords.
-storm() {
-  while true; do
-    curl -s -o /dev/null -H 'content-type: application/json' \
-      -d '{"username":"alice","password":"alice-demo-password"}' "http://127.0.0.1:$GH/.gatehouse/login" &
-    sleep 0.02
-  done
-}
 for round in $(seq 1 "$ROUNDS"); do
-  taskset -c 1 bash -c "$(declare -f storm); GH=$GH storm" & STORM=$!
-  run gatehouse+logins "http://127.0.0.1:$GH/" -H "Cookie: gatehouse_access=$COOKIE"
-  kill "$STORM" 2>/dev/null || true; wait "$STORM" 2>/dev/null || true
+  taskset -c 1 "$BIN/examples/login-storm" "127.0.0.1:$GH" 50 "$DURATION" alice alice-demo-password \
+    > "$WORK/storm.$round" & STORM=$!
+  run gatehouse+logins "$PID_gatehouse" "http://127.0.0.1:$GH/" -H "Cookie: gatehouse_access=$COOKIE"
+  wait "$STORM"
 done
-
 echo
-echo "target            req/s      p50 ms   p99 ms   vs nginx   vs bare hyper   (median of $ROUNDS rounds, ${DURATION}s each, $CONNECTIONS connections, proxy on 1 core)"
+echo "median of $ROUNDS rounds, ${DURATION}s each, $CONNECTIONS connections, each proxy pinned to 1 core"
+echo "per core = requests per CPU-second of the proxy process (req/s divided by its CPU use)"
+echo "target              req/s   p50 ms   p99 ms   CPU   per core  per core vs nginx  vs bare hyper"
 median() { sort -n | awk '{a[NR]=$1} END{print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 stat() { awk -v n="$1" -v c="$2" '$1==n{print $c}' "$WORK/results" | median; }
-NGINX_RPS=$(stat nginx 2); BARE_RPS=$(stat bare-hyper 2)
+# Per-core throughput per round, then the median of those.
+per_core() { awk -v n="$1" '$1==n && $5>0 {print $2/$5}' "$WORK/results" | median; }
+NGINX_PC=$(per_core nginx); BARE_PC=$(per_core bare-hyper)
 NAMES="nginx bare-hyper gatehouse gatehouse+logins"
 [ -z "${BASELINE:-}" ] || NAMES="nginx bare-hyper baseline gatehouse gatehouse+logins"
 for name in $NAMES; do
-  rps=$(stat "$name" 2); p50=$(stat "$name" 3); p99=$(stat "$name" 4)
-  awk -v n="$name" -v r="$rps" -v a="$p50" -v b="$p99" -v ng="$NGINX_RPS" -v bh="$BARE_RPS" \
-    'BEGIN{printf "%-16s %9.0f %9.3f %8.3f %9.2fx %14.2fx\n", n, r, a, b, r/ng, r/bh}'
+  rps=$(stat "$name" 2); p50=$(stat "$name" 3); p99=$(stat "$name" 4); cpu=$(stat "$name" 5)
+  pc=$(per_core "$name")
+  awk -v n="$name" -v r="$rps" -v a="$p50" -v b="$p99" -v c="$cpu" -v pc="$pc" -v ng="$NGINX_PC" -v bh="$BARE_PC" \
+    'BEGIN{printf "%-16s %8.0f %8.3f %8.3f %4.0f%% %10.0f %17.2fx %13.2fx\n", n, r, a, b, c*100, pc, pc/ng, pc/bh}'
 done
 IDLE_P99=$(stat gatehouse 4); STORM_P99=$(stat gatehouse+logins 4)
 awk -v i="$IDLE_P99" -v s="$STORM_P99" 'BEGIN{printf "login storm: p99 %.3f ms vs idle %.3f ms (%.2fx; goal <= 2x)\n", s, i, s/i}'
+for round in $(seq 1 "$ROUNDS"); do echo "  storm round $round: $(cat "$WORK/storm.$round")"; done
