@@ -1,5 +1,6 @@
 //! A bare hyper 1 reverse proxy with no authentication: the load benchmark's "what hyper
-//! alone costs" reference, built like Gatehouse's forwarding (legacy pooled client, nodelay).
+//! alone costs" reference, built like Gatehouse's forwarding (legacy pooled client, nodelay)
+//! and on the same runtime Gatehouse picks when it has one CPU (current-thread).
 //! `cargo run --release --example bare-proxy -- LISTEN UPSTREAM`
 
 use std::convert::Infallible;
@@ -12,7 +13,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let listen = args.next().unwrap_or_else(|| "127.0.0.1:3901".into());

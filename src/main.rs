@@ -116,9 +116,18 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let listen = config.listen;
     let tls_listen = config.tls.as_ref().map(|t| t.listen);
     let admin = config.admin.as_ref().map(|a| a.listen);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    // One CPU (a container limited to one, or `taskset -c N`): a current-thread runtime does
+    // the same work without the work-stealing scheduler's cross-thread bookkeeping.
+    let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
+    let runtime = if one_cpu {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+    };
     let path = path.to_path_buf();
     runtime.block_on(async move {
         let bind = |addr: std::net::SocketAddr, what: &'static str| async move {
@@ -142,7 +151,8 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
             ),
             None => None,
         };
-        tracing::info!(http = ?listen, https = ?tls_listen, admin = ?admin, routes = config.routes.routes().len(), "gatehouse listening");
+        let runtime = if one_cpu { "current_thread" } else { "multi_thread" };
+        tracing::info!(http = ?listen, https = ?tls_listen, admin = ?admin, routes = config.routes.routes().len(), runtime, "gatehouse listening");
         let gw = gatehouse::Gateway::new(config)?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

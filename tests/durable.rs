@@ -9,7 +9,7 @@ mod support;
 
 use std::time::Duration;
 
-use binary::{config, start, Binary};
+use binary::{config, start, start_on_one_cpu, Binary};
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use support::*;
@@ -104,7 +104,10 @@ async fn sessions_and_revocations_survive_sigterm() {
     let dir = temp_dir();
     let (port, admin) = (external::free_port(), external::free_port());
     let text = durable(&up, port, admin);
-    let mut bin = start(&dir, &text, port, admin).await;
+    // First on one CPU (the single-threaded runtime), then on all: both flavours drain on
+    // SIGTERM and load the database.
+    let mut bin = start_on_one_cpu(&dir, &text, port, admin).await;
+    assert!(bin.log().contains("current_thread"), "{}", bin.log());
     let before = make_state(bin.addr).await;
     bin.signal("TERM");
     wait_exit(&mut bin).await;

@@ -50,10 +50,29 @@ pub fn replace_file(path: &Path, text: &str) {
 }
 
 pub async fn start(dir: &Path, text: &str, port: u16, admin: u16) -> Binary {
+    start_with(
+        dir,
+        text,
+        port,
+        admin,
+        Command::new(env!("CARGO_BIN_EXE_gatehouse")),
+    )
+    .await
+}
+
+/// Like [`start`], but the process may use only CPU 0 (`taskset`, which execs the binary, so
+/// the PID is the gateway's): the binary then runs its single-threaded runtime.
+pub async fn start_on_one_cpu(dir: &Path, text: &str, port: u16, admin: u16) -> Binary {
+    let mut taskset = Command::new("taskset");
+    taskset.args(["-c", "0", env!("CARGO_BIN_EXE_gatehouse")]);
+    start_with(dir, text, port, admin, taskset).await
+}
+
+async fn start_with(dir: &Path, text: &str, port: u16, admin: u16, mut cmd: Command) -> Binary {
     let path = dir.join("gateway.yaml");
     std::fs::write(&path, text).unwrap();
     let log = dir.join("gatehouse.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+    let child = cmd
         .args(["run", "--config"])
         .arg(&path)
         .env_remove("RUST_LOG")
