@@ -8,8 +8,8 @@ use http::header::{
 };
 use http::{Response, StatusCode};
 
+use crate::authenticate::hasher::HashOverloaded;
 use crate::authenticate::sessions::SessionError;
-use crate::authenticate::users::HashOverloaded;
 use crate::authenticate::AuthFailure;
 use crate::authorize::Forbidden;
 use crate::body::{full, Body};

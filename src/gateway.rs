@@ -13,8 +13,8 @@ use hyper::body::Incoming;
 use tracing::{field, Instrument};
 
 use crate::authenticate::credentials;
+use crate::authenticate::hasher::Hasher;
 use crate::authenticate::throttle::{Locked, Throttle, ThrottlePolicy};
-use crate::authenticate::users::Hasher;
 use crate::authenticate::{authenticate, Unauthenticated};
 use crate::authorize::{authorize, public};
 use crate::body::Body;

@@ -6,6 +6,7 @@
 pub mod cache;
 pub mod cookies;
 pub mod credentials;
+pub mod hasher;
 pub mod keygen;
 pub mod sessions;
 pub mod throttle;

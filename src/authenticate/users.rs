@@ -1,20 +1,12 @@
-//! Users from the config (SPEC §3) and password checks (SPEC §6). Argon2 runs on dedicated
-//! low-priority threads, admitted by a semaphore of `max_concurrent_hashes`; a login that
-//! cannot get a permit within [`HASH_QUEUE_WAIT`] is refused with 503 instead of queueing
-//! forever. An
-//! unknown or disabled user is checked against a dummy hash with the same parameters, so the
-//! answer takes as long as for a wrong password.
+//! Users from the config (SPEC §3) and password hashes (SPEC §6); the checks themselves run
+//! in [`super::hasher`]. An unknown or disabled user is checked against a dummy hash with the
+//! same parameters, so the answer takes as long as for a wrong password.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use argon2::Argon2;
-use tokio::sync::Semaphore;
-
-/// How long a login waits for an argon2 permit before answering 503.
-pub const HASH_QUEUE_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct User {
@@ -130,100 +122,6 @@ fn dummy_hash_like(template: Option<&str>) -> String {
     .unwrap_or_default()
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("too many password checks are waiting")]
-pub struct HashOverloaded;
-
-type Job = Box<dyn FnOnce() + Send>;
-
-/// Argon2 admission and isolation: a semaphore admits `max_concurrent_hashes` checks, which
-/// run on as many dedicated threads at `SCHED_IDLE` priority. The kernel then always prefers
-/// request handling over hashing, so a login storm slows logins down (and past
-/// [`HASH_QUEUE_WAIT`] turns them into 503s) instead of slowing every proxied request.
-#[derive(Clone)]
-pub struct Hasher {
-    permits: Arc<Semaphore>,
-    jobs: std::sync::mpsc::Sender<Job>,
-}
-
-impl std::fmt::Debug for Hasher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hasher").finish_non_exhaustive()
-    }
-}
-
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        use thread_priority::{
-            set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
-            ThreadPriority, ThreadSchedulePolicy,
-        };
-        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
-        if let Err(e) =
-            set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle)
-        {
-            tracing::debug!(error = ?e, "could not lower the hashing threads' priority");
-        }
-    }
-}
-
-impl Hasher {
-    pub fn new(max_concurrent: usize) -> Hasher {
-        let n = max_concurrent.max(1);
-        let (jobs, rx) = std::sync::mpsc::channel::<Job>();
-        let rx = Arc::new(std::sync::Mutex::new(rx));
-        for i in 0..n {
-            let rx = rx.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("gatehouse-argon2-{i}"))
-                .spawn(move || {
-                    lower_priority();
-                    loop {
-                        let job = match rx.lock() {
-                            Ok(rx) => rx.recv(),
-                            Err(_) => return,
-                        };
-                        match job {
-                            Ok(job) => job(),
-                            // The Hasher is gone: so is this thread.
-                            Err(_) => return,
-                        }
-                    }
-                });
-            if let Err(e) = spawned {
-                tracing::error!(error = %e, "cannot start a password-hashing thread");
-            }
-        }
-        Hasher {
-            permits: Arc::new(Semaphore::new(n)),
-            jobs,
-        }
-    }
-
-    /// Verifies `password` against `hash` off the async executor. A malformed hash is
-    /// simply a mismatch.
-    pub async fn verify(&self, hash: Arc<str>, password: String) -> Result<bool, HashOverloaded> {
-        let permit = tokio::time::timeout(HASH_QUEUE_WAIT, self.permits.clone().acquire_owned())
-            .await
-            .map_err(|_| HashOverloaded)?
-            .map_err(|_| HashOverloaded)?;
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move || {
-            let verdict = PasswordHash::new(&hash).is_ok_and(|parsed| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &parsed)
-                    .is_ok()
-            });
-            let _ = tx.send(verdict);
-        });
-        self.jobs.send(job).map_err(|_| HashOverloaded)?;
-        let verdict = rx.await.map_err(|_| HashOverloaded)?;
-        drop(permit);
-        Ok(verdict)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,17 +143,6 @@ mod tests {
             check_hash_format(&other_algorithm),
             Err(HashFormatError::NotArgon2(_))
         ));
-    }
-
-    #[tokio::test]
-    async fn verify_accepts_the_right_password_only() {
-        let hash: Arc<str> = hash_password(b"correct horse").unwrap().into();
-        let hasher = Hasher::new(1);
-        assert!(hasher
-            .verify(hash.clone(), "correct horse".into())
-            .await
-            .unwrap());
-        assert!(!hasher.verify(hash, "wrong".into()).await.unwrap());
     }
 
     #[test]

@@ -1,0 +1,317 @@
+//! Password checks off the async executor, isolated from request handling (SPEC §6).
+//!
+//! A semaphore admits `max_concurrent_hashes` checks; a login that cannot get a permit within
+//! [`HASH_QUEUE_WAIT`], or whose check does not finish within it, is refused with 503 instead
+//! of queueing forever.
+//!
+//! Each admitted check runs on one of as many dedicated threads at `SCHED_IDLE` priority:
+//! whenever a request is runnable the kernel runs it first and preempts hashing at once, so a
+//! login storm does not slow proxied requests down. On its own that starves logins while the
+//! core is saturated (by traffic or by other processes): measured with benches/load.sh's
+//! storm of 50 logins/s, no login finished until the load stopped. So a check still
+//! unanswered after [`RESCUE_AFTER`] is also queued to one *rescue* thread at nice 10, which
+//! runs it again, then rests [`RESCUE_PAUSE`]; the first answer wins, and a check whose answer
+//! is already known (or whose caller gave up) is skipped. Logins therefore keep finishing on a
+//! saturated core, slowly, at a bounded cost to proxied requests.
+//!
+//! Measured (benches/load.sh storm on one saturated core; and logins with two CPU hogs on
+//! the gateway's core): `SCHED_IDLE` alone kept proxied p99 at 1.9x idle, but with the hogs no
+//! login ever finished; all threads at nice 15 finished 4-6 logins/s in the storm with p99 at
+//! 2.8x; this design has p99 2.3x in the storm, and logins take 1.6 s with the hogs.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use argon2::password_hash::{PasswordHash, PasswordVerifier};
+use argon2::Argon2;
+use tokio::sync::{oneshot, Semaphore};
+
+/// How long a login waits for an argon2 permit, and then for its answer, before 503.
+pub const HASH_QUEUE_WAIT: Duration = Duration::from_secs(10);
+
+/// How long a check may sit starved on the idle-priority threads before the rescue thread
+/// runs it too.
+pub const RESCUE_AFTER: Duration = Duration::from_secs(1);
+
+/// The rescue thread's rest after each check it runs. Every slice the kernel gives it delays
+/// the requests in flight by up to a scheduler tick, so its rate is bounded.
+pub const RESCUE_PAUSE: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+#[error("too many password checks are waiting")]
+pub struct HashOverloaded;
+
+/// One password check, shared by the thread(s) that may run it.
+struct Check {
+    hash: Arc<str>,
+    password: String,
+    verdict: Mutex<Option<oneshot::Sender<bool>>>,
+}
+
+impl Check {
+    /// True when nobody needs this check any more: answered already, or the caller left.
+    fn settled(&self) -> bool {
+        self.verdict
+            .lock()
+            .map_or(true, |tx| tx.as_ref().is_none_or(|tx| tx.is_closed()))
+    }
+
+    /// Runs the check unless it is settled; true when it ran.
+    fn run(&self) -> bool {
+        if self.settled() {
+            return false;
+        }
+        let verdict = PasswordHash::new(&self.hash).is_ok_and(|parsed| {
+            Argon2::default()
+                .verify_password(self.password.as_bytes(), &parsed)
+                .is_ok()
+        });
+        if let Some(tx) = self.verdict.lock().ok().and_then(|mut tx| tx.take()) {
+            let _ = tx.send(verdict);
+        }
+        true
+    }
+}
+
+type Queue = std::sync::mpsc::Sender<Arc<Check>>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Priority {
+    /// `SCHED_IDLE`: runs only when no request handling wants the core.
+    Idle,
+    /// `SCHED_OTHER` at nice 10: a small but real share of a busy core.
+    Rescue,
+}
+
+/// The password-checking pools; see the module docs.
+#[derive(Clone)]
+pub struct Hasher {
+    permits: Arc<Semaphore>,
+    idle: Queue,
+    rescue: Queue,
+    rescue_after: Duration,
+}
+
+impl std::fmt::Debug for Hasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hasher").finish_non_exhaustive()
+    }
+}
+
+fn lower_priority(priority: Priority) {
+    #[cfg(target_os = "linux")]
+    {
+        use thread_priority::{
+            set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy,
+            ThreadPriority, ThreadPriorityValue, ThreadSchedulePolicy,
+        };
+        let set = match priority {
+            Priority::Idle => set_thread_priority_and_policy(
+                thread_native_id(),
+                ThreadPriority::Min,
+                ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+            )
+            .map_err(|e| format!("{e:?}")),
+            // thread-priority maps its 0..=99 scale linearly onto nice 19..=-20: 22 is nice 10
+            // (`threads_run_at_their_priorities` checks it in /proc).
+            Priority::Rescue => ThreadPriorityValue::try_from(22u8)
+                .map_err(|e| format!("{e:?}"))
+                .and_then(|p| {
+                    set_thread_priority_and_policy(
+                        thread_native_id(),
+                        ThreadPriority::Crossplatform(p),
+                        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other),
+                    )
+                    .map_err(|e| format!("{e:?}"))
+                }),
+        };
+        if let Err(error) = set {
+            tracing::debug!(%error, ?priority, "could not lower a hashing thread's priority");
+        }
+    }
+}
+
+/// Starts `n` threads taking checks from one queue. The rescue thread rests [`RESCUE_PAUSE`]
+/// after each check it runs.
+fn pool(name: &str, n: usize, priority: Priority) -> Queue {
+    let (queue, rx) = std::sync::mpsc::channel::<Arc<Check>>();
+    let rx = Arc::new(Mutex::new(rx));
+    for i in 0..n {
+        let rx = rx.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("{name}-{i}"))
+            .spawn(move || {
+                lower_priority(priority);
+                loop {
+                    let check = match rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    match check {
+                        Ok(check) => {
+                            if check.run() && priority == Priority::Rescue {
+                                // A dedicated thread, never an executor's.
+                                #[allow(clippy::disallowed_methods)]
+                                std::thread::sleep(RESCUE_PAUSE);
+                            }
+                        }
+                        // The Hasher is gone: so is this thread.
+                        Err(_) => return,
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start a password-hashing thread");
+        }
+    }
+    queue
+}
+
+impl Hasher {
+    pub fn new(max_concurrent: usize) -> Hasher {
+        let n = max_concurrent.max(1);
+        Hasher {
+            permits: Arc::new(Semaphore::new(n)),
+            idle: pool("gh-hash", n, Priority::Idle),
+            rescue: pool("gh-rescue", 1, Priority::Rescue),
+            rescue_after: RESCUE_AFTER,
+        }
+    }
+
+    /// Verifies `password` against `hash` off the async executor. A malformed hash is
+    /// simply a mismatch.
+    pub async fn verify(&self, hash: Arc<str>, password: String) -> Result<bool, HashOverloaded> {
+        let start = tokio::time::Instant::now();
+        let _permit = tokio::time::timeout(HASH_QUEUE_WAIT, self.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| HashOverloaded)?
+            .map_err(|_| HashOverloaded)?;
+        let (tx, mut rx) = oneshot::channel();
+        let check = Arc::new(Check {
+            hash,
+            password,
+            verdict: Mutex::new(Some(tx)),
+        });
+        self.idle.send(check.clone()).map_err(|_| HashOverloaded)?;
+        if let Ok(verdict) = tokio::time::timeout(self.rescue_after, &mut rx).await {
+            return verdict.map_err(|_| HashOverloaded);
+        }
+        self.rescue.send(check).map_err(|_| HashOverloaded)?;
+        // Dropping `rx` on timeout tells both threads to skip the check if not yet begun.
+        tokio::time::timeout_at(start + HASH_QUEUE_WAIT, rx)
+            .await
+            .map_err(|_| HashOverloaded)?
+            .map_err(|_| HashOverloaded)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authenticate::users::hash_password;
+
+    #[tokio::test]
+    async fn verify_accepts_the_right_password_only() {
+        let hash: Arc<str> = hash_password(b"correct horse").unwrap().into();
+        let hasher = Hasher::new(1);
+        assert!(hasher
+            .verify(hash.clone(), "correct horse".into())
+            .await
+            .unwrap());
+        assert!(!hasher.verify(hash, "wrong".into()).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_starved_check_is_answered_by_the_rescue_thread() {
+        // The idle-priority queue is never served (as when a busy core starves those
+        // threads): the check can only be answered by the rescue thread.
+        let hash: Arc<str> = hash_password(b"pw").unwrap().into();
+        let (idle, _never_served) = std::sync::mpsc::channel();
+        let hasher = Hasher {
+            permits: Arc::new(Semaphore::new(2)),
+            idle,
+            rescue: pool("gh-rescue", 1, Priority::Rescue),
+            rescue_after: Duration::from_millis(50),
+        };
+        assert!(hasher.verify(hash.clone(), "pw".into()).await.unwrap());
+        assert!(!hasher.verify(hash, "nope".into()).await.unwrap());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_check_nobody_runs_is_refused_instead_of_hanging() {
+        let hash: Arc<str> = hash_password(b"pw").unwrap().into();
+        let (idle, _never_served) = std::sync::mpsc::channel();
+        let (rescue, _never_served_either) = std::sync::mpsc::channel();
+        let hasher = Hasher {
+            permits: Arc::new(Semaphore::new(1)),
+            idle,
+            rescue,
+            rescue_after: RESCUE_AFTER,
+        };
+        let start = tokio::time::Instant::now();
+        let answer = hasher.verify(hash, "pw".into()).await;
+        assert!(matches!(answer, Err(HashOverloaded)));
+        assert_eq!(start.elapsed(), HASH_QUEUE_WAIT);
+    }
+
+    #[test]
+    fn a_settled_check_is_skipped() {
+        let hash: Arc<str> = hash_password(b"pw").unwrap().into();
+        let (tx, rx) = oneshot::channel();
+        let check = Check {
+            hash,
+            password: "pw".into(),
+            verdict: Mutex::new(Some(tx)),
+        };
+        assert!(!check.settled());
+        drop(rx);
+        assert!(check.settled(), "the caller left");
+        check.run();
+        assert!(check.verdict.lock().unwrap().is_some(), "not run");
+    }
+
+    /// (scheduling policy, nice) of every live thread of this process whose name starts
+    /// with `prefix`, from /proc.
+    #[cfg(target_os = "linux")]
+    fn thread_priorities(prefix: &str) -> Vec<(u32, i32)> {
+        let mut found = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").unwrap() {
+            let dir = task.unwrap().path();
+            let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            if !comm.starts_with(prefix) {
+                continue;
+            }
+            let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
+            // Fields after "(comm)" start at field 3 (state): nice is 19, policy 41.
+            let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..]
+                .split_whitespace()
+                .collect();
+            found.push((
+                fields[41 - 3].parse().unwrap(),
+                fields[19 - 3].parse().unwrap(),
+            ));
+        }
+        found
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn threads_run_at_their_priorities() {
+        const SCHED_OTHER: u32 = 0;
+        const SCHED_IDLE: u32 = 5;
+        let hash: Arc<str> = hash_password(b"pw").unwrap().into();
+        let hasher = Hasher::new(2);
+        // Threads lower their priority as they start; a hash takes long enough for all of
+        // them to have started.
+        assert!(hasher.verify(hash, "pw".into()).await.unwrap());
+        let idle = thread_priorities("gh-hash-");
+        assert!(idle.len() >= 2, "idle threads: {idle:?}");
+        assert!(
+            idle.iter().all(|&(policy, _)| policy == SCHED_IDLE),
+            "{idle:?}"
+        );
+        let rescue = thread_priorities("gh-rescue-");
+        assert!(!rescue.is_empty());
+        assert!(rescue.iter().all(|&p| p == (SCHED_OTHER, 10)), "{rescue:?}");
+    }
+}
