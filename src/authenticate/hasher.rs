@@ -17,7 +17,7 @@
 //! Measured (benches/load.sh storm on one saturated core; and logins with two CPU hogs on
 //! the gateway's core): `SCHED_IDLE` alone kept proxied p99 at 1.9x idle, but with the hogs no
 //! login ever finished; all threads at nice 15 finished 4-6 logins/s in the storm with p99 at
-//! 2.8x; this design has p99 2.3x in the storm, and logins take 1.6 s with the hogs.
+//! 2.8x; this design has p99 2.3-2.65x in the storm, and logins take 1.6 s with the hogs.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
