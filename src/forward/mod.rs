@@ -82,11 +82,8 @@ pub async fn forward(
             .map_err(|e| GatewayError::Internal(Box::new(e)))?;
         req.headers_mut().insert(HOST, authority);
     }
-    let uri = Uri::builder()
-        .scheme(route.upstream.scheme.clone())
-        .authority(route.upstream.authority.clone())
-        .path_and_query(upstream_path(route, canon))
-        .build()
+    // Origin-form: the client connects to the route's authority itself.
+    let uri = Uri::try_from(upstream_path(route, canon))
         .map_err(|e| GatewayError::Internal(Box::new(e)))?;
     *req.uri_mut() = uri;
     *req.version_mut() = Version::HTTP_11;
@@ -101,7 +98,7 @@ pub async fn forward(
         None => None,
     };
 
-    let mut resp = client.send(req).await?;
+    let mut resp = client.send(&route.upstream.authority, req).await?;
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         // A 101 we did not ask for cannot be relayed: there is no splice behind it.
         let Some(client_upgrade) = client_upgrade else {

@@ -1,0 +1,199 @@
+//! The upstream connection pool (SPEC §7): keep-alive connections are reused, a connection the
+//! upstream closed is never used for a request, and a response still streaming never holds up
+//! another request. The upstream here is a hand-written HTTP/1.1 server, so that how it treats
+//! its connections is exactly what each test says.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+
+#[derive(Clone, Copy)]
+enum Mode {
+    /// Answers every request and keeps the connection open.
+    KeepAlive,
+    /// Answers one request as if keeping the connection, then closes it without saying so.
+    SilentClose,
+    /// Answers one request with `Connection: close`, then closes.
+    SaysClose,
+}
+
+struct RawUpstream {
+    url: String,
+    connections: Arc<AtomicUsize>,
+    requests: Arc<AtomicUsize>,
+    /// `/hold` sends its head and first chunk, then waits for this before finishing.
+    release: Arc<Notify>,
+}
+
+impl RawUpstream {
+    async fn start(mode: Mode) -> RawUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let release = Arc::new(Notify::new());
+        let (c, r, n) = (connections.clone(), requests.clone(), release.clone());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                c.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(serve(stream, mode, r.clone(), n.clone()));
+            }
+        });
+        RawUpstream {
+            url,
+            connections,
+            requests,
+            release,
+        }
+    }
+}
+
+async fn serve(
+    mut stream: TcpStream,
+    mode: Mode,
+    requests: Arc<AtomicUsize>,
+    release: Arc<Notify>,
+) {
+    let mut buf = Vec::new();
+    loop {
+        // Requests here have no body: the head ends the request.
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        buf.drain(..head_end);
+        requests.fetch_add(1, Ordering::SeqCst);
+        let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+        if path == "/hold" {
+            let start = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n";
+            if stream.write_all(start.as_bytes()).await.is_err() {
+                return;
+            }
+            release.notified().await;
+            if stream.write_all(b"4\r\nlast\r\n0\r\n\r\n").await.is_err() {
+                return;
+            }
+            continue;
+        }
+        let body = format!("saw {path}");
+        let connection = match mode {
+            Mode::SaysClose => "Connection: close\r\n",
+            Mode::KeepAlive | Mode::SilentClose => "",
+        };
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{connection}\r\n{body}",
+            body.len()
+        );
+        if stream.write_all(resp.as_bytes()).await.is_err() {
+            return;
+        }
+        if !matches!(mode, Mode::KeepAlive) {
+            return;
+        }
+    }
+}
+
+async fn gateway(up: &RawUpstream) -> TestGateway {
+    let routes = "routes:\n  - name: app\n    upstream: \"UPSTREAM\"\n    public: [\"/\"]\n";
+    TestGateway::start(&base_yaml(&up.url, routes)).await
+}
+
+#[tokio::test]
+async fn sequential_requests_reuse_one_upstream_connection() {
+    let up = RawUpstream::start(Mode::KeepAlive).await;
+    let gw = gateway(&up).await;
+    let c = gw.client();
+    for i in 0..20 {
+        let r = c.get(&format!("/n/{i}")).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.body, format!("saw /n/{i}"));
+    }
+    assert_eq!(up.requests.load(Ordering::SeqCst), 20);
+    assert_eq!(up.connections.load(Ordering::SeqCst), 1);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_connection_the_upstream_closed_is_never_used_again() {
+    for mode in [Mode::SilentClose, Mode::SaysClose] {
+        let up = RawUpstream::start(mode).await;
+        let gw = gateway(&up).await;
+        let c = gw.client();
+        for i in 0..20 {
+            let r = c.get(&format!("/n/{i}")).await;
+            assert_eq!(r.status, StatusCode::OK, "request {i}: {}", r.body);
+            assert_eq!(r.body, format!("saw /n/{i}"));
+        }
+        assert_eq!(up.requests.load(Ordering::SeqCst), 20);
+        assert_eq!(up.connections.load(Ordering::SeqCst), 20);
+        gw.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_response_still_streaming_does_not_hold_up_another_request() {
+    let up = RawUpstream::start(Mode::KeepAlive).await;
+    let gw = gateway(&up).await;
+    // Warm the pool so that the streaming request takes the one pooled connection.
+    assert_eq!(gw.client().get("/warm").await.status, StatusCode::OK);
+
+    let mut held = TcpStream::connect(gw.addr).await.unwrap();
+    held.write_all(b"GET /hold HTTP/1.1\r\nHost: app\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while !String::from_utf8_lossy(&got).contains("first") {
+        let mut chunk = [0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(10), held.read(&mut chunk))
+            .await
+            .expect("the held response starts")
+            .unwrap();
+        assert!(n > 0, "the gateway closed the held response");
+        got.extend_from_slice(&chunk[..n]);
+    }
+
+    // The held response is mid-body on its upstream connection; this one must not wait for it.
+    let r = tokio::time::timeout(Duration::from_secs(10), gw.client().get("/other"))
+        .await
+        .expect("a request queued behind a streaming response");
+    assert_eq!(r.body, "saw /other");
+    assert_eq!(up.connections.load(Ordering::SeqCst), 2);
+
+    up.release.notify_one();
+    let mut rest = Vec::new();
+    while !String::from_utf8_lossy(&rest).contains("0\r\n\r\n") {
+        let mut chunk = [0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(10), held.read(&mut chunk))
+            .await
+            .expect("the held response finishes")
+            .unwrap();
+        assert!(n > 0, "the held response was cut short");
+        rest.extend_from_slice(&chunk[..n]);
+    }
+    assert!(String::from_utf8_lossy(&rest).contains("last"));
+
+    // Both connections are back in the pool and ready: more requests open none.
+    for i in 0..5 {
+        assert_eq!(
+            gw.client().get(&format!("/again/{i}")).await.status,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(up.connections.load(Ordering::SeqCst), 2);
+    gw.stop().await;
+}
