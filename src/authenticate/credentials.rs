@@ -45,22 +45,21 @@ pub fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
         })
 }
 
-/// Bytes a token may contain: base64url and the JWT dot (and `~`, unreserved in RFC 3986).
-const TOKEN_BYTE: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        table[b] = c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'~');
-        b += 1;
-    }
-    table
-};
+/// A byte a token may contain: base64url and the JWT dot (and `~`, unreserved in RFC 3986).
+/// Branch-free, so that the check over a whole token vectorizes (16 bytes a step on SSE2):
+/// every request runs it over its ~300-byte access token.
+#[inline(always)]
+fn token_byte(b: u8) -> bool {
+    // `| 0x20` folds exactly `A-Z` onto `a-z`; nothing else lands in `a-z`.
+    let letter = (b | 0x20).wrapping_sub(b'a') < 26;
+    let digit = b.wrapping_sub(b'0') < 10;
+    letter | digit | (b == b'-') | (b == b'_') | (b == b'.') | (b == b'~')
+}
 
 fn usable(value: &str) -> bool {
     !value.is_empty()
         && value.len() <= MAX_COOKIE_VALUE
-        && value.bytes().all(|b| TOKEN_BYTE[usize::from(b)])
+        && value.bytes().fold(true, |ok, b| ok & token_byte(b))
 }
 
 /// The bearer token of an `Authorization` header, if it is one.
@@ -118,6 +117,25 @@ mod tests {
         assert_eq!(c.access_cookie, Some("aaa.bbb.ccc"));
         assert_eq!(c.refresh_cookie, Some("refresh_tok"));
         assert_eq!(c.bearer, Some("x.y.z"));
+    }
+
+    #[test]
+    fn token_bytes_are_exactly_base64url_dot_and_tilde() {
+        for b in 0..=255u8 {
+            let expected = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~');
+            assert_eq!(token_byte(b), expected, "byte {b:#04x}");
+        }
+        // One bad byte anywhere in a long value makes it unusable (the vectorized loop has
+        // no early exit to get wrong, but its tail handling must see every byte).
+        let good = "aB3-_.~".repeat(50);
+        assert!(usable(&good));
+        for i in 0..good.len() {
+            for bad in ["<", " ", "%", "=", "\u{e9}"] {
+                let mut v = good.clone();
+                v.replace_range(i..i + 1, bad);
+                assert!(!usable(&v), "bad byte {bad:?} at {i} passed");
+            }
+        }
     }
 
     #[test]

@@ -189,25 +189,49 @@ pub fn rewrite_request(
     Ok(())
 }
 
+/// A `Cookie` header as text. UTF-8 (checked a word at a time for ASCII) rather than
+/// `to_str`'s byte-by-byte visible-ASCII check: this runs twice per request over a ~300-byte
+/// token, and an app's cookie with UTF-8 in it is now kept instead of dropping its header.
+fn cookie_text(value: &HeaderValue) -> Option<&str> {
+    std::str::from_utf8(value.as_bytes()).ok()
+}
+
+fn cookie_name(segment: &str) -> &str {
+    segment.split('=').next().unwrap_or("").trim()
+}
+
 /// Removes the gateway's cookies from `Cookie`. The app's own segments are kept verbatim
 /// (byte for byte); the header is only rebuilt when one of ours is in it.
 fn strip_our_cookies(
     headers: &mut HeaderMap,
     cookies: &CookiePolicy,
 ) -> Result<(), http::header::InvalidHeaderValue> {
-    let ours = |seg: &str| cookies.is_ours(seg.split('=').next().unwrap_or("").trim());
     let mut count = 0;
     let mut any_ours = false;
+    let mut any_theirs = false;
     let mut unreadable = false;
     for value in headers.get_all(COOKIE) {
         count += 1;
-        match value.to_str() {
-            Ok(v) => any_ours |= v.split(';').map(str::trim).any(ours),
-            Err(_) => unreadable = true,
+        match cookie_text(value) {
+            Some(v) => {
+                for segment in v.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                    if cookies.is_ours(cookie_name(segment)) {
+                        any_ours = true;
+                    } else {
+                        any_theirs = true;
+                    }
+                }
+            }
+            None => unreadable = true,
         }
     }
-    // One clean header with none of ours: leave it as the client sent it.
     if count == 0 || (count == 1 && !any_ours && !unreadable) {
+        // One clean header with none of ours: leave it as the client sent it.
+        return Ok(());
+    }
+    if !any_theirs {
+        // Nothing but ours (or unreadable): nothing to rebuild.
+        headers.remove(COOKIE);
         return Ok(());
     }
     let kept = cookies_without_ours(headers, cookies);
@@ -219,17 +243,18 @@ fn strip_our_cookies(
 }
 
 /// The request's `Cookie` headers as one value, without the gateway's cookies: the app's own
-/// segments verbatim, joined with `; ` (empty if nothing is left).
+/// segments verbatim, joined with `; ` (empty if nothing is left). A header that is not UTF-8
+/// is dropped whole.
 pub fn cookies_without_ours(headers: &HeaderMap, cookies: &CookiePolicy) -> String {
     let mut kept = String::new();
     let segments = headers
         .get_all(COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
+        .filter_map(cookie_text)
         .flat_map(|v| v.split(';'))
         .map(str::trim)
         .filter(|seg| !seg.is_empty())
-        .filter(|seg| !cookies.is_ours(seg.split('=').next().unwrap_or("").trim()));
+        .filter(|seg| !cookies.is_ours(cookie_name(seg)));
     for seg in segments {
         if !kept.is_empty() {
             kept.push_str("; ");
