@@ -157,6 +157,64 @@ async fn the_gateway_cookies_and_bearer_never_reach_the_app() {
 }
 
 #[tokio::test]
+async fn the_gateway_cookies_never_reach_the_app_whatever_else_the_cookie_header_holds() {
+    let (up, gw) = setup().await;
+    let c = gw.client();
+    c.login("alice", "alice-pw").await;
+    let access = c.cookie("gatehouse_access").expect("logged in");
+    let addr = gw.addr;
+    let send = |cookie_lines: Vec<u8>| async move {
+        let mut req = b"GET /c HTTP/1.1\r\nHost: app\r\nConnection: close\r\n".to_vec();
+        req.extend_from_slice(&cookie_lines);
+        req.extend_from_slice(b"\r\n");
+        raw(addr, &req).await
+    };
+    let seen_cookie = |up: &Upstream| {
+        up.last()
+            .headers
+            .get_all("cookie")
+            .iter()
+            .map(|v| v.as_bytes().to_vec())
+            .collect::<Vec<_>>()
+    };
+
+    // UTF-8 in an app cookie: the app's segment is kept byte for byte, ours is not.
+    let line = [
+        b"Cookie: app=caf\xc3\xa9; gatehouse_access=",
+        access.as_bytes(),
+        b"\r\n",
+    ]
+    .concat();
+    assert_eq!(raw_status(&send(line).await), 200);
+    assert_eq!(seen_cookie(&up), vec![b"app=caf\xc3\xa9".to_vec()]);
+
+    // Not UTF-8 (Latin-1): that header cannot be split safely, so none of it is forwarded;
+    // our cookie in a second header still authenticates and is stripped.
+    let lines = [
+        b"Cookie: app=caf\xe9\r\nCookie: gatehouse_access=".as_slice(),
+        access.as_bytes(),
+        b"\r\n",
+    ]
+    .concat();
+    assert_eq!(raw_status(&send(lines).await), 200);
+    assert!(seen_cookie(&up).is_empty());
+
+    // Ours alone, and ours in a second header next to the app's.
+    let line = [b"Cookie: gatehouse_access=", access.as_bytes(), b"\r\n"].concat();
+    assert_eq!(raw_status(&send(line).await), 200);
+    assert!(seen_cookie(&up).is_empty());
+    let lines = [
+        b"Cookie: gatehouse_access=".as_slice(),
+        access.as_bytes(),
+        b"\r\nCookie: app=1\r\n",
+    ]
+    .concat();
+    assert_eq!(raw_status(&send(lines).await), 200);
+    assert_eq!(seen_cookie(&up), vec![b"app=1".to_vec()]);
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn an_apps_own_authorization_header_passes_when_the_cookie_authenticates() {
     let (up, gw) = setup().await;
     let c = gw.client();
