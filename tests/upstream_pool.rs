@@ -113,17 +113,22 @@ async fn gateway(up: &RawUpstream) -> TestGateway {
     TestGateway::start(&base_yaml(&up.url, routes)).await
 }
 
+/// Twenty requests in a row, each answered by the upstream with its own path.
+async fn send_20_one_after_another(gw: &TestGateway, up: &RawUpstream) {
+    let c = gw.client();
+    for i in 0..20 {
+        let r = c.get(&format!("/n/{i}")).await;
+        assert_eq!(r.status, StatusCode::OK, "request {i}: {}", r.body);
+        assert_eq!(r.body, format!("saw /n/{i}"));
+    }
+    assert_eq!(up.requests.load(Ordering::SeqCst), 20);
+}
+
 #[tokio::test]
 async fn sequential_requests_reuse_one_upstream_connection() {
     let up = RawUpstream::start(Mode::KeepAlive).await;
     let gw = gateway(&up).await;
-    let c = gw.client();
-    for i in 0..20 {
-        let r = c.get(&format!("/n/{i}")).await;
-        assert_eq!(r.status, StatusCode::OK);
-        assert_eq!(r.body, format!("saw /n/{i}"));
-    }
-    assert_eq!(up.requests.load(Ordering::SeqCst), 20);
+    send_20_one_after_another(&gw, &up).await;
     assert_eq!(up.connections.load(Ordering::SeqCst), 1);
     gw.stop().await;
 }
@@ -133,13 +138,7 @@ async fn a_connection_the_upstream_closed_is_never_used_again() {
     for mode in [Mode::SilentClose, Mode::SaysClose] {
         let up = RawUpstream::start(mode).await;
         let gw = gateway(&up).await;
-        let c = gw.client();
-        for i in 0..20 {
-            let r = c.get(&format!("/n/{i}")).await;
-            assert_eq!(r.status, StatusCode::OK, "request {i}: {}", r.body);
-            assert_eq!(r.body, format!("saw /n/{i}"));
-        }
-        assert_eq!(up.requests.load(Ordering::SeqCst), 20);
+        send_20_one_after_another(&gw, &up).await;
         assert_eq!(up.connections.load(Ordering::SeqCst), 20);
         gw.stop().await;
     }
