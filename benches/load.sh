@@ -128,23 +128,27 @@ if [ -n "${BASELINE:-}" ]; then
   [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: gatehouse_access=$COOKIE" "http://127.0.0.1:$BASE/")" = 200 ]
 fi
 
-# run NAME PID URL [extra wrk args...] -> appends "NAME rps p50_ms p99_ms cpu_fraction" to
-# $WORK/results; cpu_fraction is the proxy's user+system CPU time over the run's wall time.
+# run NAME PID URL [extra wrk args...] -> appends "NAME rps p50_ms p99_ms cpu_fraction
+# kernel_fraction" to $WORK/results; cpu_fraction is the proxy's user+system CPU time over the
+# run's wall time, kernel_fraction the system part of that CPU time.
 CLK_TCK=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+sys_ticks() { awk '{print $15}' "/proc/$1/stat"; }
 run() {
   local name=$1 pid=$2 url=$3; shift 3
-  local out before after start end
-  before=$(cpu_ticks "$pid"); start=$(date +%s.%N)
+  local out before after start end sys_before sys_after
+  before=$(cpu_ticks "$pid"); sys_before=$(sys_ticks "$pid"); start=$(date +%s.%N)
   out=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" "$url")
-  after=$(cpu_ticks "$pid"); end=$(date +%s.%N)
-  local rps p50 p99 cpu
+  after=$(cpu_ticks "$pid"); sys_after=$(sys_ticks "$pid"); end=$(date +%s.%N)
+  local rps p50 p99 cpu kernel
   rps=$(echo "$out" | awk '/^Requests\/sec:/{print $2}')
   p50=$(echo "$out" | awk '$1=="50%"{print $2}')
   p99=$(echo "$out" | awk '$1=="99%"{print $2}')
   cpu=$(awk -v a="$before" -v b="$after" -v t="$CLK_TCK" -v s="$start" -v e="$end" \
     'BEGIN{printf "%.3f", (b - a) / t / (e - s)}')
-  echo "$name $rps $(to_ms "$p50") $(to_ms "$p99") $cpu" >> "$WORK/results"
+  kernel=$(awk -v a="$before" -v b="$after" -v sa="$sys_before" -v sb="$sys_after" \
+    'BEGIN{printf "%.3f", (b > a) ? (sb - sa) / (b - a) : 0}')
+  echo "$name $rps $(to_ms "$p50") $(to_ms "$p99") $cpu $kernel" >> "$WORK/results"
 }
 to_ms() {
   case "$1" in
@@ -176,7 +180,8 @@ done
 echo
 echo "median of $ROUNDS rounds, ${DURATION}s each, $CONNECTIONS connections, each proxy pinned to 1 core"
 echo "per core = requests per CPU-second of the proxy process (req/s divided by its CPU use)"
-echo "target              req/s   p50 ms   p99 ms   CPU   per core  per core vs nginx  vs bare hyper"
+echo "kernel = share of that CPU time spent in the kernel (TCP, epoll)"
+echo "target              req/s   p50 ms   p99 ms   CPU kernel   per core  per core vs nginx  vs bare hyper"
 median() { sort -n | awk '{a[NR]=$1} END{print (NR%2)? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 stat() { awk -v n="$1" -v c="$2" '$1==n{print $c}' "$WORK/results" | median; }
 # Per-core throughput per round, then the median of those.
@@ -186,9 +191,9 @@ NAMES="nginx bare-hyper gatehouse gatehouse+logins"
 [ -z "${BASELINE:-}" ] || NAMES="nginx bare-hyper baseline gatehouse gatehouse+logins"
 for name in $NAMES; do
   rps=$(stat "$name" 2); p50=$(stat "$name" 3); p99=$(stat "$name" 4); cpu=$(stat "$name" 5)
-  pc=$(per_core "$name")
-  awk -v n="$name" -v r="$rps" -v a="$p50" -v b="$p99" -v c="$cpu" -v pc="$pc" -v ng="$NGINX_PC" -v bh="$BARE_PC" \
-    'BEGIN{printf "%-16s %8.0f %8.3f %8.3f %4.0f%% %10.0f %17.2fx %13.2fx\n", n, r, a, b, c*100, pc, pc/ng, pc/bh}'
+  kernel=$(stat "$name" 6); pc=$(per_core "$name")
+  awk -v n="$name" -v r="$rps" -v a="$p50" -v b="$p99" -v c="$cpu" -v k="$kernel" -v pc="$pc" -v ng="$NGINX_PC" -v bh="$BARE_PC" \
+    'BEGIN{printf "%-16s %8.0f %8.3f %8.3f %4.0f%% %5.0f%% %10.0f %17.2fx %13.2fx\n", n, r, a, b, c*100, k*100, pc, pc/ng, pc/bh}'
 done
 IDLE_P99=$(stat gatehouse 4); STORM_P99=$(stat gatehouse+logins 4)
 awk -v i="$IDLE_P99" -v s="$STORM_P99" 'BEGIN{printf "login storm: p99 %.3f ms vs idle %.3f ms (%.2fx; goal <= 2x)\n", s, i, s/i}'
