@@ -24,9 +24,7 @@ use crate::error::{Blame, GatewayError};
 use crate::forward::client::UpstreamClient;
 use crate::forward::headers::{incoming_request_id, Origin, X_REQUEST_ID};
 use crate::store::{MemoryStore, Store};
-use crate::telemetry::metrics::{
-    Metrics, RouteKind, RouteLabel, RouteName, RouteStatus, GATEWAY_ROUTE, NO_ROUTE,
-};
+use crate::telemetry::metrics::{Metrics, RouteKind, RouteName};
 use crate::{clock, endpoints, forward, ids};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
@@ -314,7 +312,7 @@ async fn process(
         .or_else(|| req.uri().authority().map(|a| a.as_str()));
     let canon = canonicalize(host, req.uri().path(), req.uri().query())?;
     if under_prefix(canon.path(), &config.auth_prefix) {
-        let _ = ctx.route.set(RouteName::new(GATEWAY_ROUTE));
+        let _ = ctx.route.set(gw.metrics.gateway_route.clone());
         // Boxed: the gateway's own pages (login, refresh, ...) have big futures that the
         // proxied hot path should not carry (hyper moves the request future).
         return Box::pin(endpoints::serve(gw, config, req, &canon, ctx)).await;
@@ -426,28 +424,15 @@ fn finish(
     let status = response.status().as_u16();
     let elapsed = started.elapsed().as_secs_f64();
     let latency_ms = elapsed * 1000.0;
-    let route = ctx
-        .route
-        .get()
-        .cloned()
-        .unwrap_or_else(|| RouteName::new(NO_ROUTE));
-    gw.metrics
-        .requests
-        .get_or_create(&RouteStatus {
-            route: route.clone(),
-            status,
-        })
-        .inc();
-    gw.metrics
-        .duration
-        .get_or_create(&RouteLabel {
-            route: route.clone(),
-        })
-        .observe(elapsed);
+    let route = ctx.route.get().unwrap_or(&gw.metrics.no_route);
+    gw.metrics.request_done(route, status, elapsed);
     if let Some(kind) = upstream_kind {
         gw.metrics
             .upstream_errors
-            .get_or_create(&RouteKind { route, kind })
+            .get_or_create(&RouteKind {
+                route: route.clone(),
+                kind,
+            })
             .inc();
     }
     match error {

@@ -1,6 +1,9 @@
 //! Prometheus metrics with the fixed names of SPEC §9. Labels stay bounded: route names come
 //! from the config, statuses are numbers, results and kinds are fixed words.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -8,16 +11,71 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-/// A route name as a metric label: shared, so labelling a request copies no string.
-#[derive(Clone, Debug, Hash, PartialEq, Eq)]
-pub struct RouteName(std::sync::Arc<str>);
+/// A route name as a metric label: shared, so labelling a request copies no string. It also
+/// remembers its series in the gateway's [`Metrics`] once used, so that counting a request
+/// (every request) looks nothing up in the metric families.
+#[derive(Clone)]
+pub struct RouteName(Arc<RouteNameInner>);
+
+struct RouteNameInner {
+    name: Box<str>,
+    series: OnceLock<RouteSeries>,
+}
+
+/// One route's series in one [`Metrics`]: its latency histogram and a counter per status,
+/// each resolved from its family on first use.
+struct RouteSeries {
+    metrics: u64,
+    duration: Histogram,
+    /// Statuses 100..=599, at `status - 100`.
+    statuses: Box<[OnceLock<Counter>]>,
+}
 
 impl RouteName {
     pub fn new(name: &str) -> RouteName {
-        RouteName(name.into())
+        RouteName(Arc::new(RouteNameInner {
+            name: name.into(),
+            series: OnceLock::new(),
+        }))
     }
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.0.name
+    }
+
+    /// This route's series in `metrics`; `None` when the label was first used with another
+    /// gateway's metrics (tests running several gateways from one config).
+    fn series(&self, metrics: &Metrics) -> Option<&RouteSeries> {
+        let series = self.0.series.get_or_init(|| RouteSeries {
+            metrics: metrics.id,
+            duration: metrics
+                .duration
+                .get_or_create(&RouteLabel {
+                    route: self.clone(),
+                })
+                .clone(),
+            statuses: (100..600).map(|_| OnceLock::new()).collect(),
+        });
+        (series.metrics == metrics.id).then_some(series)
+    }
+}
+
+impl std::fmt::Debug for RouteName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("RouteName").field(&self.as_str()).finish()
+    }
+}
+
+impl PartialEq for RouteName {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for RouteName {}
+
+impl std::hash::Hash for RouteName {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
     }
 }
 
@@ -26,7 +84,7 @@ impl prometheus_client::encoding::EncodeLabelValue for RouteName {
         &self,
         encoder: &mut prometheus_client::encoding::LabelValueEncoder<'_>,
     ) -> Result<(), std::fmt::Error> {
-        std::fmt::Write::write_str(encoder, &self.0)
+        std::fmt::Write::write_str(encoder, self.as_str())
     }
 }
 
@@ -63,8 +121,19 @@ fn latency_histogram() -> Histogram {
 pub const NO_ROUTE: &str = "";
 pub const GATEWAY_ROUTE: &str = "gatehouse";
 
+/// The results `gatehouse_auth_decisions_total` counts, in the order of
+/// [`Metrics::decisions`].
+const DECISIONS: [&str; 4] = ["allowed", "unauthenticated", "forbidden", "refreshed"];
+
 pub struct Metrics {
+    /// Tells this instance's series apart in [`RouteName`]s shared with another gateway.
+    id: u64,
     registry: Registry,
+    /// The `result` series of `auth_decisions`, resolved once.
+    decisions: [Counter; 4],
+    /// Labels for requests that matched no route, and for the gateway's own endpoints.
+    pub no_route: RouteName,
+    pub gateway_route: RouteName,
     pub requests: Family<RouteStatus, Counter>,
     pub duration: HistogramFamily,
     pub auth_decisions: Family<ResultLabel, Counter>,
@@ -133,8 +202,18 @@ impl Metrics {
             "Upstream failures by route and kind",
             upstream_errors.clone(),
         );
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+        let decisions = DECISIONS.map(|result| {
+            auth_decisions
+                .get_or_create(&ResultLabel { result })
+                .clone()
+        });
         Metrics {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             registry,
+            decisions,
+            no_route: RouteName::new(NO_ROUTE),
+            gateway_route: RouteName::new(GATEWAY_ROUTE),
             requests,
             duration,
             auth_decisions,
@@ -149,9 +228,6 @@ impl Metrics {
     /// Creates every bounded series at zero, so each metric name is present from the start
     /// and dashboards see zeros rather than gaps.
     pub fn prime<'a>(&self, routes: impl IntoIterator<Item = &'a str>) {
-        for result in ["allowed", "unauthenticated", "forbidden", "refreshed"] {
-            let _ = self.auth_decisions.get_or_create(&ResultLabel { result });
-        }
         for result in ["success", "failure", "locked"] {
             let _ = self.logins.get_or_create(&ResultLabel { result });
         }
@@ -176,10 +252,48 @@ impl Metrics {
     }
 
     pub fn auth_decision(&self, result: &'static str) {
-        let _ = self
-            .auth_decisions
-            .get_or_create(&ResultLabel { result })
-            .inc();
+        match DECISIONS.iter().position(|&d| d == result) {
+            Some(i) => self.decisions[i].inc(),
+            None => self
+                .auth_decisions
+                .get_or_create(&ResultLabel { result })
+                .inc(),
+        };
+    }
+
+    /// Counts an answered request and its latency (`gatehouse_requests_total`,
+    /// `gatehouse_request_duration_seconds`).
+    pub fn request_done(&self, route: &RouteName, status: u16, seconds: f64) {
+        let Some(series) = route.series(self) else {
+            self.requests
+                .get_or_create(&RouteStatus {
+                    route: route.clone(),
+                    status,
+                })
+                .inc();
+            self.duration
+                .get_or_create(&RouteLabel {
+                    route: route.clone(),
+                })
+                .observe(seconds);
+            return;
+        };
+        series.duration.observe(seconds);
+        let slot = status
+            .checked_sub(100)
+            .and_then(|i| series.statuses.get(usize::from(i)));
+        let counter = |status| {
+            self.requests
+                .get_or_create(&RouteStatus {
+                    route: route.clone(),
+                    status,
+                })
+                .clone()
+        };
+        match slot {
+            Some(slot) => slot.get_or_init(|| counter(status)).inc(),
+            None => counter(status).inc(),
+        };
     }
 
     pub fn login(&self, result: &'static str) {
@@ -195,5 +309,82 @@ impl Metrics {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+        text.lines().find(|l| l.starts_with(prefix))
+    }
+
+    #[test]
+    fn cached_series_count_into_the_right_metrics() {
+        let a = Metrics::new();
+        let b = Metrics::new();
+        let app = RouteName::new("app");
+        for _ in 0..3 {
+            a.request_done(&app, 200, 0.001);
+        }
+        a.request_done(&app, 404, 0.001);
+        a.request_done(&app, 999, 0.001);
+        // A reload builds a new label with the same name: same series.
+        a.request_done(&RouteName::new("app"), 200, 0.001);
+        // The same label used with another gateway's metrics counts there, not in `a`.
+        b.request_done(&app, 200, 0.001);
+        a.auth_decision("allowed");
+        a.auth_decision("allowed");
+        a.auth_decision("refreshed");
+
+        let text = a.encode();
+        let count = |prefix: &str| line(&text, prefix).map(|l| l.rsplit(' ').next().unwrap());
+        assert_eq!(
+            count("gatehouse_requests_total{route=\"app\",status=\"200\"}"),
+            Some("4")
+        );
+        assert_eq!(
+            count("gatehouse_requests_total{route=\"app\",status=\"404\"}"),
+            Some("1")
+        );
+        assert_eq!(
+            count("gatehouse_requests_total{route=\"app\",status=\"999\"}"),
+            Some("1")
+        );
+        assert_eq!(
+            count("gatehouse_request_duration_seconds_count{route=\"app\"}"),
+            Some("6")
+        );
+        assert_eq!(
+            count("gatehouse_auth_decisions_total{result=\"allowed\"}"),
+            Some("2")
+        );
+        assert_eq!(
+            count("gatehouse_auth_decisions_total{result=\"refreshed\"}"),
+            Some("1")
+        );
+        assert_eq!(
+            count("gatehouse_auth_decisions_total{result=\"forbidden\"}"),
+            Some("0")
+        );
+
+        let text = b.encode();
+        assert!(
+            line(
+                &text,
+                "gatehouse_requests_total{route=\"app\",status=\"200\"} 1"
+            )
+            .is_some(),
+            "{text}"
+        );
+        assert!(
+            line(
+                &text,
+                "gatehouse_request_duration_seconds_count{route=\"app\"} 1"
+            )
+            .is_some(),
+            "{text}"
+        );
     }
 }
