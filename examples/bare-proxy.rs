@@ -1,6 +1,7 @@
 //! A bare hyper 1 reverse proxy with no authentication: the load benchmark's "what hyper
 //! alone costs" reference, built like Gatehouse's forwarding (legacy pooled client, nodelay)
-//! and on the same runtime Gatehouse picks when it has one CPU (current-thread).
+//! and on the same runtime Gatehouse picks when it has one CPU (current-thread), with the
+//! same allocator (mimalloc).
 //! `cargo run --release --example bare-proxy -- LISTEN UPSTREAM`
 
 use std::convert::Infallible;
@@ -12,6 +13,9 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -6,6 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+/// mimalloc instead of glibc's malloc: a proxied request makes ~17 short-lived allocations,
+/// and glibc spent ~4.7k instructions per request on them (callgrind).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use gatehouse::authenticate::{keygen, tokens, users};
 use gatehouse::config::{self, Config};
 
