@@ -1,7 +1,11 @@
 //! Bytes of memory per live session and per revocation in the in-memory store, measured as
-//! the process's resident-set growth for 1M of each. `cargo run --release --example memory-footprint`
+//! the process's resident-set growth for 1M of each, with the allocator the `gatehouse`
+//! binary uses (mimalloc). `cargo run --release --example memory-footprint`
 
 use gatehouse::store::{hash_token, MemoryStore, SessionRecord};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
