@@ -155,16 +155,7 @@ async fn a_response_still_streaming_does_not_hold_up_another_request() {
     held.write_all(b"GET /hold HTTP/1.1\r\nHost: app\r\n\r\n")
         .await
         .unwrap();
-    let mut got = Vec::new();
-    while !String::from_utf8_lossy(&got).contains("first") {
-        let mut chunk = [0u8; 1024];
-        let n = tokio::time::timeout(Duration::from_secs(10), held.read(&mut chunk))
-            .await
-            .expect("the held response starts")
-            .unwrap();
-        assert!(n > 0, "the gateway closed the held response");
-        got.extend_from_slice(&chunk[..n]);
-    }
+    read_until(&mut held, "first", "the held response starts").await;
 
     // The held response is mid-body on its upstream connection; this one must not wait for it.
     let r = tokio::time::timeout(Duration::from_secs(10), gw.client().get("/other"))
@@ -174,17 +165,8 @@ async fn a_response_still_streaming_does_not_hold_up_another_request() {
     assert_eq!(up.connections.load(Ordering::SeqCst), 2);
 
     up.release.notify_one();
-    let mut rest = Vec::new();
-    while !String::from_utf8_lossy(&rest).contains("0\r\n\r\n") {
-        let mut chunk = [0u8; 1024];
-        let n = tokio::time::timeout(Duration::from_secs(10), held.read(&mut chunk))
-            .await
-            .expect("the held response finishes")
-            .unwrap();
-        assert!(n > 0, "the held response was cut short");
-        rest.extend_from_slice(&chunk[..n]);
-    }
-    assert!(String::from_utf8_lossy(&rest).contains("last"));
+    let rest = read_until(&mut held, "0\r\n\r\n", "the held response finishes").await;
+    assert!(rest.contains("last"));
 
     // Both connections are back in the pool and ready: more requests open none.
     for i in 0..5 {
@@ -195,4 +177,20 @@ async fn a_response_still_streaming_does_not_hold_up_another_request() {
     }
     assert_eq!(up.connections.load(Ordering::SeqCst), 2);
     gw.stop().await;
+}
+
+/// Reads from `stream` until what has arrived contains `needle` (at most 10 s per read);
+/// panics with `what` if the stream stalls or closes first.
+async fn read_until(stream: &mut TcpStream, needle: &str, what: &str) -> String {
+    let mut got = Vec::new();
+    while !String::from_utf8_lossy(&got).contains(needle) {
+        let mut chunk = [0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+            .await
+            .unwrap_or_else(|_| panic!("{what}: timed out"))
+            .unwrap();
+        assert!(n > 0, "{what}: the connection closed");
+        got.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
 }
