@@ -16,6 +16,7 @@
 #   benches/load.sh --smoke          # 1 round x 1 s: checks that everything runs (CI)
 #   BASELINE=/tmp/old/gatehouse benches/load.sh
 #                                    # also runs an older build, interleaved, for before/after
+#                                    # (idle and under the login storm)
 #
 # Needs: wrk, nginx, taskset (util-linux), curl. Talks to 127.0.0.1 only.
 set -euo pipefail
@@ -170,12 +171,18 @@ for round in $(seq 1 "$ROUNDS"); do
   fi
 done
 
-# Gatehouse again while 50 logins/s hash passwords.
-for round in $(seq 1 "$ROUNDS"); do
-  taskset -c 1 "$BIN/examples/login-storm" "127.0.0.1:$GH" 50 "$DURATION" alice alice-demo-password \
-    > "$WORK/storm.$round" & STORM=$!
-  run gatehouse+logins "$PID_gatehouse" "http://127.0.0.1:$GH/" -H "Cookie: gatehouse_access=$COOKIE"
+# Gatehouse again while 50 logins/s hash passwords (and the baseline build, interleaved).
+storm() { # name pid port file
+  taskset -c 1 "$BIN/examples/login-storm" "127.0.0.1:$3" 50 "$DURATION" alice alice-demo-password \
+    > "$4" & STORM=$!
+  run "$1" "$2" "http://127.0.0.1:$3/" -H "Cookie: gatehouse_access=$COOKIE"
   wait "$STORM"
+}
+for round in $(seq 1 "$ROUNDS"); do
+  storm gatehouse+logins "$PID_gatehouse" "$GH" "$WORK/storm.$round"
+  if [ -n "${BASELINE:-}" ]; then
+    storm baseline+logins "$PID_baseline" "$BASE" "$WORK/basestorm.$round"
+  fi
 done
 echo
 echo "median of $ROUNDS rounds, ${DURATION}s each, $CONNECTIONS connections, each proxy pinned to 1 core"
@@ -188,7 +195,7 @@ stat() { awk -v n="$1" -v c="$2" '$1==n{print $c}' "$WORK/results" | median; }
 per_core() { awk -v n="$1" '$1==n && $5>0 {print $2/$5}' "$WORK/results" | median; }
 NGINX_PC=$(per_core nginx); BARE_PC=$(per_core bare-hyper)
 NAMES="nginx bare-hyper gatehouse gatehouse+logins"
-[ -z "${BASELINE:-}" ] || NAMES="nginx bare-hyper baseline gatehouse gatehouse+logins"
+[ -z "${BASELINE:-}" ] || NAMES="nginx bare-hyper baseline gatehouse baseline+logins gatehouse+logins"
 for name in $NAMES; do
   rps=$(stat "$name" 2); p50=$(stat "$name" 3); p99=$(stat "$name" 4); cpu=$(stat "$name" 5)
   kernel=$(stat "$name" 6); pc=$(per_core "$name")
@@ -198,3 +205,8 @@ done
 IDLE_P99=$(stat gatehouse 4); STORM_P99=$(stat gatehouse+logins 4)
 awk -v i="$IDLE_P99" -v s="$STORM_P99" 'BEGIN{printf "login storm: p99 %.3f ms vs idle %.3f ms (%.2fx; goal <= 2x)\n", s, i, s/i}'
 for round in $(seq 1 "$ROUNDS"); do echo "  storm round $round: $(cat "$WORK/storm.$round")"; done
+if [ -n "${BASELINE:-}" ]; then
+  BASE_IDLE=$(stat baseline 4); BASE_STORM=$(stat baseline+logins 4)
+  awk -v i="$BASE_IDLE" -v s="$BASE_STORM" 'BEGIN{printf "baseline login storm: p99 %.3f ms vs idle %.3f ms (%.2fx)\n", s, i, s/i}'
+  for round in $(seq 1 "$ROUNDS"); do echo "  baseline storm round $round: $(cat "$WORK/basestorm.$round")"; done
+fi
