@@ -59,7 +59,7 @@ pub const PREEMPT_EVERY: Duration = Duration::from_micros(500);
 /// where hashing shares a core with request handling (one CPU, as in the load benchmark).
 struct Preempter {
     running: AtomicUsize,
-    /// Wakeups while a check was running (for tests).
+    /// Sleeps begun while a check was running (for tests).
     ticks: AtomicU64,
     thread: Option<Thread>,
 }
@@ -94,17 +94,18 @@ impl Preempter {
     fn run(this: &Weak<Preempter>) {
         loop {
             // Holds no strong reference while asleep: the thread ends with its Hasher.
-            let busy = match this.upgrade() {
-                Some(p) => p.running.load(Ordering::Acquire) > 0,
-                None => return,
+            let Some(preempter) = this.upgrade() else {
+                return;
             };
+            let busy = preempter.running.load(Ordering::Acquire) > 0;
+            if busy {
+                preempter.ticks.fetch_add(1, Ordering::Relaxed);
+            }
+            drop(preempter);
             if busy {
                 // A dedicated thread, never an executor's.
                 #[allow(clippy::disallowed_methods)]
                 std::thread::sleep(PREEMPT_EVERY);
-                if let Some(p) = this.upgrade() {
-                    p.ticks.fetch_add(1, Ordering::Relaxed);
-                }
             } else {
                 std::thread::park_timeout(Duration::from_secs(1));
             }
