@@ -222,5 +222,20 @@ fn request_phases(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, tokens, request_phases);
+fn fragment_tracker(c: &mut Criterion) {
+    // What the tracker reads per request: a browser-sized head with an access cookie.
+    let head = format!(
+        "GET /reports/q3?year=2026 HTTP/1.1\r\nhost: app.example.com\r\n\
+         user-agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36\r\n\
+         accept: text/html,application/xhtml+xml\r\naccept-language: en-GB,en;q=0.9\r\n\
+         upgrade-insecure-requests: 1\r\ncookie: gatehouse_access={}; theme=dark\r\n\r\n",
+        "x".repeat(300)
+    );
+    assert_eq!(gatehouse::accept::fragment::count_heads(head.as_bytes()), 1);
+    c.bench_function("fragment_tracker_head", |b| {
+        b.iter(|| gatehouse::accept::fragment::count_heads(black_box(head.as_bytes())))
+    });
+}
+
+criterion_group!(benches, tokens, request_phases, fragment_tracker);
 criterion_main!(benches);

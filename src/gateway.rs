@@ -12,13 +12,14 @@ use http::{HeaderMap, Method, Request, Response};
 use hyper::body::Incoming;
 use tracing::{field, Instrument};
 
+use crate::accept::fragment::RawFragment;
 use crate::authenticate::credentials;
 use crate::authenticate::hasher::Hasher;
 use crate::authenticate::throttle::{Locked, Throttle, ThrottlePolicy};
 use crate::authenticate::{authenticate, Unauthenticated};
 use crate::authorize::{authorize, public};
 use crate::body::Body;
-use crate::canonicalize::{canonicalize, under_prefix, CanonicalRequest};
+use crate::canonicalize::{canonicalize, under_prefix, CanonicalError, CanonicalRequest};
 use crate::config::Config;
 use crate::error::{Blame, GatewayError};
 use crate::forward::client::UpstreamClient;
@@ -310,6 +311,9 @@ async fn process(
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    if req.extensions().get::<RawFragment>().is_some() {
+        return Err(CanonicalError::Fragment.into());
+    }
     let canon = canonicalize(host, req.uri().path(), req.uri().query())?;
     if under_prefix(canon.path(), &config.auth_prefix) {
         let _ = ctx.route.set(gw.metrics.gateway_route.clone());

@@ -3,6 +3,7 @@
 //! header size and header read timeout, and drain in-flight requests on shutdown for up to
 //! `shutdown_grace`.
 
+pub mod fragment;
 pub mod tls;
 
 use std::convert::Infallible;
@@ -18,6 +19,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::gateway::{handle, Conn, Gateway};
+
+use self::fragment::{Fragments, RawFragment, Watched};
 
 /// How often expired sessions, revocations and throttle counters are dropped.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
@@ -92,6 +95,8 @@ where
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_request_header_bytes).unwrap_or(u32::MAX));
     let builder = Arc::new(builder);
+    // The most bytes hyper lets a request head take; the fragment tracker stops beyond it.
+    let max_head = limits.max_request_header_bytes.max(8192);
 
     tokio::pin!(shutdown);
     loop {
@@ -122,10 +127,15 @@ where
         // New connections get the certificates of the current snapshot (reloaded certs).
         let tls_config = gw.config().tls.as_ref().map(|t| t.server_config.clone());
         let handshake_timeout = limits.header_read_timeout;
+        let fragments = Arc::new(Fragments::default());
         let service = {
             let gw = gw.clone();
             let handler = handler.clone();
-            service_fn(move |req| {
+            let fragments = fragments.clone();
+            service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                if fragments.had_fragment(req.uri()) {
+                    req.extensions_mut().insert(RawFragment);
+                }
                 let fut = handler(gw.clone(), req, conn_info);
                 async move { Ok::<_, Infallible>(fut.await) }
             })
@@ -136,16 +146,16 @@ where
             let _permit = permit;
             let result = match (transport, tls_config) {
                 (Transport::Plain, _) => {
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let io = TokioIo::new(Watched::new(stream, fragments, max_head));
+                    let conn = builder.serve_connection_with_upgrades(io, service);
                     watcher.watch(conn.into_owned()).await
                 }
                 (Transport::Tls, Some(config)) => {
                     let acceptor = tokio_rustls::TlsAcceptor::from(config);
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
-                            let conn =
-                                builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+                            let io = TokioIo::new(Watched::new(tls, fragments, max_head));
+                            let conn = builder.serve_connection_with_upgrades(io, service);
                             watcher.watch(conn.into_owned()).await
                         }
                         Ok(Err(e)) => {
