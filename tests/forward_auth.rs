@@ -69,6 +69,15 @@ async fn forward_auth_allows_refuses_and_redirects_like_the_proxy() {
         .get_with("/.gatehouse/auth", &[("x-forwarded-uri", "/a%2Fb")])
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // A fragment in the original target is 400 in every header form (not cut and allowed).
+    for header in [
+        ("x-forwarded-uri", "/public/x#/../../admin"),
+        ("x-original-uri", "/admin#x"),
+        ("x-original-url", "http://app.test/public/x#y"),
+    ] {
+        let r = bob.get_with("/.gatehouse/auth", &[header]).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{header:?}");
+    }
     let r = bob.get_with("/.gatehouse/auth", &[]).await;
     assert_eq!(
         r.status,

@@ -14,7 +14,7 @@ use crate::authenticate::credentials::extract;
 use crate::authenticate::{authenticate, Identity};
 use crate::authorize::{authorize, public, Permit};
 use crate::body::Body;
-use crate::canonicalize::canonicalize;
+use crate::canonicalize::{canonicalize, CanonicalError};
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::gateway::{login_url, unauthenticated, Gateway, RequestCtx};
@@ -63,6 +63,10 @@ fn original(headers: &HeaderMap) -> Result<Original, GatewayError> {
     {
         (None, uri.to_string())
     } else if let Some(url) = get(headers, "x-original-url") {
+        // `http::Uri` would cut a fragment off without a trace; refuse it like a raw `#`.
+        if url.contains('#') {
+            return Err(CanonicalError::Fragment.into());
+        }
         let uri: http::Uri = url
             .parse()
             .map_err(|_| GatewayError::MalformedBody("X-Original-URL is not a URL"))?;
