@@ -84,19 +84,19 @@ where
     let limits = config.limits.clone();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
+    // The most bytes hyper lets a request head take; the fragment tracker stops beyond it.
+    let max_head = limits.max_request_header_bytes.max(8192);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_request_header_bytes.max(8192));
+        .max_buf_size(max_head);
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_request_header_bytes).unwrap_or(u32::MAX));
     let builder = Arc::new(builder);
-    // The most bytes hyper lets a request head take; the fragment tracker stops beyond it.
-    let max_head = limits.max_request_header_bytes.max(8192);
 
     tokio::pin!(shutdown);
     loop {
