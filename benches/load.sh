@@ -17,6 +17,9 @@
 #   BASELINE=/tmp/old/gatehouse benches/load.sh
 #                                    # also runs an older build, interleaved, for before/after
 #                                    # (idle and under the login storm)
+#   FLOOR=1 benches/load.sh          # also examples/floor-proxy: tokio without hyper, bare and
+#                                    # with Gatehouse's per-request auth work (what a
+#                                    # hand-written HTTP/1 codec could reach; not a product)
 #
 # Needs: wrk, nginx, taskset (util-linux), curl. Talks to 127.0.0.1 only.
 set -euo pipefail
@@ -32,7 +35,8 @@ for tool in wrk nginx taskset curl; do
 done
 [ "$(nproc)" -ge 2 ] || { echo "load.sh needs 2 CPUs" >&2; exit 1; }
 
-cargo build --release --quiet --bin gatehouse --example bench-upstream --example bare-proxy --example login-storm
+cargo build --release --quiet --bin gatehouse --example bench-upstream --example bare-proxy --example login-storm \
+  ${FLOOR:+--example floor-proxy}
 BIN=target/release
 WORK=$(mktemp -d)
 PIDS=()
@@ -53,6 +57,7 @@ wait_port() {
 }
 
 UP=$(free_port); NGINX=$(free_port); BARE=$(free_port); GH=$(free_port); BASE=$(free_port)
+FLOOR_BARE=$(free_port); FLOOR_AUTH=$(free_port)
 
 taskset -c 1 "$BIN/examples/bench-upstream" "127.0.0.1:$UP" & PIDS+=($!)
 wait_port "$UP"
@@ -116,6 +121,12 @@ if [ -n "${BASELINE:-}" ]; then
   RUST_LOG=warn taskset -c 0 "$BASELINE" run --config "$WORK/baseline.yaml" & PIDS+=($!); PID_baseline=$!
   wait_port "$BASE"
 fi
+if [ -n "${FLOOR:-}" ]; then
+  taskset -c 0 "$BIN/examples/floor-proxy" "127.0.0.1:$FLOOR_BARE" "127.0.0.1:$UP" & PIDS+=($!); PID_floor=$!
+  taskset -c 0 "$BIN/examples/floor-proxy" "127.0.0.1:$FLOOR_AUTH" "127.0.0.1:$UP" "$WORK/gateway.yaml" \
+    & PIDS+=($!); PID_floorauth=$!
+  wait_port "$FLOOR_BARE"; wait_port "$FLOOR_AUTH"
+fi
 
 COOKIE=$(curl -s -o /dev/null -c - -H 'content-type: application/json' \
   -d '{"username":"alice","password":"alice-demo-password"}' \
@@ -127,6 +138,10 @@ COOKIE=$(curl -s -o /dev/null -c - -H 'content-type: application/json' \
 # Tokens verify without a store lookup, so the same cookie authenticates on the baseline.
 if [ -n "${BASELINE:-}" ]; then
   [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: gatehouse_access=$COOKIE" "http://127.0.0.1:$BASE/")" = 200 ]
+fi
+if [ -n "${FLOOR:-}" ]; then
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: gatehouse_access=$COOKIE" "http://127.0.0.1:$FLOOR_AUTH/")" = 200 ]
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$FLOOR_AUTH/")" = 401 ]
 fi
 
 # run NAME PID URL [extra wrk args...] -> appends "NAME rps p50_ms p99_ms cpu_fraction
@@ -169,6 +184,10 @@ for round in $(seq 1 "$ROUNDS"); do
   if [ -n "${BASELINE:-}" ]; then
     run baseline "$PID_baseline" "http://127.0.0.1:$BASE/" -H "Cookie: gatehouse_access=$COOKIE"
   fi
+  if [ -n "${FLOOR:-}" ]; then
+    run floor "$PID_floor" "http://127.0.0.1:$FLOOR_BARE/"
+    run floor+auth "$PID_floorauth" "http://127.0.0.1:$FLOOR_AUTH/" -H "Cookie: gatehouse_access=$COOKIE"
+  fi
 done
 
 # Gatehouse again while 50 logins/s hash passwords (and the baseline build, interleaved).
@@ -196,6 +215,7 @@ per_core() { awk -v n="$1" '$1==n && $5>0 {print $2/$5}' "$WORK/results" | media
 NGINX_PC=$(per_core nginx); BARE_PC=$(per_core bare-hyper)
 NAMES="nginx bare-hyper gatehouse gatehouse+logins"
 [ -z "${BASELINE:-}" ] || NAMES="nginx bare-hyper baseline gatehouse baseline+logins gatehouse+logins"
+[ -z "${FLOOR:-}" ] || NAMES="$NAMES floor floor+auth"
 for name in $NAMES; do
   rps=$(stat "$name" 2); p50=$(stat "$name" 3); p99=$(stat "$name" 4); cpu=$(stat "$name" 5)
   kernel=$(stat "$name" 6); pc=$(per_core "$name")
