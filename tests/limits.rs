@@ -54,6 +54,93 @@ async fn slow_headers_are_cut_off_after_header_read_timeout() {
     gw.stop().await;
 }
 
+/// Reads until the gateway closes the connection; how long that took (at most `limit`).
+async fn closed_within(s: &mut TcpStream, limit: Duration) -> Result<Duration, String> {
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    match tokio::time::timeout(limit, s.read_to_end(&mut buf)).await {
+        Ok(_) => Ok(started.elapsed()),
+        Err(_) => Err(format!(
+            "still open after {limit:?} (read {:?})",
+            String::from_utf8_lossy(&buf)
+        )),
+    }
+}
+
+#[tokio::test]
+async fn a_connection_that_never_starts_a_request_is_closed() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(&yaml(&up, "    header_read_timeout: 1s\n")).await;
+    // Nothing at all, or the start of the HTTP/2 preface and then nothing: either would
+    // hold one of `max_connections` for ever if only hyper's HTTP/1 header timer ran.
+    for sent in [&b""[..], b"PRI * HTTP/2.0\r\n"] {
+        let mut s = TcpStream::connect(gw.addr).await.unwrap();
+        s.write_all(sent).await.unwrap();
+        let took = closed_within(&mut s, Duration::from_secs(6)).await.unwrap();
+        assert!(took < Duration::from_secs(4), "{sent:?}: {took:?}");
+    }
+    assert_alive(gw.addr).await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_idle_timeout() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(&yaml(
+        &up,
+        "    header_read_timeout: 20s\n    idle_timeout: 1s\n",
+    ))
+    .await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /public/x HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // Kept alive, then idle: closed after idle_timeout, long before header_read_timeout.
+    let took = closed_within(&mut s, Duration::from_secs(8)).await.unwrap();
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    // A fresh connection that sends nothing gets the same limit.
+    let mut silent = TcpStream::connect(gw.addr).await.unwrap();
+    let took = closed_within(&mut silent, Duration::from_secs(8))
+        .await
+        .unwrap();
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_waiting_on_a_slow_upstream_outlives_idle_timeout() {
+    let up = Upstream::start().await;
+    let routes = default_routes().replace(
+        "public: [\"/public/\", \"/favicon.ico\"]",
+        "public: [\"/public/\", \"/favicon.ico\", \"/slow\"]",
+    );
+    let text = base_yaml(&up.url(), &routes).replace(
+        "server:\n",
+        "server:\n  limits:\n    header_read_timeout: 1s\n    idle_timeout: 1s\n",
+    );
+    let gw = TestGateway::start(&text).await;
+    // The upstream takes 5 s: waiting for a response is not idleness.
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /slow HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.ends_with("slow"), "{text}");
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn max_connections_holds_excess_connections_until_one_closes() {
     let up = Upstream::start().await;

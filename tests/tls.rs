@@ -214,3 +214,37 @@ async fn a_key_that_does_not_match_the_certificate_is_refused_at_load() {
         .expect("refused");
     assert!(err.to_string().contains("certificate"), "{err}");
 }
+
+#[tokio::test]
+async fn a_tls_connection_that_sends_nothing_after_the_handshake_is_closed() {
+    use tokio::io::AsyncReadExt;
+    let up = Upstream::start().await;
+    let ca = ca();
+    let dir = temp_dir();
+    leaf(&ca, &dir);
+    let text = tls_yaml(&up).replace(
+        "server:\n",
+        "server:\n  limits:\n    header_read_timeout: 1s\n",
+    );
+    let gw = TestGateway::start_in(dir, &text).await.unwrap();
+    let connector = tokio_rustls::TlsConnector::from(client_config(&ca, &[b"http/1.1"]));
+    let tcp = tokio::net::TcpStream::connect(gw.tls_addr.unwrap())
+        .await
+        .unwrap();
+    let mut tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    // The handshake is done; the client never sends a request.
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let read =
+        tokio::time::timeout(std::time::Duration::from_secs(6), tls.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the connection was not closed");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    gw.stop().await;
+}

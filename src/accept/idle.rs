@@ -1,0 +1,161 @@
+//! The wait for a connection's first request (SPEC §3 `header_read_timeout`,
+//! `idle_timeout`). hyper-util's automatic HTTP/1–HTTP/2 detection reads the first bytes
+//! with no timer of its own: a client that connects and sends nothing — or the start of the
+//! HTTP/2 preface and then nothing — would hold a connection slot (of `max_connections`)
+//! for ever. [`UntilVersion`] gives that wait a deadline. It disarms as soon as the bytes
+//! read tell the protocol: the first byte that departs from the HTTP/2 preface (then
+//! hyper's HTTP/1 header timer takes over) or the whole preface.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
+
+/// What an HTTP/2 connection starts with (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// A connection stream whose first bytes must arrive before a deadline.
+pub struct UntilVersion<IO> {
+    io: IO,
+    /// Armed until the protocol is known.
+    deadline: Option<Pin<Box<Sleep>>>,
+    /// How many bytes read so far match the HTTP/2 preface.
+    matched: usize,
+}
+
+impl<IO> UntilVersion<IO> {
+    /// Must be called inside the runtime (it starts a timer).
+    pub fn new(io: IO, within: Duration) -> Self {
+        Self {
+            io,
+            deadline: Some(Box::pin(tokio::time::sleep(within))),
+            matched: 0,
+        }
+    }
+
+    fn saw(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            // End of stream: nothing more to wait for.
+            self.deadline = None;
+            return;
+        }
+        let rest = &H2_PREFACE[self.matched..];
+        let n = bytes.len().min(rest.len());
+        if bytes[..n] != rest[..n] || self.matched + n == H2_PREFACE.len() {
+            self.deadline = None;
+        } else {
+            self.matched += n;
+        }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for UntilVersion<IO> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
+        match (&polled, this.deadline.as_mut()) {
+            (_, None) => {}
+            (Poll::Ready(Ok(())), Some(_)) => this.saw(&buf.filled()[before..]),
+            (Poll::Pending, Some(deadline)) => {
+                if deadline.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "no request started within the timeout",
+                    )));
+                }
+            }
+            (Poll::Ready(Err(_)), Some(_)) => {}
+        }
+        polled
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for UntilVersion<IO> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn read_after(sent: &[u8], within: Duration) -> io::Result<Vec<u8>> {
+        let (mut client, server) = tokio::io::duplex(64);
+        client.write_all(sent).await?;
+        let mut watched = UntilVersion::new(server, within);
+        let mut out = vec![0u8; 64];
+        let mut got = Vec::new();
+        loop {
+            let n = watched.read(&mut out).await?;
+            got.extend_from_slice(&out[..n]);
+            if got.len() >= sent.len() {
+                // The sender is idle from here on: a second read waits past the deadline
+                // unless the deadline was disarmed (then the outer timeout ends it).
+                return match tokio::time::timeout(within * 3, watched.read(&mut out)).await {
+                    Ok(Err(e)) => Err(e),
+                    _ => Ok(got),
+                };
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silence_times_out_and_any_http1_byte_disarms() {
+        let within = Duration::from_secs(1);
+        let silent = read_after(b"", within).await;
+        assert_eq!(silent.map_err(|e| e.kind()), Err(io::ErrorKind::TimedOut));
+        // "G" is not the start of the preface: HTTP/1, hyper's own header timer takes over.
+        assert_eq!(read_after(b"G", within).await.unwrap(), b"G");
+        // "PRX" departs from the preface at its third byte.
+        assert_eq!(read_after(b"PRX", within).await.unwrap(), b"PRX");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_http2_preface_times_out_and_a_whole_one_disarms() {
+        let within = Duration::from_secs(1);
+        for cut in 1..H2_PREFACE.len() {
+            let stalled = read_after(&H2_PREFACE[..cut], within).await;
+            assert_eq!(
+                stalled.map_err(|e| e.kind()),
+                Err(io::ErrorKind::TimedOut),
+                "preface cut at {cut}"
+            );
+        }
+        assert_eq!(read_after(H2_PREFACE, within).await.unwrap(), H2_PREFACE);
+    }
+}
