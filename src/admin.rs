@@ -176,9 +176,17 @@ async fn admin_api(gw: &Gateway, req: Request<Incoming>, config: &crate::Config)
             }
         }
         (Method::POST, "/admin/revoke") => {
-            let body = match Limited::new(req.into_body(), 4096).collect().await {
-                Ok(b) => b.to_bytes(),
+            // A stalled body is cut off like a login's (SPEC §10: never a hang).
+            let read = Limited::new(req.into_body(), 4096).collect();
+            let body = match tokio::time::timeout(config.limits.header_read_timeout, read).await {
                 Err(_) => {
+                    return json(
+                        StatusCode::REQUEST_TIMEOUT,
+                        serde_json::json!({"error": "request_timeout"}),
+                    )
+                }
+                Ok(Ok(b)) => b.to_bytes(),
+                Ok(Err(_)) => {
                     return json(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         serde_json::json!({"error": "too large"}),

@@ -4,7 +4,8 @@
 //! never see internals: bodies are fixed strings.
 
 use http::header::{
-    HeaderValue, CACHE_CONTROL, CONTENT_TYPE, LOCATION, RETRY_AFTER, SET_COOKIE, WWW_AUTHENTICATE,
+    HeaderValue, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, LOCATION, RETRY_AFTER, SET_COOKIE,
+    WWW_AUTHENTICATE,
 };
 use http::{Response, StatusCode};
 
@@ -55,6 +56,8 @@ pub enum GatewayError {
     CrossSite,
     #[error("request body too large")]
     PayloadTooLarge,
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
     #[error("too many failed logins")]
     LockedOut { retry_after: u64 },
     #[error(transparent)]
@@ -117,6 +120,7 @@ impl GatewayError {
             | GatewayError::Forbidden(_)
             | GatewayError::CrossSite
             | GatewayError::PayloadTooLarge
+            | GatewayError::BodyTimeout
             | GatewayError::LockedOut { .. } => Blame::Client,
             GatewayError::Upstream(_) => Blame::Upstream,
             GatewayError::Overloaded(_) | GatewayError::Store(_) | GatewayError::Internal(_) => {
@@ -169,6 +173,13 @@ impl GatewayError {
             | GatewayError::UntrustedForwardAuth => json_error(StatusCode::FORBIDDEN, "forbidden"),
             GatewayError::PayloadTooLarge => {
                 json_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+            }
+            GatewayError::BodyTimeout => {
+                // The rest of the body may still come: the connection cannot be reused.
+                let mut r = json_error(StatusCode::REQUEST_TIMEOUT, "request_timeout");
+                r.headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+                r
             }
             GatewayError::LockedOut { retry_after } => {
                 let mut r = json_error(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts");

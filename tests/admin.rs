@@ -180,3 +180,37 @@ async fn admin_config_is_validated() {
     let missing = base_yaml(&up.url(), default_routes()) + "admin:\n  listen: \"127.0.0.1:0\"\n";
     assert!(TestGateway::try_start(&missing).await.is_err());
 }
+
+#[tokio::test]
+async fn a_revoke_body_that_stalls_gets_408() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = Upstream::start().await;
+    let yaml = base_yaml(&up.url(), default_routes()).replace(
+        "server:\n",
+        "server:\n  limits:\n    header_read_timeout: 1s\n",
+    ) + &format!("admin:\n  listen: \"127.0.0.1:0\"\n  token: \"{TOKEN}\"\n");
+    let gw = TestGateway::start(&yaml).await;
+    let mut s = tokio::net::TcpStream::connect(gw.admin_addr.unwrap())
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /admin/revoke HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\n\
+         content-type: application/json\r\ncontent-length: 40\r\n\r\n{{\"user\":"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(8), s.read(&mut buf))
+        .await
+        .expect("no answer to a stalled body")
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert_eq!(raw_status(&text), 408, "{text}");
+    gw.stop().await;
+}

@@ -142,6 +142,36 @@ async fn a_request_waiting_on_a_slow_upstream_outlives_idle_timeout() {
 }
 
 #[tokio::test]
+async fn a_login_or_refresh_body_that_stalls_gets_408_and_the_connection_closes() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(&yaml(&up, "    header_read_timeout: 1s\n")).await;
+    for path in ["/.gatehouse/login", "/.gatehouse/refresh"] {
+        let mut s = TcpStream::connect(gw.addr).await.unwrap();
+        // 60 bytes declared, 12 sent, then nothing.
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+             content-length: 60\r\n\r\n{{\"username\":"
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        let started = Instant::now();
+        tokio::time::timeout(Duration::from_secs(8), s.read_to_end(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("{path}: no answer and not closed"))
+            .unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{path}: {:?}",
+            started.elapsed()
+        );
+        let text = String::from_utf8_lossy(&buf);
+        assert_eq!(raw_status(&text), 408, "{path}: {text}");
+    }
+    assert_alive(gw.addr).await;
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn max_connections_holds_excess_connections_until_one_closes() {
     let up = Upstream::start().await;
     let gw = TestGateway::start(&yaml(

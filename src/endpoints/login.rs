@@ -203,7 +203,7 @@ pub async fn submit(
 ) -> Result<Response<Body>, GatewayError> {
     refuse_cross_site(config, req.headers(), ctx)?;
     let headers = req.headers().clone();
-    let body = read_body(req, config.limits.max_login_body_bytes).await?;
+    let body = read_body(req, &config.limits).await?;
     let mut attempt = parse_attempt(&headers, &body)?;
     let canonical = canonical_username(&attempt.username);
     let ip = ctx.client_ip.to_string();

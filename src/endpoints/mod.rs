@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 
 use crate::body::{full, Body};
 use crate::canonicalize::CanonicalRequest;
-use crate::config::Config;
+use crate::config::{Config, Limits};
 use crate::error::GatewayError;
 use crate::gateway::{Gateway, RequestCtx};
 
@@ -118,8 +118,11 @@ pub fn refuse_cross_site(
     Ok(())
 }
 
-/// Reads a small request body, refusing more than `limit` bytes with 413.
-pub async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, GatewayError> {
+/// Reads a small request body (login, refresh): more than `max_login_body_bytes` is 413, and
+/// a body that has not fully arrived within `header_read_timeout` is 408, so a client that
+/// declares a length and stalls cannot hold the connection (SPEC §10: never a hang).
+pub async fn read_body(req: Request<Incoming>, limits: &Limits) -> Result<Bytes, GatewayError> {
+    let limit = limits.max_login_body_bytes;
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -128,15 +131,17 @@ pub async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Ga
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(GatewayError::PayloadTooLarge);
     }
-    match Limited::new(req.into_body(), limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e)
+    let read = Limited::new(req.into_body(), limit).collect();
+    match tokio::time::timeout(limits.header_read_timeout, read).await {
+        Err(_) => Err(GatewayError::BodyTimeout),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e))
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
             Err(GatewayError::PayloadTooLarge)
         }
-        Err(_) => Err(GatewayError::MalformedBody("the body could not be read")),
+        Ok(Err(_)) => Err(GatewayError::MalformedBody("the body could not be read")),
     }
 }
 

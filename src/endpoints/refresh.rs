@@ -32,7 +32,7 @@ pub async fn refresh(
         .refresh_cookie
         .map(str::to_string);
     let is_json = body_kind(req.headers()) == Some(BodyKind::Json);
-    let body = read_body(req, config.limits.max_login_body_bytes).await?;
+    let body = read_body(req, &config.limits).await?;
     let from_body = if is_json && !body.is_empty() {
         let parsed: JsonRefresh = serde_json::from_slice(&body)
             .map_err(|_| GatewayError::MalformedBody("expected {\"refresh_token\"}"))?;
