@@ -172,6 +172,59 @@ async fn a_login_or_refresh_body_that_stalls_gets_408_and_the_connection_closes(
 }
 
 #[tokio::test]
+async fn a_client_that_stops_reading_is_disconnected_after_idle_timeout() {
+    // An upstream with a 64 MiB answer, far more than the sockets on the way can buffer.
+    const SIZE: usize = 64 << 20;
+    let big = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let big_addr = big.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = big.accept().await {
+            tokio::spawn(async move {
+                let mut head = [0u8; 4096];
+                let _ = s.read(&mut head).await;
+                let start = format!("HTTP/1.1 200 OK\r\ncontent-length: {SIZE}\r\n\r\n");
+                if s.write_all(start.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = vec![b'x'; 1 << 16];
+                for _ in 0..SIZE / chunk.len() {
+                    if s.write_all(&chunk).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let text = base_yaml(&format!("http://{big_addr}"), default_routes())
+        .replace("server:\n", "server:\n  limits:\n    idle_timeout: 1s\n");
+    let gw = TestGateway::start(&text).await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /public/big HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    // Read nothing for a while: the gateway's writes stall.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let drained = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    })
+    .await;
+    assert!(drained.is_ok(), "the connection neither ended nor finished");
+    assert!(
+        total < SIZE,
+        "the whole {total}-byte answer waited for a client that stopped reading"
+    );
+    assert_alive(gw.addr).await;
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn max_connections_holds_excess_connections_until_one_closes() {
     let up = Upstream::start().await;
     let gw = TestGateway::start(&yaml(

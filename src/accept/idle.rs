@@ -1,10 +1,15 @@
-//! The wait for a connection's first request (SPEC §3 `header_read_timeout`,
-//! `idle_timeout`). hyper-util's automatic HTTP/1–HTTP/2 detection reads the first bytes
-//! with no timer of its own: a client that connects and sends nothing — or the start of the
-//! HTTP/2 preface and then nothing — would hold a connection slot (of `max_connections`)
-//! for ever. [`UntilVersion`] gives that wait a deadline. It disarms as soon as the bytes
-//! read tell the protocol: the first byte that departs from the HTTP/2 preface (then
-//! hyper's HTTP/1 header timer takes over) or the whole preface.
+//! Timers hyper does not have (SPEC §3 `header_read_timeout`, `idle_timeout`; §10 never a
+//! hang), on every accepted connection's stream:
+//!
+//! - the wait for the first bytes: hyper-util's automatic HTTP/1–HTTP/2 detection reads them
+//!   with no timer of its own, so a client that connects and sends nothing — or the start of
+//!   the HTTP/2 preface and then nothing — would hold a connection slot (of
+//!   `max_connections`) for ever. The deadline disarms as soon as the bytes read tell the
+//!   protocol: the first byte that departs from the HTTP/2 preface (then hyper's HTTP/1
+//!   header timer takes over) or the whole preface;
+//! - a stalled write: a client that stops reading (a "slow read") would hold the connection,
+//!   and the upstream response behind it, for ever. A write that cannot progress for
+//!   `idle_timeout` fails, which ends the connection.
 
 use std::future::Future;
 use std::io;
@@ -18,23 +23,62 @@ use tokio::time::Sleep;
 /// What an HTTP/2 connection starts with (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// A connection stream whose first bytes must arrive before a deadline.
-pub struct UntilVersion<IO> {
+/// A connection stream whose first bytes must arrive before a deadline, and whose writes
+/// may not stall for longer than a limit.
+pub struct Timed<IO> {
     io: IO,
     /// Armed until the protocol is known.
     deadline: Option<Pin<Box<Sleep>>>,
     /// How many bytes read so far match the HTTP/2 preface.
     matched: usize,
+    write_stall: Duration,
+    /// The stalled write's timer, kept between stalls to be reset rather than reallocated.
+    stall: Option<Pin<Box<Sleep>>>,
+    /// A write is pending and `stall` runs for it.
+    stalled: bool,
 }
 
-impl<IO> UntilVersion<IO> {
+impl<IO> Timed<IO> {
     /// Must be called inside the runtime (it starts a timer).
-    pub fn new(io: IO, within: Duration) -> Self {
+    pub fn new(io: IO, first_bytes_within: Duration, write_stall: Duration) -> Self {
         Self {
             io,
-            deadline: Some(Box::pin(tokio::time::sleep(within))),
+            deadline: Some(Box::pin(tokio::time::sleep(first_bytes_within))),
             matched: 0,
+            write_stall,
+            stall: None,
+            stalled: false,
         }
+    }
+
+    /// Passes a write's result through; a write still pending after `write_stall` becomes
+    /// an error.
+    fn watch_write<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if polled.is_ready() {
+            self.stalled = false;
+            return polled;
+        }
+        let at = tokio::time::Instant::now() + self.write_stall;
+        let stall = match (&mut self.stall, self.stalled) {
+            (Some(stall), true) => stall,
+            (Some(stall), false) => {
+                stall.as_mut().reset(at);
+                stall
+            }
+            (None, _) => self.stall.insert(Box::pin(tokio::time::sleep_until(at))),
+        };
+        self.stalled = true;
+        if stall.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client read nothing for idle_timeout",
+            )));
+        }
+        Poll::Pending
     }
 
     fn saw(&mut self, bytes: &[u8]) {
@@ -53,7 +97,7 @@ impl<IO> UntilVersion<IO> {
     }
 }
 
-impl<IO: AsyncRead + Unpin> AsyncRead for UntilVersion<IO> {
+impl<IO: AsyncRead + Unpin> AsyncRead for Timed<IO> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -79,13 +123,15 @@ impl<IO: AsyncRead + Unpin> AsyncRead for UntilVersion<IO> {
     }
 }
 
-impl<IO: AsyncWrite + Unpin> AsyncWrite for UntilVersion<IO> {
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Timed<IO> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.watch_write(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -93,7 +139,9 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for UntilVersion<IO> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.watch_write(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -101,7 +149,9 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for UntilVersion<IO> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_flush(cx);
+        this.watch_write(cx, polled)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -117,7 +167,7 @@ mod tests {
     async fn read_after(sent: &[u8], within: Duration) -> io::Result<Vec<u8>> {
         let (mut client, server) = tokio::io::duplex(64);
         client.write_all(sent).await?;
-        let mut watched = UntilVersion::new(server, within);
+        let mut watched = Timed::new(server, within, within);
         let mut out = vec![0u8; 64];
         let mut got = Vec::new();
         loop {
@@ -143,6 +193,33 @@ mod tests {
         assert_eq!(read_after(b"G", within).await.unwrap(), b"G");
         // "PRX" departs from the preface at its third byte.
         assert_eq!(read_after(b"PRX", within).await.unwrap(), b"PRX");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_the_peer_does_not_read_fails_after_the_limit_and_not_before() {
+        let limit = Duration::from_secs(2);
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut timed = Timed::new(server, limit, limit);
+        // The peer reads slowly but steadily: every pause is shorter than the limit.
+        let chunk = vec![7u8; 4096];
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; 1024];
+            let mut total = 0;
+            while total < 4096 {
+                tokio::time::sleep(limit / 2).await;
+                total += client.read(&mut buf).await.unwrap();
+            }
+            (client, total)
+        });
+        timed.write_all(&chunk[..4096]).await.unwrap();
+        let (client, total) = reader.await.unwrap();
+        assert_eq!(total, 4096);
+        // Now the peer stops reading: the write fails once the limit has passed.
+        let started = tokio::time::Instant::now();
+        let stalled = timed.write_all(&chunk).await;
+        assert_eq!(stalled.map_err(|e| e.kind()), Err(io::ErrorKind::TimedOut));
+        assert!(started.elapsed() >= limit, "{:?}", started.elapsed());
+        drop(client);
     }
 
     #[tokio::test(start_paused = true)]

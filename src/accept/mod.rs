@@ -22,7 +22,7 @@ use tokio::sync::Semaphore;
 use crate::gateway::{handle, Conn, Gateway};
 
 use self::fragment::{Fragments, RawFragment, Watched};
-use self::idle::UntilVersion;
+use self::idle::Timed;
 
 /// How often expired sessions, revocations and throttle counters are dropped.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
@@ -90,8 +90,10 @@ where
     let max_head = limits.max_request_header_bytes.max(8192);
     // How long a connection may wait for its next request head: hyper's HTTP/1 header timer
     // runs from the end of the previous response (so it is also the keep-alive idle limit)
-    // and, for the first request, `UntilVersion` covers the bytes before hyper starts it.
+    // and, for the first request, `Timed` covers the bytes before hyper starts it.
     let wait_for_request = limits.header_read_timeout.min(limits.idle_timeout);
+    // A client that reads nothing of its response for this long is disconnected.
+    let write_stall = limits.idle_timeout;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -152,7 +154,7 @@ where
             let _permit = permit;
             let result = match (transport, tls_config) {
                 (Transport::Plain, _) => {
-                    let stream = UntilVersion::new(stream, wait_for_request);
+                    let stream = Timed::new(stream, wait_for_request, write_stall);
                     let io = TokioIo::new(Watched::new(stream, fragments, max_head));
                     let conn = builder.serve_connection_with_upgrades(io, service);
                     watcher.watch(conn.into_owned()).await
@@ -161,7 +163,7 @@ where
                     let acceptor = tokio_rustls::TlsAcceptor::from(config);
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
-                            let tls = UntilVersion::new(tls, wait_for_request);
+                            let tls = Timed::new(tls, wait_for_request, write_stall);
                             let io = TokioIo::new(Watched::new(tls, fragments, max_head));
                             let conn = builder.serve_connection_with_upgrades(io, service);
                             watcher.watch(conn.into_owned()).await
