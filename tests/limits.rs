@@ -224,6 +224,81 @@ async fn a_client_that_stops_reading_is_disconnected_after_idle_timeout() {
     gw.stop().await;
 }
 
+/// An HTTP/2 (cleartext, prior knowledge) client connection and the task driving it.
+async fn h2_client(
+    addr: std::net::SocketAddr,
+) -> (
+    hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    tokio::task::JoinHandle<Result<(), hyper::Error>>,
+) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    (sender, tokio::spawn(conn))
+}
+
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_after_idle_timeout_but_not_mid_request() {
+    use http_body_util::BodyExt;
+    let up = Upstream::start().await;
+    let routes = default_routes().replace(
+        "public: [\"/public/\", \"/favicon.ico\"]",
+        "public: [\"/public/\", \"/favicon.ico\", \"/slow\"]",
+    );
+    let text = base_yaml(&up.url(), &routes).replace(
+        "server:\n",
+        "server:\n  limits:\n    header_read_timeout: 20s\n    idle_timeout: 1s\n",
+    );
+    let gw = TestGateway::start(&text).await;
+    let get = |path: &str| {
+        http::Request::get(format!("http://x{path}"))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap()
+    };
+
+    // No request at all after the preface and settings.
+    let (_sender, conn) = h2_client(gw.addr).await;
+    let started = Instant::now();
+    let _ended = tokio::time::timeout(Duration::from_secs(8), conn)
+        .await
+        .expect("a silent HTTP/2 connection stayed open");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // One request, then nothing: closed idle_timeout after the response.
+    let (mut sender, conn) = h2_client(gw.addr).await;
+    let r = sender.send_request(get("/public/x")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.into_body().collect().await.unwrap();
+    let started = Instant::now();
+    let _ended = tokio::time::timeout(Duration::from_secs(8), conn)
+        .await
+        .expect("an idle HTTP/2 connection stayed open");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A request on a 5 s upstream is not idleness: it gets its answer.
+    let (mut sender, _conn) = h2_client(gw.addr).await;
+    let r = tokio::time::timeout(Duration::from_secs(15), sender.send_request(get("/slow")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"slow");
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn max_connections_holds_excess_connections_until_one_closes() {
     let up = Upstream::start().await;

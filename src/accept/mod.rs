@@ -9,20 +9,20 @@ pub mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{oneshot, watch, Semaphore};
 
 use crate::gateway::{handle, Conn, Gateway};
 
 use self::fragment::{Fragments, RawFragment, Watched};
-use self::idle::Timed;
+use self::idle::{tracked, Activity, Timed};
 
 /// How often expired sessions, revocations and throttle counters are dropped.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
@@ -85,15 +85,19 @@ where
     let config = gw.config();
     let limits = config.limits.clone();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let graceful = GracefulShutdown::new();
+    // Shutdown: every connection task holds a receiver until its connection is done, so
+    // `closed()` on the sender is the moment the last one finished.
+    let (stop_tx, stop_rx) = watch::channel(());
     // The most bytes hyper lets a request head take; the fragment tracker stops beyond it.
     let max_head = limits.max_request_header_bytes.max(8192);
     // How long a connection may wait for its next request head: hyper's HTTP/1 header timer
     // runs from the end of the previous response (so it is also the keep-alive idle limit)
     // and, for the first request, `Timed` covers the bytes before hyper starts it.
     let wait_for_request = limits.header_read_timeout.min(limits.idle_timeout);
-    // A client that reads nothing of its response for this long is disconnected.
+    // A client that reads nothing of its response for this long is disconnected; an HTTP/2
+    // connection with no request in flight for this long is closed.
     let write_stall = limits.idle_timeout;
+    let idle_timeout = limits.idle_timeout;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -136,37 +140,66 @@ where
         let tls_config = gw.config().tls.as_ref().map(|t| t.server_config.clone());
         let handshake_timeout = limits.header_read_timeout;
         let fragments = Arc::new(Fragments::default());
+        let activity = Arc::new(Activity::default());
         let service = {
             let gw = gw.clone();
             let handler = handler.clone();
             let fragments = fragments.clone();
+            let activity = activity.clone();
             service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 if fragments.had_fragment(req.uri()) {
                     req.extensions_mut().insert(RawFragment);
                 }
+                // HTTP/2 requests are counted for the connection's idle timer.
+                let in_flight = (req.version() == http::Version::HTTP_2).then(|| activity.start());
                 let fut = handler(gw.clone(), req, conn_info);
-                async move { Ok::<_, Infallible>(fut.await) }
+                async move {
+                    let response = fut.await;
+                    Ok::<_, Infallible>(match in_flight {
+                        Some(guard) => response.map(|body| tracked(body, guard)),
+                        None => response,
+                    })
+                }
             })
         };
         let builder = builder.clone();
-        let watcher = graceful.watcher();
+        let stop = stop_rx.clone();
+        // Shutdown and HTTP/2 idleness are watched by a task of their own, which tells the
+        // connection's task through one oneshot: the connection's task wakes for every
+        // read and write, and polls only that receiver besides the connection.
+        let (close_tx, close_rx) = oneshot::channel::<()>();
+        {
+            let mut stop = stop_rx.clone();
+            let activity = activity.clone();
+            let mut close_tx = close_tx;
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = stop.changed() => {}
+                    () = activity.idle_for(idle_timeout) => {}
+                    () = close_tx.closed() => return,
+                }
+                let _ = close_tx.send(());
+            });
+        }
         tokio::spawn(async move {
             let _permit = permit;
+            // Held until the connection is done: shutdown waits for every copy to go.
+            let _stop = stop;
             let result = match (transport, tls_config) {
                 (Transport::Plain, _) => {
-                    let stream = Timed::new(stream, wait_for_request, write_stall);
+                    let stream = Timed::new(stream, wait_for_request, write_stall, activity);
                     let io = TokioIo::new(Watched::new(stream, fragments, max_head));
                     let conn = builder.serve_connection_with_upgrades(io, service);
-                    watcher.watch(conn.into_owned()).await
+                    drive(conn, |c| c.graceful_shutdown(), close_rx).await
                 }
                 (Transport::Tls, Some(config)) => {
                     let acceptor = tokio_rustls::TlsAcceptor::from(config);
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
-                            let tls = Timed::new(tls, wait_for_request, write_stall);
+                            let tls = Timed::new(tls, wait_for_request, write_stall, activity);
                             let io = TokioIo::new(Watched::new(tls, fragments, max_head));
                             let conn = builder.serve_connection_with_upgrades(io, service);
-                            watcher.watch(conn.into_owned()).await
+                            drive(conn, |c| c.graceful_shutdown(), close_rx).await
                         }
                         Ok(Err(e)) => {
                             tracing::debug!(error = %e, "TLS handshake failed");
@@ -186,11 +219,40 @@ where
         });
     }
     drop(listener);
-    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+    drop(stop_rx);
+    let _ = stop_tx.send(());
+    if tokio::time::timeout(limits.shutdown_grace, stop_tx.closed())
         .await
         .is_err()
     {
         tracing::warn!("shutdown grace elapsed with requests still open");
     }
     Ok(())
+}
+
+/// Serves one connection until it ends. When `close` fires (shutdown, or an idle HTTP/2
+/// connection), the connection is shut down gracefully: requests in flight finish, then it
+/// closes.
+async fn drive<C, E>(
+    conn: C,
+    graceful: fn(Pin<&mut C>),
+    mut close: oneshot::Receiver<()>,
+) -> Result<(), E>
+where
+    C: Future<Output = Result<(), E>>,
+{
+    tokio::pin!(conn);
+    tokio::select! {
+        biased;
+        result = conn.as_mut() => return result,
+        fired = &mut close => {
+            if fired.is_err() {
+                // The watcher is gone without firing (it cannot be, while we hold the
+                // receiver); serve on.
+                return conn.await;
+            }
+        }
+    }
+    graceful(conn.as_mut());
+    conn.await
 }
