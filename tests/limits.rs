@@ -14,6 +14,14 @@ fn yaml(up: &Upstream, limits: &str) -> String {
         .replace("server:\n", &format!("server:\n  limits:\n{limits}"))
 }
 
+/// `yaml` with the upstream's 5-second `/slow` page public.
+fn with_public_slow(up: &Upstream, limits: &str) -> String {
+    yaml(up, limits).replace(
+        "public: [\"/public/\", \"/favicon.ico\"]",
+        "public: [\"/public/\", \"/favicon.ico\", \"/slow\"]",
+    )
+}
+
 #[tokio::test]
 async fn oversized_headers_get_431() {
     let up = Upstream::start().await;
@@ -116,15 +124,11 @@ async fn an_idle_keep_alive_connection_is_closed_after_idle_timeout() {
 #[tokio::test]
 async fn a_request_waiting_on_a_slow_upstream_outlives_idle_timeout() {
     let up = Upstream::start().await;
-    let routes = default_routes().replace(
-        "public: [\"/public/\", \"/favicon.ico\"]",
-        "public: [\"/public/\", \"/favicon.ico\", \"/slow\"]",
-    );
-    let text = base_yaml(&up.url(), &routes).replace(
-        "server:\n",
-        "server:\n  limits:\n    header_read_timeout: 1s\n    idle_timeout: 1s\n",
-    );
-    let gw = TestGateway::start(&text).await;
+    let gw = TestGateway::start(&with_public_slow(
+        &up,
+        "    header_read_timeout: 1s\n    idle_timeout: 1s\n",
+    ))
+    .await;
     // The upstream takes 5 s: waiting for a response is not idleness.
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
     s.write_all(b"GET /slow HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
@@ -245,15 +249,11 @@ async fn h2_client(
 async fn an_idle_http2_connection_is_closed_after_idle_timeout_but_not_mid_request() {
     use http_body_util::BodyExt;
     let up = Upstream::start().await;
-    let routes = default_routes().replace(
-        "public: [\"/public/\", \"/favicon.ico\"]",
-        "public: [\"/public/\", \"/favicon.ico\", \"/slow\"]",
-    );
-    let text = base_yaml(&up.url(), &routes).replace(
-        "server:\n",
-        "server:\n  limits:\n    header_read_timeout: 20s\n    idle_timeout: 1s\n",
-    );
-    let gw = TestGateway::start(&text).await;
+    let gw = TestGateway::start(&with_public_slow(
+        &up,
+        "    header_read_timeout: 20s\n    idle_timeout: 1s\n",
+    ))
+    .await;
     let get = |path: &str| {
         http::Request::get(format!("http://x{path}"))
             .body(http_body_util::Empty::<bytes::Bytes>::new())
