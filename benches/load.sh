@@ -17,6 +17,9 @@
 #   BASELINE=/tmp/old/gatehouse benches/load.sh
 #                                    # also runs an older build, interleaved, for before/after
 #                                    # (idle and under the login storm)
+#   HYPER_PATH=1 benches/load.sh     # also Gatehouse with the express lane off
+#                                    # (GATEHOUSE_EXPRESS_LANE=0: hyper's path only), idle
+#                                    # and under the storm
 #   FLOOR=1 benches/load.sh          # also examples/floor-proxy: tokio without hyper, bare and
 #                                    # with Gatehouse's per-request auth work (what a
 #                                    # hand-written HTTP/1 codec could reach; not a product)
@@ -57,7 +60,7 @@ wait_port() {
 }
 
 UP=$(free_port); NGINX=$(free_port); BARE=$(free_port); GH=$(free_port); BASE=$(free_port)
-FLOOR_BARE=$(free_port); FLOOR_AUTH=$(free_port)
+FLOOR_BARE=$(free_port); FLOOR_AUTH=$(free_port); LANE_PORT=$(free_port)
 
 taskset -c 1 "$BIN/examples/bench-upstream" "127.0.0.1:$UP" & PIDS+=($!)
 wait_port "$UP"
@@ -121,6 +124,12 @@ if [ -n "${BASELINE:-}" ]; then
   RUST_LOG=warn taskset -c 0 "$BASELINE" run --config "$WORK/baseline.yaml" & PIDS+=($!); PID_baseline=$!
   wait_port "$BASE"
 fi
+if [ -n "${HYPER_PATH:-}" ]; then
+  sed "s/127.0.0.1:$GH/127.0.0.1:$LANE_PORT/" "$WORK/gateway.yaml" > "$WORK/lane.yaml"
+  GATEHOUSE_EXPRESS_LANE=0 RUST_LOG=warn taskset -c 0 "$BIN/gatehouse" run --config "$WORK/lane.yaml" \
+    & PIDS+=($!); PID_lane=$!
+  wait_port "$LANE_PORT"
+fi
 if [ -n "${FLOOR:-}" ]; then
   taskset -c 0 "$BIN/examples/floor-proxy" "127.0.0.1:$FLOOR_BARE" "127.0.0.1:$UP" & PIDS+=($!); PID_floor=$!
   taskset -c 0 "$BIN/examples/floor-proxy" "127.0.0.1:$FLOOR_AUTH" "127.0.0.1:$UP" "$WORK/gateway.yaml" \
@@ -138,6 +147,10 @@ COOKIE=$(curl -s -o /dev/null -c - -H 'content-type: application/json' \
 # Tokens verify without a store lookup, so the same cookie authenticates on the baseline.
 if [ -n "${BASELINE:-}" ]; then
   [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: gatehouse_access=$COOKIE" "http://127.0.0.1:$BASE/")" = 200 ]
+fi
+if [ -n "${HYPER_PATH:-}" ]; then
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: gatehouse_access=$COOKIE" "http://127.0.0.1:$LANE_PORT/")" = 200 ]
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$LANE_PORT/")" = 401 ]
 fi
 if [ -n "${FLOOR:-}" ]; then
   [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: gatehouse_access=$COOKIE" "http://127.0.0.1:$FLOOR_AUTH/")" = 200 ]
@@ -184,6 +197,9 @@ for round in $(seq 1 "$ROUNDS"); do
   if [ -n "${BASELINE:-}" ]; then
     run baseline "$PID_baseline" "http://127.0.0.1:$BASE/" -H "Cookie: gatehouse_access=$COOKIE"
   fi
+  if [ -n "${HYPER_PATH:-}" ]; then
+    run hyper-path "$PID_lane" "http://127.0.0.1:$LANE_PORT/" -H "Cookie: gatehouse_access=$COOKIE"
+  fi
   if [ -n "${FLOOR:-}" ]; then
     run floor "$PID_floor" "http://127.0.0.1:$FLOOR_BARE/"
     run floor+auth "$PID_floorauth" "http://127.0.0.1:$FLOOR_AUTH/" -H "Cookie: gatehouse_access=$COOKIE"
@@ -202,6 +218,9 @@ for round in $(seq 1 "$ROUNDS"); do
   if [ -n "${BASELINE:-}" ]; then
     storm baseline+logins "$PID_baseline" "$BASE" "$WORK/basestorm.$round"
   fi
+  if [ -n "${HYPER_PATH:-}" ]; then
+    storm hyper-path+logins "$PID_lane" "$LANE_PORT" "$WORK/lanestorm.$round"
+  fi
 done
 echo
 echo "median of $ROUNDS rounds, ${DURATION}s each, $CONNECTIONS connections, each proxy pinned to 1 core"
@@ -215,6 +234,7 @@ per_core() { awk -v n="$1" '$1==n && $5>0 {print $2/$5}' "$WORK/results" | media
 NGINX_PC=$(per_core nginx); BARE_PC=$(per_core bare-hyper)
 NAMES="nginx bare-hyper gatehouse gatehouse+logins"
 [ -z "${BASELINE:-}" ] || NAMES="nginx bare-hyper baseline gatehouse baseline+logins gatehouse+logins"
+[ -z "${HYPER_PATH:-}" ] || NAMES="$NAMES hyper-path hyper-path+logins"
 [ -z "${FLOOR:-}" ] || NAMES="$NAMES floor floor+auth"
 for name in $NAMES; do
   rps=$(stat "$name" 2); p50=$(stat "$name" 3); p99=$(stat "$name" 4); cpu=$(stat "$name" 5)
@@ -225,6 +245,10 @@ done
 IDLE_P99=$(stat gatehouse 4); STORM_P99=$(stat gatehouse+logins 4)
 awk -v i="$IDLE_P99" -v s="$STORM_P99" 'BEGIN{printf "login storm: p99 %.3f ms vs idle %.3f ms (%.2fx; goal <= 2x)\n", s, i, s/i}'
 for round in $(seq 1 "$ROUNDS"); do echo "  storm round $round: $(cat "$WORK/storm.$round")"; done
+if [ -n "${HYPER_PATH:-}" ]; then
+  LANE_IDLE=$(stat hyper-path 4); LANE_STORM=$(stat hyper-path+logins 4)
+  awk -v i="$LANE_IDLE" -v s="$LANE_STORM" 'BEGIN{printf "hyper path (lane off) login storm: p99 %.3f ms vs idle %.3f ms (%.2fx)\n", s, i, s/i}'
+fi
 if [ -n "${BASELINE:-}" ]; then
   BASE_IDLE=$(stat baseline 4); BASE_STORM=$(stat baseline+logins 4)
   awk -v i="$BASE_IDLE" -v s="$BASE_STORM" 'BEGIN{printf "baseline login storm: p99 %.3f ms vs idle %.3f ms (%.2fx)\n", s, i, s/i}'

@@ -40,6 +40,11 @@ pub struct Gateway {
     pub metrics: Metrics,
     /// False after a reload was rejected, until a good one loads (`/readyz`).
     pub(crate) config_ok: AtomicBool,
+    /// New plain-HTTP connections start in the express lane (`accept::lane`).
+    express_lane: AtomicBool,
+    pub(crate) lane_pool: crate::accept::lane::Pool,
+    /// Requests the express lane answered (the rest went through hyper's path).
+    pub(crate) lane_served: std::sync::atomic::AtomicU64,
 }
 
 impl Gateway {
@@ -81,6 +86,9 @@ impl Gateway {
             client,
             metrics,
             config_ok: AtomicBool::new(true),
+            express_lane: AtomicBool::new(false),
+            lane_pool: crate::accept::lane::Pool::default(),
+            lane_served: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 
@@ -172,6 +180,21 @@ impl Gateway {
         if let Store::Redis(r) = &self.store {
             let _ = r.throttle_success(&format!("u:{user}")).await;
         }
+    }
+
+    /// Whether new plain-HTTP connections start in the express lane.
+    pub fn express_lane(&self) -> bool {
+        self.express_lane.load(Ordering::Relaxed)
+    }
+
+    /// Turns the express lane on or off for connections accepted from now on.
+    pub fn set_express_lane(&self, on: bool) {
+        self.express_lane.store(on, Ordering::Relaxed);
+    }
+
+    /// How many requests the express lane has answered.
+    pub fn lane_served(&self) -> u64 {
+        self.lane_served.load(Ordering::Relaxed)
     }
 
     /// Records that a reload was refused: `/readyz` answers 503 until a good one loads.
@@ -273,30 +296,39 @@ pub fn request_future_size(gw: Arc<Gateway>, req: Request<Incoming>, conn: Conn)
 pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, conn: Conn) -> Response<Body> {
     let started = Instant::now();
     let config = gw.config();
-    let (client_ip, peer_trusted) = client_ip(&config, req.headers(), conn.peer.ip());
-    let request_id = incoming_request_id(req.headers()).unwrap_or_else(ids::request_id);
-    let ctx = RequestCtx {
-        request_id,
+    let ctx = request_ctx(&config, req.headers(), conn);
+    let span = request_span(&ctx, req.method());
+    let method = req.method().clone();
+    let result = process(&gw, &config, req, &ctx)
+        .instrument(span.clone())
+        .await;
+    finish(&gw, &config, &ctx, &method, result, started, &span)
+}
+
+/// What every phase may read about a request, from its headers and connection.
+pub(crate) fn request_ctx(config: &Config, headers: &HeaderMap, conn: Conn) -> RequestCtx {
+    let (client_ip, peer_trusted) = client_ip(config, headers, conn.peer.ip());
+    RequestCtx {
+        request_id: incoming_request_id(headers).unwrap_or_else(ids::request_id),
         client_ip,
         peer_ip: conn.peer.ip(),
         peer_trusted,
         proto: if conn.tls { "https" } else { "http" },
         now: clock::now(),
         route: OnceLock::new(),
-    };
-    let span = tracing::info_span!(
+    }
+}
+
+/// The span every line about one request is logged in.
+pub(crate) fn request_span(ctx: &RequestCtx, method: &Method) -> tracing::Span {
+    tracing::info_span!(
         "request",
         request_id = %ctx.request_id,
         client.ip = %ctx.client_ip,
-        method = %req.method(),
+        method = %method,
         route = field::Empty,
         user = field::Empty,
-    );
-    let method = req.method().clone();
-    let result = process(&gw, &config, req, &ctx)
-        .instrument(span.clone())
-        .await;
-    finish(&gw, &config, &ctx, &method, result, started, &span)
+    )
 }
 
 async fn process(
@@ -400,7 +432,7 @@ pub fn unauthenticated(
 }
 
 /// The single exit: error → response, then one log line.
-fn finish(
+pub(crate) fn finish(
     gw: &Gateway,
     config: &Config,
     ctx: &RequestCtx,

@@ -159,6 +159,7 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
         let runtime = if one_cpu { "current_thread" } else { "multi_thread" };
         tracing::info!(http = ?listen, https = ?tls_listen, admin = ?admin, routes = config.routes.routes().len(), runtime, "gatehouse listening");
         let gw = gatehouse::Gateway::new(config)?;
+        gw.set_express_lane(gatehouse::accept::lane::wanted(config::process_env));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;

@@ -5,6 +5,7 @@
 
 pub mod fragment;
 pub mod idle;
+pub mod lane;
 pub mod tls;
 
 use std::convert::Infallible;
@@ -51,7 +52,7 @@ pub async fn serve(
             }
         })
     };
-    let result = serve_with(listener, gw, shutdown, Transport::Plain, handle).await;
+    let result = serve_inner(listener, gw, shutdown, Transport::Plain, handle, true).await;
     sweeper.abort();
     result
 }
@@ -73,6 +74,27 @@ pub async fn serve_with<H, F>(
     shutdown: impl Future<Output = ()>,
     transport: Transport,
     handler: H,
+) -> std::io::Result<()>
+where
+    H: Fn(Arc<Gateway>, hyper::Request<hyper::body::Incoming>, Conn) -> F
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    F: Future<Output = hyper::Response<crate::body::Body>> + Send + 'static,
+{
+    serve_inner(listener, gw, shutdown, transport, handler, false).await
+}
+
+/// The accept loop; `lane_allowed` on the public plain listener, where `handler` is
+/// [`handle`] and connections may start in the express lane.
+async fn serve_inner<H, F>(
+    listener: TcpListener,
+    gw: Arc<Gateway>,
+    shutdown: impl Future<Output = ()>,
+    transport: Transport,
+    handler: H,
+    lane_allowed: bool,
 ) -> std::io::Result<()>
 where
     H: Fn(Arc<Gateway>, hyper::Request<hyper::body::Incoming>, Conn) -> F
@@ -164,6 +186,16 @@ where
         };
         let builder = builder.clone();
         let stop = stop_rx.clone();
+        let lane =
+            (lane_allowed && transport == Transport::Plain && gw.express_lane()).then(|| {
+                (
+                    gw.clone(),
+                    lane::Settings {
+                        wait_for_request,
+                        max_head,
+                    },
+                )
+            });
         // Shutdown and HTTP/2 idleness are watched by a task of their own, which tells the
         // connection's task through one oneshot: the connection's task wakes for every
         // read and write, and polls only that receiver besides the connection.
@@ -187,7 +219,20 @@ where
             let _stop = stop;
             let result = match (transport, tls_config) {
                 (Transport::Plain, _) => {
-                    let stream = Timed::new(stream, wait_for_request, write_stall, activity);
+                    let mut stream = Timed::new(stream, wait_for_request, write_stall, activity);
+                    let mut close_rx = close_rx;
+                    let prefix = match lane {
+                        Some((gw, settings)) => {
+                            match lane::serve(&gw, &mut stream, conn_info, settings, &mut close_rx)
+                                .await
+                            {
+                                lane::Ended::Closed => return,
+                                lane::Ended::HandOff(prefix) => prefix,
+                            }
+                        }
+                        None => bytes::BytesMut::new(),
+                    };
+                    let stream = lane::Prefixed::new(prefix, stream);
                     let io = TokioIo::new(Watched::new(stream, fragments, max_head));
                     let conn = builder.serve_connection_with_upgrades(io, service);
                     drive(conn, |c| c.graceful_shutdown(), close_rx).await

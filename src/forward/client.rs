@@ -34,6 +34,9 @@ pub enum UpstreamError {
     Broken(#[source] hyper::Error),
     #[error("the upstream switched protocols without being asked to")]
     UnexpectedUpgrade,
+    /// What the express lane's own HTTP/1 reader refuses (hyper's client says `Broken`).
+    #[error("{0}")]
+    Malformed(&'static str),
 }
 
 impl UpstreamError {
@@ -42,7 +45,9 @@ impl UpstreamError {
         match self {
             UpstreamError::Unreachable(_) => "connect",
             UpstreamError::Timeout => "timeout",
-            UpstreamError::Broken(_) | UpstreamError::UnexpectedUpgrade => "protocol",
+            UpstreamError::Broken(_)
+            | UpstreamError::UnexpectedUpgrade
+            | UpstreamError::Malformed(_) => "protocol",
         }
     }
 
@@ -51,9 +56,8 @@ impl UpstreamError {
             UpstreamError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n"),
             UpstreamError::Unreachable(_)
             | UpstreamError::Broken(_)
-            | UpstreamError::UnexpectedUpgrade => {
-                (StatusCode::BAD_GATEWAY, "upstream unavailable\n")
-            }
+            | UpstreamError::UnexpectedUpgrade
+            | UpstreamError::Malformed(_) => (StatusCode::BAD_GATEWAY, "upstream unavailable\n"),
         };
         let mut r = Response::new(full(body));
         *r.status_mut() = status;
@@ -94,6 +98,14 @@ impl UpstreamClient {
             connect_timeout,
             response_timeout,
         }
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    pub fn response_timeout(&self) -> Duration {
+        self.response_timeout
     }
 
     /// Sends `req` (origin-form target, `Host` set) to `authority` over plain HTTP/1.1.

@@ -6,7 +6,8 @@ pub mod client;
 pub mod headers;
 
 use http::header::{CONNECTION, HOST, UPGRADE};
-use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http::uri::Authority;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
@@ -51,6 +52,69 @@ pub fn upstream_path(route: &Route, canon: &CanonicalRequest) -> String {
     out
 }
 
+/// Everything forwarding does to a request head before it goes upstream (SPEC §7): hop-by-hop
+/// headers out, identity and forwarding headers rewritten, the assertion signed, `Host` set.
+/// Returns the origin-form target to send and the `Upgrade` value the route lets through.
+/// Shared by hyper's path and the express lane, so both rewrite alike.
+pub fn prepare(
+    config: &Config,
+    route: &Route,
+    identity: Option<&Identity>,
+    canon: &CanonicalRequest,
+    headers: &mut HeaderMap,
+    uri_authority: Option<&Authority>,
+    origin: &Origin<'_>,
+) -> Result<(String, Option<HeaderValue>), GatewayError> {
+    let upgrade = remove_hop_by_hop(headers).filter(|_| route.websocket);
+    let original_host = headers
+        .get(HOST)
+        .cloned()
+        .or_else(|| uri_authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    if let Some(host) = &original_host {
+        headers.insert(HOST, host.clone());
+    }
+    rewrite_request(headers, &config.identity, &config.cookies, origin, identity)
+        .map_err(|e| GatewayError::Internal(Box::new(e)))?;
+    if let (Some(name), Some(id)) = (&config.identity.assertion, identity) {
+        let jwt = sign_assertion(&config.tokens, id, &route.name, crate::clock::now())
+            .map_err(|e| GatewayError::Internal(Box::new(e)))?;
+        let value = HeaderValue::from_str(&jwt).map_err(|e| GatewayError::Internal(Box::new(e)))?;
+        headers.insert(name, value);
+    }
+    if !route.preserve_host {
+        let authority = HeaderValue::from_str(route.upstream.authority.as_str())
+            .map_err(|e| GatewayError::Internal(Box::new(e)))?;
+        headers.insert(HOST, authority);
+    }
+    Ok((upstream_path(route, canon), upgrade))
+}
+
+/// The request as it goes upstream, and the `Upgrade` value the route lets through. Not async:
+/// its locals stay out of the request future.
+fn prepared(
+    config: &Config,
+    route: &Route,
+    identity: Option<&Identity>,
+    canon: &CanonicalRequest,
+    req: Request<Incoming>,
+    origin: &Origin<'_>,
+) -> Result<(Request<Incoming>, Option<HeaderValue>), GatewayError> {
+    let (mut parts, body) = req.into_parts();
+    let (path, upgrade) = prepare(
+        config,
+        route,
+        identity,
+        canon,
+        &mut parts.headers,
+        parts.uri.authority(),
+        origin,
+    )?;
+    // Origin-form: the client connects to the route's authority itself.
+    parts.uri = Uri::try_from(path).map_err(|e| GatewayError::Internal(Box::new(e)))?;
+    parts.version = Version::HTTP_11;
+    Ok((Request::from_parts(parts, body), upgrade))
+}
+
 #[allow(clippy::too_many_arguments)]
 pub async fn forward(
     client: &UpstreamClient,
@@ -59,43 +123,10 @@ pub async fn forward(
     _permit: Permit,
     identity: Option<&Identity>,
     canon: &CanonicalRequest,
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
     origin: &Origin<'_>,
 ) -> Result<Response<Body>, GatewayError> {
-    let upgrade = remove_hop_by_hop(req.headers_mut()).filter(|_| route.websocket);
-    let original_host = req.headers().get(HOST).cloned().or_else(|| {
-        req.uri()
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
-    if let Some(host) = &original_host {
-        req.headers_mut().insert(HOST, host.clone());
-    }
-    rewrite_request(
-        req.headers_mut(),
-        &config.identity,
-        &config.cookies,
-        origin,
-        identity,
-    )
-    .map_err(|e| GatewayError::Internal(Box::new(e)))?;
-    if let (Some(name), Some(id)) = (&config.identity.assertion, identity) {
-        let jwt = sign_assertion(&config.tokens, id, &route.name, crate::clock::now())
-            .map_err(|e| GatewayError::Internal(Box::new(e)))?;
-        let value = HeaderValue::from_str(&jwt).map_err(|e| GatewayError::Internal(Box::new(e)))?;
-        req.headers_mut().insert(name, value);
-    }
-    if !route.preserve_host {
-        let authority = HeaderValue::from_str(route.upstream.authority.as_str())
-            .map_err(|e| GatewayError::Internal(Box::new(e)))?;
-        req.headers_mut().insert(HOST, authority);
-    }
-    // Origin-form: the client connects to the route's authority itself.
-    let uri = Uri::try_from(upstream_path(route, canon))
-        .map_err(|e| GatewayError::Internal(Box::new(e)))?;
-    *req.uri_mut() = uri;
-    *req.version_mut() = Version::HTTP_11;
-
+    let (mut req, upgrade) = prepared(config, route, identity, canon, req, origin)?;
     let client_upgrade = match &upgrade {
         Some(value) => {
             req.headers_mut()
@@ -132,6 +163,11 @@ pub async fn forward(
     }
     let (mut parts, body) = resp.into_parts();
     remove_hop_by_hop(&mut parts.headers);
+    // Our answer speaks our HTTP version, not the upstream's: an HTTP/1.0 upstream's
+    // close-delimited body reaches an HTTP/1.1 client chunked, on a connection kept alive.
+    if parts.version == Version::HTTP_10 {
+        parts.version = Version::HTTP_11;
+    }
     Ok(Response::from_parts(parts, stream(body)))
 }
 

@@ -350,6 +350,10 @@ impl TestGateway {
         let has_admin = config.admin.is_some();
         let has_tls = config.tls.is_some();
         let gw = gatehouse::Gateway::new(config).expect("the store opens");
+        // `GATEHOUSE_EXPRESS_LANE=0 cargo test` runs every test with the express lane off.
+        gw.set_express_lane(gatehouse::accept::lane::wanted(
+            gatehouse::config::process_env,
+        ));
         let admin_addr = if has_admin {
             let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let admin_addr = admin.local_addr().unwrap();

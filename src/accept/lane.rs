@@ -1,0 +1,1092 @@
+//! The express lane: an HTTP/1.1 loop of our own for the requests that dominate a gateway's
+//! traffic — a plain `GET`/`HEAD` with a valid access cookie to an authorized route — and
+//! hyper for everything else.
+//!
+//! Each plain-HTTP connection starts here (unless it is switched off: [`Gateway::set_express_lane`],
+//! which the binary, the demo and the test harness call with `false` when [`ENV`] is `0`). A
+//! request head is read and parsed in place; the lane forwards it only when *every* check
+//! below says so, and otherwise hands the connection, with the bytes it has read and not
+//! used, to hyper for the rest of its life — before it has written a byte for that request:
+//!
+//! - the head: `GET` or `HEAD`, HTTP/1.1, an origin-form target without `#`, exactly one
+//!   `Host`, no header that frames a body or changes the connection (`Content-Length`,
+//!   `Transfer-Encoding`, `Connection`, `Upgrade`, `Expect`, `TE`, `Trailer`, `Keep-Alive`,
+//!   `Proxy-Connection`, `HTTP2-Settings`), no `Authorization`/`Proxy-Authorization`, at most
+//!   64 headers, the whole head within the size limit;
+//! - the decision, made by the same functions hyper's path calls: canonicalization passes,
+//!   the path is not under the gateway's own prefix, a route matches and is not public, the
+//!   access cookie verifies and its session is not revoked, `authorize` permits, no assertion
+//!   header is configured.
+//!
+//! So every refusal, redirect, transparent refresh, own page, upgrade, body and error response
+//! keeps its single implementation in hyper's path. The request head is rewritten by
+//! [`forward::prepare`], the function hyper's path uses; the response head goes through
+//! [`finish`] (request id, metrics, log line). What the lane adds is HTTP/1 framing: it writes
+//! the upstream head itself to a pooled keep-alive connection, reads the response head with
+//! httparse and relays the body by its framing — `Content-Length` as is; chunked or
+//! close-delimited bodies re-chunked (trailers and chunk extensions dropped); none for `HEAD`,
+//! 1xx (skipped), 204 and 304 — with one write per response when it fits.
+//!
+//! Timers are those of hyper's path: the whole head within `min(header_read_timeout,
+//! idle_timeout)` of the wait starting (then the connection closes, as hyper's does), the
+//! upstream's connect and response timeouts (504; 502 when it cannot be reached or answers
+//! garbage), and the stream's own write-stall timer. On shutdown a connection waiting for a
+//! request closes and one serving a request closes after it.
+
+use std::io;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, DATE, HOST, TRANSFER_ENCODING};
+use http::uri::Authority;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use crate::authenticate::{credentials, identify};
+use crate::authorize::{authorize, public};
+use crate::canonicalize::{canonicalize, under_prefix};
+use crate::config::Config;
+use crate::forward;
+use crate::forward::client::UpstreamError;
+use crate::gateway::{finish, request_ctx, request_span, Conn, Gateway, RequestCtx};
+
+/// The environment variable that switches the lane off (`0`, `false`, `off`, `no`); it is on
+/// otherwise.
+pub const ENV: &str = "GATEHOUSE_EXPRESS_LANE";
+
+/// Whether the lane should be on, given the environment: yes unless [`ENV`] says no.
+pub fn wanted(env: impl Fn(&str) -> Option<String>) -> bool {
+    !env(ENV).is_some_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "0" | "false" | "off" | "no"
+        )
+    })
+}
+
+/// Headers the lane parses in place; a head with more goes to hyper (which takes 100).
+const MAX_HEADERS: usize = 64;
+/// Body bytes relayed per read.
+const RELAY_CHUNK: usize = 64 * 1024;
+
+/// How a connection left the lane.
+pub(crate) enum Ended {
+    /// Closed (by either side, a timer or shutdown): nothing more to do.
+    Closed,
+    /// The next request is not the lane's: hyper serves the connection from these bytes on.
+    HandOff(BytesMut),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    /// The whole next request head must arrive within this.
+    pub wait_for_request: Duration,
+    /// The most bytes a request head may take (hyper answers larger ones).
+    pub max_head: usize,
+}
+
+/// Serves HTTP/1.1 requests on `io` until one is not the lane's (handed off with the unread
+/// bytes) or the connection ends.
+pub(crate) async fn serve<IO>(
+    gw: &Arc<Gateway>,
+    io: &mut IO,
+    conn: Conn,
+    settings: Settings,
+    close: &mut oneshot::Receiver<()>,
+) -> Ended
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut inbuf = BytesMut::with_capacity(8192);
+    let mut upbuf = BytesMut::with_capacity(8192);
+    let mut out: Vec<u8> = Vec::with_capacity(8192);
+    let deadline = tokio::time::sleep(settings.wait_for_request);
+    tokio::pin!(deadline);
+    let mut first = true;
+    loop {
+        if !first {
+            deadline
+                .as_mut()
+                .reset(Instant::now() + settings.wait_for_request);
+        }
+        first = false;
+        // Read until a whole head is there and decide on it.
+        let plan = loop {
+            if !inbuf.is_empty() {
+                match plan(gw, &inbuf, conn, settings.max_head, &mut out) {
+                    Step::Go(plan) => break plan,
+                    Step::HandOff => return Ended::HandOff(inbuf),
+                    Step::Partial => {}
+                }
+            }
+            inbuf.reserve(4096);
+            tokio::select! {
+                biased;
+                read = io.read_buf(&mut inbuf) => match read {
+                    Ok(0) | Err(_) => return Ended::Closed,
+                    Ok(_) => {}
+                },
+                () = &mut deadline => return Ended::Closed,
+                _ = &mut *close => return Ended::Closed,
+            }
+        };
+        inbuf.advance(plan.head_len);
+        match relay(gw, io, plan, &mut upbuf, &mut out).await {
+            Ok(()) => {}
+            Err(_) => return Ended::Closed,
+        }
+        // Shutdown or HTTP/2 idleness (never here) asked to close: the request is done.
+        if !matches!(close.try_recv(), Err(oneshot::error::TryRecvError::Empty)) {
+            return Ended::Closed;
+        }
+    }
+}
+
+/// A request the lane forwards.
+struct Plan {
+    config: Arc<Config>,
+    ctx: RequestCtx,
+    span: tracing::Span,
+    method: Method,
+    authority: Authority,
+    started: std::time::Instant,
+    head_len: usize,
+}
+
+enum Step {
+    Partial,
+    HandOff,
+    Go(Box<Plan>),
+}
+
+/// Headers that make a request not the lane's: they frame a body, change the connection or
+/// carry credentials the lane leaves to hyper's path.
+fn refused_header(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "content-length"
+            | "transfer-encoding"
+            | "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "expect"
+            | "http2-settings"
+            | "authorization"
+            | "proxy-authorization"
+    )
+}
+
+/// Parses the head at the start of `buf` and, when the lane takes it, writes the upstream
+/// request head into `out`.
+fn plan(gw: &Gateway, buf: &[u8], conn: Conn, max_head: usize, out: &mut Vec<u8>) -> Step {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut slots);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) if n <= max_head => n,
+        Ok(httparse::Status::Partial) if buf.len() < max_head => return Step::Partial,
+        _ => return Step::HandOff,
+    };
+    match decide(gw, &req, conn, out) {
+        Some(mut plan) => {
+            plan.head_len = head_len;
+            Step::Go(plan)
+        }
+        None => Step::HandOff,
+    }
+}
+
+fn decide(
+    gw: &Gateway,
+    req: &httparse::Request<'_, '_>,
+    conn: Conn,
+    out: &mut Vec<u8>,
+) -> Option<Box<Plan>> {
+    let started = std::time::Instant::now();
+    let method = match req.method? {
+        "GET" => Method::GET,
+        "HEAD" => Method::HEAD,
+        _ => return None,
+    };
+    let target = req.path?;
+    if req.version != Some(1) || !target.starts_with('/') || target.contains('#') {
+        return None;
+    }
+    let mut headers = HeaderMap::with_capacity(req.headers.len() + 8);
+    let mut hosts = 0;
+    for h in req.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
+        if refused_header(&name) {
+            return None;
+        }
+        hosts += usize::from(name == HOST);
+        headers.append(name, HeaderValue::from_bytes(h.value).ok()?);
+    }
+    if hosts != 1 {
+        return None;
+    }
+    // The target as hyper reads it.
+    let uri = http::Uri::try_from(target).ok()?;
+    let host = headers.get(HOST).and_then(|h| h.to_str().ok());
+    let canon = canonicalize(host, uri.path(), uri.query()).ok()?;
+    let config = gw.config();
+    if under_prefix(canon.path(), &config.auth_prefix) || config.identity.assertion.is_some() {
+        return None;
+    }
+    let matched = config.routes.lookup(&canon, &method)?;
+    if public(&matched).is_some() || matched.route.upstream.scheme != http::uri::Scheme::HTTP {
+        return None;
+    }
+    let ctx = request_ctx(&config, &headers, conn);
+    let creds = credentials::extract(&headers, &config.cookies);
+    if creds.bearer.is_some() {
+        return None;
+    }
+    let identity = identify(&config.tokens, &gw.store, creds.access_cookie?, ctx.now).ok()?;
+    let _permit = authorize(&matched, &identity).ok()?;
+    let (path, upgrade) = forward::prepare(
+        &config,
+        matched.route,
+        Some(&identity),
+        &canon,
+        &mut headers,
+        None,
+        &ctx.origin(),
+    )
+    .ok()?;
+    if upgrade.is_some() {
+        return None;
+    }
+    // Decided: from here on the lane answers this request.
+    let span = request_span(&ctx, &method);
+    span.record("route", matched.route.name.as_str());
+    span.record("user", identity.user());
+    let _ = ctx.route.set(matched.route.label.clone());
+    gw.metrics.auth_decision("allowed");
+    gw.lane_served
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    out.clear();
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    write_headers(out, &headers);
+    out.extend_from_slice(b"\r\n");
+    let authority = matched.route.upstream.authority.clone();
+    Some(Box::new(Plan {
+        config: config.clone(),
+        ctx,
+        span,
+        method,
+        authority,
+        started,
+        head_len: 0,
+    }))
+}
+
+fn write_headers(out: &mut Vec<u8>, headers: &HeaderMap) {
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// How an upstream response's body is delimited (RFC 9112 §6.3, as hyper's client reads it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+    Close,
+}
+
+/// The upstream's response head, parsed.
+struct UpHead {
+    status: StatusCode,
+    reason: Vec<u8>,
+    headers: HeaderMap,
+    framing: Framing,
+    /// The upstream connection can carry another request after this response.
+    reusable: bool,
+}
+
+/// Forwards the planned request (its head in `out`) and relays the answer. An error means the
+/// client connection must close.
+async fn relay<IO>(
+    gw: &Gateway,
+    io: &mut IO,
+    plan: Box<Plan>,
+    upbuf: &mut BytesMut,
+    out: &mut Vec<u8>,
+) -> io::Result<()>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let Plan {
+        config,
+        ctx,
+        span,
+        method,
+        authority,
+        started,
+        ..
+    } = *plan;
+    let is_head = method == Method::HEAD;
+    let pool = &gw.lane_pool;
+    let exchanged = tokio::time::timeout(
+        gw.client.response_timeout(),
+        exchange(
+            pool,
+            &authority,
+            out,
+            upbuf,
+            is_head,
+            gw.client.connect_timeout(),
+        ),
+    )
+    .await
+    .unwrap_or(Err(UpstreamError::Timeout));
+    let (mut upstream, head) = match exchanged {
+        Ok(x) => x,
+        Err(e) => {
+            let response = finish(gw, &config, &ctx, &method, Err(e.into()), started, &span);
+            return write_whole(io, response, out).await;
+        }
+    };
+    let mut response = http::Response::new(crate::body::empty());
+    *response.status_mut() = head.status;
+    *response.headers_mut() = head.headers;
+    let response = finish(gw, &config, &ctx, &method, Ok(response), started, &span);
+    let (parts, _) = response.into_parts();
+    out.clear();
+    status_line(out, parts.status, Some(&head.reason));
+    write_headers(out, &parts.headers);
+    if !parts.headers.contains_key(DATE) {
+        date_header(out);
+    }
+    let framing = head.framing;
+    if matches!(framing, Framing::Chunked | Framing::Close) {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    let complete = match framing {
+        Framing::None => {
+            io.write_all(out).await?;
+            true
+        }
+        Framing::Length(n) => relay_sized(io, &mut upstream, upbuf, out, n).await?,
+        Framing::Chunked => relay_chunked(io, &mut upstream, upbuf, out).await?,
+        Framing::Close => {
+            relay_until_close(io, &mut upstream, upbuf, out).await?;
+            false
+        }
+    };
+    if complete && head.reusable && upbuf.is_empty() {
+        pool.checkin(&authority, upstream);
+    }
+    upbuf.clear();
+    Ok(())
+}
+
+/// Writes a response the gateway made itself (an upstream error) with a sized body.
+async fn write_whole<IO>(
+    io: &mut IO,
+    response: http::Response<crate::body::Body>,
+    out: &mut Vec<u8>,
+) -> io::Result<()>
+where
+    IO: AsyncWrite + Unpin,
+{
+    use http_body_util::BodyExt;
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.map_err(io::Error::other)?.to_bytes();
+    out.clear();
+    status_line(out, parts.status, None);
+    write_headers(out, &parts.headers);
+    if !parts.headers.contains_key(DATE) {
+        date_header(out);
+    }
+    out.extend_from_slice(b"content-length: ");
+    out.extend_from_slice(body.len().to_string().as_bytes());
+    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(&body);
+    io.write_all(out).await
+}
+
+fn status_line(out: &mut Vec<u8>, status: StatusCode, reason: Option<&[u8]>) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    match reason {
+        Some(reason) => out.extend_from_slice(reason),
+        None => out.extend_from_slice(status.canonical_reason().unwrap_or("<none>").as_bytes()),
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `date: <IMF-fixdate>\r\n`, formatted once a second per thread (as hyper caches its own).
+fn date_header(out: &mut Vec<u8>) {
+    thread_local! {
+        static CACHED: std::cell::RefCell<(u64, String)> =
+            const { std::cell::RefCell::new((0, String::new())) };
+    }
+    let now = std::time::SystemTime::now();
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    CACHED.with(|cached| {
+        let mut cached = cached.borrow_mut();
+        if cached.0 != secs || cached.1.is_empty() {
+            *cached = (secs, httpdate::fmt_http_date(now));
+        }
+        out.extend_from_slice(b"date: ");
+        out.extend_from_slice(cached.1.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    });
+}
+
+/// Sends the head in `out` on a pooled (or new) connection and reads the response head. The
+/// body bytes read with it stay in `upbuf`. A pooled connection that turns out closed before
+/// any byte of an answer is retried on another (GET and HEAD are safe to send again).
+async fn exchange(
+    pool: &Pool,
+    authority: &Authority,
+    out: &[u8],
+    upbuf: &mut BytesMut,
+    is_head: bool,
+    connect_timeout: Duration,
+) -> Result<(TcpStream, UpHead), UpstreamError> {
+    loop {
+        upbuf.clear();
+        let (mut stream, reused) = match pool.checkout(authority) {
+            Some(s) => (s, true),
+            None => (connect(authority, connect_timeout).await?, false),
+        };
+        if let Err(e) = stream.write_all(out).await {
+            if reused {
+                continue;
+            }
+            return Err(UpstreamError::Unreachable(e));
+        }
+        match read_response_head(&mut stream, upbuf, is_head).await {
+            Ok(head) => return Ok((stream, head)),
+            Err(HeadError::ClosedEarly) if reused => continue,
+            Err(HeadError::ClosedEarly) => {
+                return Err(UpstreamError::Malformed(
+                    "the upstream closed the connection without answering",
+                ))
+            }
+            Err(HeadError::Io(e)) if reused && upbuf.is_empty() => {
+                tracing::debug!(error = %e, "pooled upstream connection failed; retrying");
+                continue;
+            }
+            Err(HeadError::Io(e)) => return Err(UpstreamError::Unreachable(e)),
+            Err(HeadError::Malformed(why)) => return Err(UpstreamError::Malformed(why)),
+        }
+    }
+}
+
+async fn connect(authority: &Authority, timeout: Duration) -> Result<TcpStream, UpstreamError> {
+    let port = authority.port_u16().unwrap_or(80);
+    let addr = format!("{}:{port}", authority.host());
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Err(_) => return Err(UpstreamError::Timeout),
+        Ok(Err(e)) if e.kind() == io::ErrorKind::TimedOut => return Err(UpstreamError::Timeout),
+        Ok(Err(e)) => return Err(UpstreamError::Unreachable(e)),
+        Ok(Ok(stream)) => stream,
+    };
+    stream
+        .set_nodelay(true)
+        .map_err(UpstreamError::Unreachable)?;
+    Ok(stream)
+}
+
+enum HeadError {
+    /// The connection ended before a byte of the response.
+    ClosedEarly,
+    Io(io::Error),
+    Malformed(&'static str),
+}
+
+/// The largest upstream response head read (hyper's client reads up to ~400 kB; upstream heads
+/// larger than this are refused as malformed).
+const MAX_UPSTREAM_HEAD: usize = 256 * 1024;
+
+async fn read_response_head(
+    stream: &mut TcpStream,
+    upbuf: &mut BytesMut,
+    is_head: bool,
+) -> Result<UpHead, HeadError> {
+    loop {
+        if !upbuf.is_empty() {
+            match parse_response_head(upbuf, is_head)? {
+                Parsed::Partial => {}
+                // A 1xx other than 101 is informational: skipped, as hyper's client does.
+                Parsed::Informational(n) => {
+                    upbuf.advance(n);
+                    continue;
+                }
+                Parsed::Head(head, n) => {
+                    upbuf.advance(n);
+                    return Ok(head);
+                }
+            }
+            if upbuf.len() > MAX_UPSTREAM_HEAD {
+                return Err(HeadError::Malformed(
+                    "the upstream response head is too large",
+                ));
+            }
+        }
+        upbuf.reserve(8192);
+        let was_empty = upbuf.is_empty();
+        match stream.read_buf(upbuf).await {
+            Ok(0) if was_empty => return Err(HeadError::ClosedEarly),
+            Ok(0) => {
+                return Err(HeadError::Malformed(
+                    "the upstream response head was cut short",
+                ))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(HeadError::Io(e)),
+        }
+    }
+}
+
+enum Parsed {
+    Partial,
+    Informational(usize),
+    Head(UpHead, usize),
+}
+
+const MAX_UPSTREAM_HEADERS: usize = 100;
+
+fn parse_response_head(buf: &[u8], is_head: bool) -> Result<Parsed, HeadError> {
+    let malformed = |why| HeadError::Malformed(why);
+    let mut slots = [httparse::EMPTY_HEADER; MAX_UPSTREAM_HEADERS];
+    let mut resp = httparse::Response::new(&mut slots);
+    let n = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
+        Err(_) => return Err(malformed("the upstream sent a malformed response head")),
+    };
+    let code = resp.code.unwrap_or(0);
+    let status = StatusCode::from_u16(code).map_err(|_| malformed("bad upstream status"))?;
+    match code {
+        101 => {
+            return Err(malformed(
+                "the upstream switched protocols without being asked to",
+            ))
+        }
+        100..=199 => return Ok(Parsed::Informational(n)),
+        _ => {}
+    }
+    let http11 = resp.version == Some(1);
+    let mut headers = HeaderMap::with_capacity(resp.headers.len());
+    for h in resp.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| malformed("bad upstream header name"))?;
+        let value =
+            HeaderValue::from_bytes(h.value).map_err(|_| malformed("bad upstream header value"))?;
+        headers.append(name, value);
+    }
+    let framing = if is_head || code == 204 || code == 304 {
+        Framing::None
+    } else if headers.contains_key(TRANSFER_ENCODING) {
+        if !http11 {
+            return Err(malformed("HTTP/1.0 response with Transfer-Encoding"));
+        }
+        if last_encoding_is_chunked(&headers) {
+            Framing::Chunked
+        } else {
+            Framing::Close
+        }
+    } else if headers.contains_key(CONTENT_LENGTH) {
+        Framing::Length(content_length(&headers).ok_or(malformed("bad upstream Content-Length"))?)
+    } else {
+        Framing::Close
+    };
+    let says_close = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("close"));
+    let reusable = http11 && !says_close && framing != Framing::Close;
+    crate::forward::headers::remove_hop_by_hop(&mut headers);
+    if matches!(framing, Framing::Chunked | Framing::Close) || code == 204 || code == 304 {
+        // A re-chunked body's length is the chunks'; 204 and 304 have none (hyper's server
+        // drops the header from both as well).
+        headers.remove(CONTENT_LENGTH);
+    }
+    Ok(Parsed::Head(
+        UpHead {
+            status,
+            reason: resp.reason.unwrap_or("").as_bytes().to_vec(),
+            headers,
+            framing,
+            reusable,
+        },
+        n,
+    ))
+}
+
+fn last_encoding_is_chunked(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .next_back()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("chunked"))
+}
+
+/// Every `Content-Length` value (comma lists included) must be the same number.
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    let mut length = None;
+    for value in headers.get_all(CONTENT_LENGTH) {
+        for part in value.to_str().ok()?.split(',') {
+            let part = part.trim();
+            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let n: u64 = part.parse().ok()?;
+            if length.is_some_and(|l| l != n) {
+                return None;
+            }
+            length = Some(n);
+        }
+    }
+    length
+}
+
+/// Relays a `Content-Length` body: the head in `out` goes out with the body's first bytes.
+/// True when the whole body was relayed.
+async fn relay_sized<IO>(
+    io: &mut IO,
+    upstream: &mut TcpStream,
+    upbuf: &mut BytesMut,
+    out: &mut Vec<u8>,
+    length: u64,
+) -> io::Result<bool>
+where
+    IO: AsyncWrite + Unpin,
+{
+    let mut left = length;
+    let take = usize::try_from(left).unwrap_or(usize::MAX).min(upbuf.len());
+    out.extend_from_slice(&upbuf[..take]);
+    upbuf.advance(take);
+    left -= take as u64;
+    io.write_all(out).await?;
+    while left > 0 {
+        upbuf.clear();
+        upbuf.reserve(RELAY_CHUNK);
+        let n = upstream.read_buf(upbuf).await?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the upstream body ended early",
+            ));
+        }
+        let take = usize::try_from(left).unwrap_or(usize::MAX).min(upbuf.len());
+        io.write_all(&upbuf[..take]).await?;
+        upbuf.advance(take);
+        left -= take as u64;
+    }
+    Ok(true)
+}
+
+/// Relays a close-delimited body as chunks, then the last chunk.
+async fn relay_until_close<IO>(
+    io: &mut IO,
+    upstream: &mut TcpStream,
+    upbuf: &mut BytesMut,
+    out: &mut Vec<u8>,
+) -> io::Result<()>
+where
+    IO: AsyncWrite + Unpin,
+{
+    loop {
+        if !upbuf.is_empty() {
+            chunk(out, upbuf);
+            upbuf.clear();
+        }
+        io.write_all(out).await?;
+        out.clear();
+        upbuf.reserve(RELAY_CHUNK);
+        if upstream.read_buf(upbuf).await? == 0 {
+            out.extend_from_slice(b"0\r\n\r\n");
+            return io.write_all(out).await;
+        }
+    }
+}
+
+/// Appends `data` as one chunk.
+fn chunk(out: &mut Vec<u8>, data: &[u8]) {
+    if data.is_empty() {
+        return;
+    }
+    use std::io::Write;
+    let _ = write!(out, "{:x}\r\n", data.len());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Relays a chunked body: decoded and re-chunked, extensions and trailers dropped.
+async fn relay_chunked<IO>(
+    io: &mut IO,
+    upstream: &mut TcpStream,
+    upbuf: &mut BytesMut,
+    out: &mut Vec<u8>,
+) -> io::Result<bool>
+where
+    IO: AsyncWrite + Unpin,
+{
+    let mut decoder = ChunkDecoder::default();
+    loop {
+        let mut data = Vec::new();
+        let used = decoder
+            .decode(upbuf, &mut data)
+            .map_err(|why| io::Error::new(io::ErrorKind::InvalidData, why))?;
+        upbuf.advance(used);
+        chunk(out, &data);
+        if decoder.done() {
+            out.extend_from_slice(b"0\r\n\r\n");
+            io.write_all(out).await?;
+            return Ok(true);
+        }
+        if !out.is_empty() {
+            io.write_all(out).await?;
+            out.clear();
+        }
+        upbuf.reserve(RELAY_CHUNK);
+        if upstream.read_buf(upbuf).await? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the upstream chunked body ended early",
+            ));
+        }
+    }
+}
+
+/// RFC 9112 §7.1 chunked decoding, a byte state machine that can stop anywhere.
+#[derive(Debug, Default)]
+struct ChunkDecoder {
+    state: ChunkState,
+    size: u64,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    #[default]
+    Start,
+    Size,
+    /// Whitespace or an extension after the size, up to CR.
+    Ext,
+    SizeLf,
+    Data,
+    DataCr,
+    DataLf,
+    /// At the start of a trailer line (or the final empty line).
+    TrailerStart,
+    Trailer,
+    TrailerLf,
+    EndLf,
+    Done,
+}
+
+impl ChunkDecoder {
+    fn done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+
+    /// Decodes from `input`, appending chunk data to `data`; returns the bytes consumed.
+    fn decode(&mut self, input: &[u8], data: &mut Vec<u8>) -> Result<usize, &'static str> {
+        use ChunkState::*;
+        let mut i = 0;
+        while i < input.len() && self.state != Done {
+            if self.state == Data {
+                let take = usize::try_from(self.size)
+                    .unwrap_or(usize::MAX)
+                    .min(input.len() - i);
+                data.extend_from_slice(&input[i..i + take]);
+                i += take;
+                self.size -= take as u64;
+                if self.size == 0 {
+                    self.state = DataCr;
+                }
+                continue;
+            }
+            let b = input[i];
+            i += 1;
+            self.state = match (self.state, b) {
+                (Start | Size, b) if b.is_ascii_hexdigit() => {
+                    let digit = u64::from(char::from(b).to_digit(16).unwrap_or(0));
+                    self.size = self
+                        .size
+                        .checked_mul(16)
+                        .and_then(|s| s.checked_add(digit))
+                        .ok_or("chunk size overflows")?;
+                    Size
+                }
+                (Size | Ext, b'\r') => SizeLf,
+                (Size | Ext, b';' | b' ' | b'\t') => Ext,
+                (Ext, b'\n') => return Err("bare LF in a chunk extension"),
+                (Ext, _) => Ext,
+                (SizeLf, b'\n') if self.size == 0 => TrailerStart,
+                (SizeLf, b'\n') => Data,
+                (DataCr, b'\r') => DataLf,
+                (DataLf, b'\n') => Start,
+                (TrailerStart, b'\r') => EndLf,
+                (Trailer, b'\r') => TrailerLf,
+                (TrailerStart | Trailer, b'\n') => return Err("bare LF in a trailer"),
+                (TrailerStart | Trailer, _) => Trailer,
+                (TrailerLf, b'\n') => TrailerStart,
+                (EndLf, b'\n') => Done,
+                _ => return Err("malformed chunked body"),
+            };
+        }
+        Ok(i)
+    }
+}
+
+/// Idle upstream connections of the lane, per authority, most recently used last.
+type IdleMap =
+    std::collections::HashMap<Box<str>, Vec<(TcpStream, Instant)>, foldhash::fast::RandomState>;
+
+#[derive(Default)]
+pub(crate) struct Pool {
+    idle: Mutex<IdleMap>,
+}
+
+/// Idle connections kept per authority.
+const MAX_IDLE_PER_AUTHORITY: usize = 256;
+/// A connection idle for longer is dropped instead of reused.
+const IDLE_FOR_AT_MOST: Duration = Duration::from_secs(30);
+/// A connection idle for longer is probed (one non-blocking read) before reuse: an upstream
+/// that closed it, or sent something unasked, has it dropped.
+const PROBE_AFTER: Duration = Duration::from_secs(1);
+
+impl Pool {
+    fn checkout(&self, authority: &Authority) -> Option<TcpStream> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let list = idle.get_mut(authority.as_str())?;
+        let now = Instant::now();
+        while let Some((stream, since)) = list.pop() {
+            let idle_for = now.duration_since(since);
+            if idle_for > IDLE_FOR_AT_MOST {
+                continue;
+            }
+            if idle_for > PROBE_AFTER && !quiet(&stream) {
+                continue;
+            }
+            return Some(stream);
+        }
+        None
+    }
+
+    fn checkin(&self, authority: &Authority, stream: TcpStream) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let list = match idle.get_mut(authority.as_str()) {
+            Some(list) => list,
+            None => idle.entry(authority.as_str().into()).or_default(),
+        };
+        if list.len() < MAX_IDLE_PER_AUTHORITY {
+            list.push((stream, Instant::now()));
+        }
+    }
+}
+
+/// True when an idle connection has nothing to read and is not closed.
+fn quiet(stream: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(stream.try_read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+}
+
+/// A stream that yields `prefix` before reading from `io`: how hyper gets a connection the
+/// lane has already read from.
+pub(crate) struct Prefixed<IO> {
+    prefix: bytes::Bytes,
+    io: IO,
+}
+
+impl<IO> Prefixed<IO> {
+    pub(crate) fn new(prefix: BytesMut, io: IO) -> Self {
+        Self {
+            prefix: prefix.freeze(),
+            io,
+        }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Prefixed<IO> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix[..n]);
+            this.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Prefixed<IO> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_split(input: &[u8], at: usize) -> Result<(Vec<u8>, usize, bool), &'static str> {
+        let mut d = ChunkDecoder::default();
+        let mut data = Vec::new();
+        let first = d.decode(&input[..at], &mut data)?;
+        assert_eq!(first, at, "a partial input is consumed whole");
+        let second = d.decode(&input[at..], &mut data)?;
+        Ok((data, at + second, d.done()))
+    }
+
+    #[test]
+    fn chunked_bodies_decode_across_every_split() {
+        let body = b"5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nX-T: 1\r\n\r\nNEXT";
+        for at in 0..body.len() - 4 {
+            let (data, used, done) = decode_split(body, at).unwrap();
+            assert_eq!(data, b"hello, world", "split at {at}");
+            assert!(done);
+            assert_eq!(used, body.len() - 4, "stops before the next message");
+        }
+    }
+
+    #[test]
+    fn malformed_chunked_bodies_are_errors() {
+        for bad in [
+            &b"5\r\nhelloXX\r\n0\r\n\r\n"[..],
+            b"g\r\n",
+            b"5\nhello",
+            b"ffffffffffffffffff\r\n",
+            b"0\r\nX\n",
+        ] {
+            let mut d = ChunkDecoder::default();
+            assert!(d.decode(bad, &mut Vec::new()).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn content_lengths_must_agree() {
+        let mut h = HeaderMap::new();
+        h.append(CONTENT_LENGTH, HeaderValue::from_static("12"));
+        assert_eq!(content_length(&h), Some(12));
+        h.append(CONTENT_LENGTH, HeaderValue::from_static("12, 12"));
+        assert_eq!(content_length(&h), Some(12));
+        h.append(CONTENT_LENGTH, HeaderValue::from_static("13"));
+        assert_eq!(content_length(&h), None);
+        let mut h = HeaderMap::new();
+        h.append(CONTENT_LENGTH, HeaderValue::from_static("+1"));
+        assert_eq!(content_length(&h), None);
+    }
+
+    #[test]
+    fn response_framing_follows_rfc_9112() {
+        let framing = |raw: &str, is_head| match parse_response_head(raw.as_bytes(), is_head) {
+            Ok(Parsed::Head(h, _)) => Some((h.framing, h.reusable)),
+            _ => None,
+        };
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\n", false),
+            Some((Framing::Length(3), true))
+        );
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\n", true),
+            Some((Framing::None, true))
+        );
+        assert_eq!(
+            framing(
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n",
+                false
+            ),
+            Some((Framing::Chunked, true))
+        );
+        assert_eq!(
+            framing(
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, gzip\r\n\r\n",
+                false
+            ),
+            Some((Framing::Close, false))
+        );
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\n\r\n", false),
+            Some((Framing::Close, false))
+        );
+        assert_eq!(
+            framing(
+                "HTTP/1.1 304 Not Modified\r\ncontent-length: 9\r\n\r\n",
+                false
+            ),
+            Some((Framing::None, true))
+        );
+        assert_eq!(
+            framing(
+                "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 1\r\n\r\n",
+                false
+            ),
+            Some((Framing::Length(1), false))
+        );
+        assert_eq!(
+            framing("HTTP/1.0 200 OK\r\ncontent-length: 1\r\n\r\n", false),
+            Some((Framing::Length(1), false))
+        );
+        assert_eq!(
+            framing(
+                "HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n",
+                false
+            ),
+            None
+        );
+        assert_eq!(framing("HTTP/1.1 101 Switching\r\n\r\n", false), None);
+        assert!(matches!(
+            parse_response_head(b"HTTP/1.1 103 Early Hints\r\nlink: x\r\n\r\n", false),
+            Ok(Parsed::Informational(37))
+        ));
+    }
+}

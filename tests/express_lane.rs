@@ -1,0 +1,604 @@
+//! The express lane (src/accept/lane.rs) against hyper's path, on the same gateway: every
+//! request is sent once with the lane off and once with it on, and the client's answer and
+//! what the upstream received must be the same. The lane's own counter says which requests it
+//! took, so a request it must hand to hyper (refusals, bodies, odd heads) is checked both for
+//! the answer and for the lane keeping its hands off.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A response as compared: status, headers without the per-request ones, decoded body.
+#[derive(Debug, PartialEq, Eq)]
+struct Seen {
+    status: StatusCode,
+    headers: Vec<(String, String)>,
+    body: Bytes,
+    request_id: bool,
+}
+
+fn comparable(headers: &HeaderMap) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = headers
+        .iter()
+        .filter(|(n, _)| !matches!(n.as_str(), "date" | "x-request-id"))
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    // Order between different names carries no meaning (RFC 9110 §5.3); a stable sort keeps
+    // the order of one name's values, which does.
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Sends requests one after another on one connection and reads each answer.
+async fn on_one_connection(addr: SocketAddr, reqs: Vec<Request<Full<Bytes>>>) -> Vec<Seen> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut out = Vec::new();
+    for req in reqs {
+        sender.ready().await.expect("the connection stays open");
+        let resp = tokio::time::timeout(Duration::from_secs(20), sender.send_request(req))
+            .await
+            .expect("an answer within 20 s")
+            .expect("an answer");
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.expect("a whole body").to_bytes();
+        assert!(
+            parts.headers.contains_key("date"),
+            "every answer has a Date"
+        );
+        out.push(Seen {
+            status: parts.status,
+            request_id: parts.headers.contains_key("x-request-id"),
+            headers: comparable(&parts.headers),
+            body,
+        });
+    }
+    out
+}
+
+/// What the upstream received, comparably (the generated request id's value masked).
+/// A request as the upstream received it: method, target, comparable headers.
+type Received = (Method, String, Vec<(String, String)>);
+
+fn received(up: &Upstream, from: usize) -> Vec<Received> {
+    up.requests()[from..]
+        .iter()
+        .map(|r| {
+            assert!(r.headers.contains_key("x-request-id"));
+            (r.method.clone(), r.uri.clone(), comparable(&r.headers))
+        })
+        .collect()
+}
+
+struct Both {
+    answers: Vec<Seen>,
+    lane_took: u64,
+}
+
+/// Sends `make()`'s requests with the lane off, then on; asserts the answers and what the
+/// upstream saw are the same; returns how many requests the lane took.
+async fn differential(
+    gw: &TestGateway,
+    up: &Upstream,
+    make: impl Fn() -> Vec<Request<Full<Bytes>>>,
+) -> Both {
+    gw.gw.set_express_lane(false);
+    let before = up.count();
+    let off = on_one_connection(gw.addr, make()).await;
+    let seen_off = received(up, before);
+    gw.gw.set_express_lane(true);
+    let before = up.count();
+    let took = gw.gw.lane_served();
+    let on = on_one_connection(gw.addr, make()).await;
+    let seen_on = received(up, before);
+    let lane_took = gw.gw.lane_served() - took;
+    gw.gw.set_express_lane(false);
+    assert_eq!(off, on, "the client's answers differ with the lane on");
+    assert_eq!(seen_off, seen_on, "the upstream saw different requests");
+    assert!(
+        on.iter().all(|s| s.request_id),
+        "every answer has a request id"
+    );
+    Both {
+        answers: on,
+        lane_took,
+    }
+}
+
+fn get(path: &str, cookie: &str, extra: &[(&str, &str)]) -> Request<Full<Bytes>> {
+    let mut b = Request::get(path).header("host", "gw.example");
+    if !cookie.is_empty() {
+        b = b.header("cookie", cookie);
+    }
+    for (k, v) in extra {
+        b = b.header(*k, *v);
+    }
+    b.body(Full::default()).unwrap()
+}
+
+async fn logged_in(gw: &TestGateway, user: &str, pw: &str) -> String {
+    let c = gw.client();
+    c.login(user, pw).await;
+    let jar = c.jar.lock().unwrap();
+    jar.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[tokio::test]
+async fn authenticated_gets_are_forwarded_exactly_as_hyper_forwards_them() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(&base_yaml(&up.url(), default_routes())).await;
+    let alice = logged_in(&gw, "alice", "alice-pw").await;
+    let cookies = format!("app_session=s1; {alice}; theme=dark");
+    let both = differential(&gw, &up, || {
+        vec![
+            get("/x", &alice, &[]),
+            // Forged identity and forwarding headers in every spelling, mixed case, repeats.
+            get(
+                "/report?q=1&b=%2F",
+                &cookies,
+                &[
+                    ("X-Forwarded-User", "mallory"),
+                    ("x_forwarded_user", "mallory"),
+                    ("X-FORWARDED-ROLES", "admin"),
+                    ("X-Forwarded-For", "6.6.6.6"),
+                    ("Forwarded", "for=6.6.6.6"),
+                    ("X-Real-IP", "6.6.6.6"),
+                    ("X-Forwarded-Host", "evil.example"),
+                    ("X-Forwarded-Proto", "https"),
+                    ("Accept", "text/html"),
+                    ("X-Custom", "one"),
+                    ("x-custom", "two"),
+                ],
+            ),
+            // Dot segments and doubled slashes go upstream canonical.
+            get(
+                "/a/./b/../c//d",
+                &alice,
+                &[("x-request-id", "client-chosen-id-1")],
+            ),
+            Request::head("/x")
+                .header("host", "gw.example")
+                .header("cookie", &alice)
+                .body(Full::default())
+                .unwrap(),
+            get("/admin/panel", &alice, &[]),
+            get("/stream", &alice, &[]),
+            // A second Cookie header with the app's cookie.
+            get("/x", &alice, &[("cookie", "app=2")]),
+        ]
+    })
+    .await;
+    assert_eq!(both.lane_took, 7, "the lane took every request here");
+    assert!(both.answers.iter().all(|a| a.status == StatusCode::OK));
+    assert_eq!(both.answers[5].body, "first;second;third");
+    // And what went upstream is right in itself, not only alike.
+    let last = up.last();
+    assert_eq!(last.header("x-forwarded-user"), Some("alice"));
+    assert_eq!(last.header_all("cookie"), vec!["app=2".to_string()]);
+    let forged = &up.requests()[up.count() - 6];
+    assert_eq!(
+        forged.header_all("x-forwarded-user"),
+        vec!["alice".to_string()]
+    );
+    assert_eq!(forged.header("x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(forged.header("x-forwarded-host"), Some("gw.example"));
+    assert_eq!(forged.header("x-forwarded-proto"), Some("http"));
+    assert!(forged.header("forwarded").is_none() && forged.header("x-real-ip").is_none());
+    assert!(!forged.names().iter().any(|n| n == "x_forwarded_user"));
+    assert_eq!(forged.header("cookie"), Some("app_session=s1; theme=dark"));
+    assert_eq!(
+        up.requests()[up.count() - 5].header("x-request-id"),
+        Some("client-chosen-id-1")
+    );
+    assert_eq!(up.requests()[up.count() - 5].uri, "/a/c/d");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn requests_the_lane_must_not_take_get_hyper_s_answer() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(&base_yaml(&up.url(), default_routes())).await;
+    let alice = logged_in(&gw, "alice", "alice-pw").await;
+    let bob = logged_in(&gw, "bob", "bob-pw").await;
+    let revoked = logged_in(&gw, "alice", "alice-pw").await;
+    let c = gw.client();
+    for pair in revoked.split("; ") {
+        let (k, v) = pair.split_once('=').unwrap();
+        c.set_cookie(k, v);
+    }
+    assert_eq!(
+        c.post_form("/.gatehouse/logout", &[]).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let access = |cookies: &str| {
+        cookies
+            .split("; ")
+            .find(|p| p.starts_with("gatehouse_access=") || p.contains("access"))
+            .unwrap()
+            .to_string()
+    };
+    let alice_access = access(&alice);
+    let tampered = {
+        let mut t = alice_access.clone();
+        let last = t.pop().unwrap();
+        t.push(if last == 'A' { 'B' } else { 'A' });
+        t
+    };
+    let bearer_token = alice_access.split_once('=').unwrap().1.to_string();
+    let both = differential(&gw, &up, || {
+        vec![
+            get("/x", "", &[]),
+            get("/x", "", &[("accept", "text/html")]),
+            get("/x", &tampered, &[]),
+            get("/x", &access(&revoked), &[]),
+            get("/admin/panel", &bob, &[]),
+            get("/public/page", "", &[]),
+            get("/public/page", &alice, &[]),
+            get("/.gatehouse/healthz", &alice, &[]),
+            get("/%2e%2e/etc", &alice, &[]),
+            get("/x%23y", &alice, &[]),
+            get(
+                "/x",
+                "",
+                &[("authorization", &format!("Bearer {bearer_token}"))],
+            ),
+            Request::post("/x")
+                .header("host", "gw.example")
+                .header("cookie", &alice)
+                .body(Full::from("a body"))
+                .unwrap(),
+            get("/x", &alice, &[("content-length", "0")]),
+            get("/x", &alice, &[("expect", "100-continue")]),
+            get("/x", &alice, &[("te", "trailers")]),
+            // Still answered by the lane after all those, on the same connection.
+            get("/x", &alice, &[]),
+        ]
+    })
+    .await;
+    let statuses: Vec<u16> = both.answers.iter().map(|a| a.status.as_u16()).collect();
+    assert_eq!(
+        statuses,
+        vec![401, 302, 401, 401, 403, 200, 200, 200, 400, 400, 200, 200, 200, 200, 200, 200]
+    );
+    // Only the last request is the lane's: the first refusal hands the connection to hyper
+    // for good, so count on fresh connections too.
+    assert_eq!(
+        both.lane_took, 0,
+        "a handed-off connection stays with hyper"
+    );
+    for req in [
+        get("/x", "", &[]),
+        get("/x", &tampered, &[]),
+        get("/x", &access(&revoked), &[]),
+        get("/admin/panel", &bob, &[]),
+        get("/public/page", &alice, &[]),
+        get("/x%23y", &alice, &[]),
+        get("/x", &alice, &[("content-length", "0")]),
+    ] {
+        let path = req.uri().to_string();
+        gw.gw.set_express_lane(true);
+        let took = gw.gw.lane_served();
+        on_one_connection(gw.addr, vec![req]).await;
+        assert_eq!(gw.gw.lane_served(), took, "the lane took {path}");
+    }
+    gw.gw.set_express_lane(false);
+    gw.stop().await;
+}
+
+/// Reads one raw HTTP/1.1 response (head and Content-Length or chunked body) from `s`.
+async fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(u16, Vec<u8>)> {
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut resp = httparse::Response::new(&mut headers);
+        if let Ok(httparse::Status::Complete(n)) = resp.parse(buf) {
+            let code = resp.code.unwrap();
+            let length = resp
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .map(|h| {
+                    std::str::from_utf8(h.value)
+                        .unwrap()
+                        .parse::<usize>()
+                        .unwrap()
+                });
+            let chunked = resp
+                .headers
+                .iter()
+                .any(|h| h.name.eq_ignore_ascii_case("transfer-encoding"));
+            loop {
+                if let Some(len) = length {
+                    if buf.len() >= n + len {
+                        let body = buf[n..n + len].to_vec();
+                        buf.drain(..n + len);
+                        return Some((code, body));
+                    }
+                } else if chunked {
+                    if let Some(end) = buf[n..].windows(5).position(|w| w == b"0\r\n\r\n") {
+                        let body = buf[n..n + end].to_vec();
+                        buf.drain(..n + end + 5);
+                        return Some((code, body));
+                    }
+                } else {
+                    buf.drain(..n);
+                    return Some((code, Vec::new()));
+                }
+                if !read_more(s, buf).await {
+                    return None;
+                }
+            }
+        }
+        if !read_more(s, buf).await {
+            return None;
+        }
+    }
+}
+
+async fn read_more(s: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+    let mut chunk = [0u8; 4096];
+    match tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk)).await {
+        Ok(Ok(n)) if n > 0 => {
+            buf.extend_from_slice(&chunk[..n]);
+            true
+        }
+        _ => false,
+    }
+}
+
+#[tokio::test]
+async fn pipelined_requests_keep_their_order_across_the_hand_off() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(&base_yaml(&up.url(), default_routes())).await;
+    let alice = logged_in(&gw, "alice", "alice-pw").await;
+    gw.gw.set_express_lane(true);
+    let get = |path: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: gw\r\nCookie: {alice}\r\n\r\n").into_bytes()
+    };
+    let mut all = Vec::new();
+    all.extend(get("/one"));
+    all.extend(get("/two"));
+    // A body that looks like a request: once hyper has the connection, it must frame it.
+    let body = format!("GET /smuggled HTTP/1.1\r\nHost: gw\r\nCookie: {alice}\r\n\r\n");
+    all.extend(
+        format!(
+            "POST /three HTTP/1.1\r\nHost: gw\r\nCookie: {alice}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    );
+    all.extend(get("/four#frag"));
+    all.extend(get("/five"));
+    let took = gw.gw.lane_served();
+    let before = up.count();
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(&all).await.unwrap();
+    let mut buf = Vec::new();
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let (code, _) = read_response(&mut s, &mut buf).await.expect("an answer");
+        statuses.push(code);
+    }
+    assert_eq!(statuses, vec![200, 200, 200, 400, 200]);
+    assert_eq!(gw.gw.lane_served() - took, 2, "the lane took the first two");
+    let uris: Vec<String> = up.requests()[before..]
+        .iter()
+        .map(|r| r.uri.clone())
+        .collect();
+    assert_eq!(uris, vec!["/one", "/two", "/three", "/five"]);
+    assert_eq!(up.requests()[before + 2].body, body.as_bytes());
+    gw.gw.set_express_lane(false);
+    gw.stop().await;
+}
+
+/// An upstream that answers each request with a canned raw response chosen by its path.
+async fn raw_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let path = loop {
+                        let mut h = [httparse::EMPTY_HEADER; 64];
+                        let mut req = httparse::Request::new(&mut h);
+                        if let Ok(httparse::Status::Complete(n)) = req.parse(&buf) {
+                            let path = req.path.unwrap().to_string();
+                            buf.drain(..n);
+                            break path;
+                        }
+                        let mut chunk = [0u8; 4096];
+                        match s.read(&mut chunk).await {
+                            Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                            _ => return,
+                        }
+                    };
+                    let (answer, close): (&[u8], bool) = match path.as_str() {
+                        "/close-delimited" => (b"HTTP/1.1 200 OK\r\nx-a: 1\r\n\r\nuntil the end", true),
+                        "/http10" => (b"HTTP/1.0 200 OK\r\n\r\nold style", true),
+                        "/chunked" => (
+                            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-t\r\n\r\n4;ext=1\r\nwiki\r\n5\r\npedia\r\n0\r\nx-t: 1\r\n\r\n",
+                            false,
+                        ),
+                        "/early-hints" => (
+                            b"HTTP/1.1 103 Early Hints\r\nlink: </s.css>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+                            false,
+                        ),
+                        "/no-content" => (b"HTTP/1.1 204 No Content\r\nx-b: 2\r\n\r\n", false),
+                        "/not-modified" => (
+                            b"HTTP/1.1 304 Not Modified\r\netag: \"v1\"\r\ncontent-length: 9\r\n\r\n",
+                            false,
+                        ),
+                        "/reason" => (b"HTTP/1.1 200 Fine Thanks\r\ncontent-length: 1\r\n\r\nx", false),
+                        "/hop" => (
+                            b"HTTP/1.1 200 OK\r\nConnection: x-secret\r\nx-secret: 1\r\nKeep-Alive: timeout=5\r\nx-kept: 1\r\ncontent-length: 1\r\n\r\ny",
+                            false,
+                        ),
+                        "/conflicting-length" => (
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nxx",
+                            true,
+                        ),
+                        "/unasked-upgrade" => (b"HTTP/1.1 101 Switching Protocols\r\nupgrade: x\r\n\r\n", true),
+                        "/garbage" => (b"NOT HTTP AT ALL\r\n\r\n", true),
+                        "/hang-up" => (b"", true),
+                        "/big" => {
+                            let body = "z".repeat(300_000);
+                            let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+                            let mut all = head.into_bytes();
+                            all.extend_from_slice(body.as_bytes());
+                            let _ = s.write_all(&all).await;
+                            continue;
+                        }
+                        _ => (b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nplain", false),
+                    };
+                    if s.write_all(answer).await.is_err() || close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn upstream_framing_and_failures_are_relayed_as_hyper_relays_them() {
+    let (addr, accepted) = raw_upstream().await;
+    let gw = TestGateway::start(&base_yaml(&format!("http://{addr}"), default_routes())).await;
+    let alice = logged_in(&gw, "alice", "alice-pw").await;
+    let paths = [
+        "/plain",
+        "/chunked",
+        "/early-hints",
+        "/no-content",
+        "/not-modified",
+        "/reason",
+        "/hop",
+        "/big",
+        "/plain",
+    ];
+    for path in paths {
+        gw.gw.set_express_lane(false);
+        let off = on_one_connection(gw.addr, vec![get(path, &alice, &[])]).await;
+        gw.gw.set_express_lane(true);
+        let took = gw.gw.lane_served();
+        let on = on_one_connection(gw.addr, vec![get(path, &alice, &[])]).await;
+        assert_eq!(gw.gw.lane_served() - took, 1, "{path}: the lane took it");
+        assert_eq!(off, on, "{path}: answers differ");
+    }
+    // Each of these ends its upstream connection; compare one per connection.
+    for path in [
+        "/close-delimited",
+        "/http10",
+        "/conflicting-length",
+        "/unasked-upgrade",
+        "/garbage",
+        "/hang-up",
+    ] {
+        gw.gw.set_express_lane(false);
+        let off = on_one_connection(gw.addr, vec![get(path, &alice, &[])]).await;
+        gw.gw.set_express_lane(true);
+        let on = on_one_connection(gw.addr, vec![get(path, &alice, &[])]).await;
+        assert_eq!(off, on, "{path}: answers differ");
+    }
+    gw.gw.set_express_lane(true);
+    let answers = on_one_connection(
+        gw.addr,
+        [
+            "/reason",
+            "/hop",
+            "/chunked",
+            "/no-content",
+            "/plain",
+            "/conflicting-length",
+        ]
+        .iter()
+        .map(|p| get(p, &alice, &[]))
+        .collect(),
+    )
+    .await;
+    assert_eq!(answers[0].status.as_u16(), 200);
+    assert!(answers[1]
+        .headers
+        .iter()
+        .all(|(n, _)| n != "x-secret" && n != "keep-alive"));
+    assert!(answers[1].headers.iter().any(|(n, _)| n == "x-kept"));
+    assert_eq!(answers[2].body, "wikipedia");
+    assert_eq!(answers[3].status, StatusCode::NO_CONTENT);
+    assert_eq!(answers[4].body, "plain");
+    assert_eq!(answers[5].status, StatusCode::BAD_GATEWAY);
+    // Kept-alive upstream connections were reused rather than opened per request.
+    let opened = accepted.load(Ordering::SeqCst);
+    let again = on_one_connection(
+        gw.addr,
+        (0..20).map(|_| get("/plain", &alice, &[])).collect(),
+    )
+    .await;
+    assert!(again.iter().all(|a| a.body == "plain"));
+    assert!(
+        accepted.load(Ordering::SeqCst) <= opened + 1,
+        "the lane pools upstream connections"
+    );
+    gw.gw.set_express_lane(false);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_or_slow_upstream_gets_the_same_502_and_504() {
+    // A port nothing listens on.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let up = Upstream::start().await;
+    let routes = format!(
+        "{}  - name: dead\n    host: dead.example\n    upstream: \"http://{dead}\"\n",
+        default_routes()
+    );
+    let yaml = base_yaml(&up.url(), &routes).replace(
+        "server:\n  listen: \"127.0.0.1:0\"\n",
+        "server:\n  listen: \"127.0.0.1:0\"\n  limits:\n    upstream_response_timeout: 1s\n",
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let alice = logged_in(&gw, "alice", "alice-pw").await;
+    let dead_get = || {
+        Request::get("/x")
+            .header("host", "dead.example")
+            .header("cookie", &alice)
+            .body(Full::default())
+            .unwrap()
+    };
+    let both = differential(&gw, &up, || {
+        vec![dead_get(), get("/slow", &alice, &[]), dead_get()]
+    })
+    .await;
+    let statuses: Vec<u16> = both.answers.iter().map(|a| a.status.as_u16()).collect();
+    assert_eq!(statuses, vec![502, 504, 502]);
+    assert_eq!(both.lane_took, 3);
+    gw.stop().await;
+}
