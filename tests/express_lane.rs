@@ -602,3 +602,33 @@ async fn an_unreachable_or_slow_upstream_gets_the_same_502_and_504() {
     assert_eq!(both.lane_took, 3);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_raw_fragment_right_after_the_lane_s_requests_is_still_refused() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(&base_yaml(&up.url(), default_routes())).await;
+    let alice = logged_in(&gw, "alice", "alice-pw").await;
+    gw.gw.set_express_lane(true);
+    let req = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: gw\r\nCookie: {alice}\r\n\r\n");
+    let before = up.count();
+    let took = gw.gw.lane_served();
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    let all = format!("{}{}{}", req("/one"), req("/admin#x"), req("/three"));
+    s.write_all(all.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(read_response(&mut s, &mut buf).await.expect("an answer").0);
+    }
+    // The `#` request is the first hyper sees on this connection: the raw-`#` reader, which
+    // starts counting heads where the lane handed over, must still find it.
+    assert_eq!(statuses, vec![200, 400, 200]);
+    assert_eq!(gw.gw.lane_served() - took, 1);
+    let uris: Vec<String> = up.requests()[before..]
+        .iter()
+        .map(|r| r.uri.clone())
+        .collect();
+    assert_eq!(uris, vec!["/one", "/three"]);
+    gw.gw.set_express_lane(false);
+    gw.stop().await;
+}
