@@ -899,8 +899,16 @@ impl Pool {
             Some(list) => list,
             None => idle.entry(authority.as_str().into()).or_default(),
         };
+        let now = Instant::now();
+        // The oldest sit at the front, where checkout never reaches while newer ones serve:
+        // drop those idle too long here, so their sockets do not linger.
+        let stale = list
+            .iter()
+            .take_while(|(_, since)| now.duration_since(*since) > IDLE_FOR_AT_MOST)
+            .count();
+        list.drain(..stale);
         if list.len() < MAX_IDLE_PER_AUTHORITY {
-            list.push((stream, Instant::now()));
+            list.push((stream, now));
         }
     }
 }
@@ -1010,6 +1018,33 @@ mod tests {
             let mut d = ChunkDecoder::default();
             assert!(d.decode(bad, &mut Vec::new()).is_err(), "{bad:?}");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_pool_hands_out_the_newest_and_forgets_connections_idle_too_long() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let authority: Authority = addr.to_string().parse().unwrap();
+        let pool = Pool::default();
+        let connect = || TcpStream::connect(addr);
+        pool.checkin(&authority, connect().await.unwrap());
+        tokio::time::advance(IDLE_FOR_AT_MOST + Duration::from_secs(1)).await;
+        // Too old to hand out.
+        assert!(pool.checkout(&authority).is_none());
+        pool.checkin(&authority, connect().await.unwrap());
+        tokio::time::advance(IDLE_FOR_AT_MOST + Duration::from_secs(1)).await;
+        let newest = connect().await.unwrap();
+        let newest_port = newest.local_addr().unwrap().port();
+        // Checking in a connection drops the stale ones behind it.
+        pool.checkin(&authority, newest);
+        assert_eq!(pool.idle.lock().unwrap()[authority.as_str()].len(), 1);
+        let got = pool.checkout(&authority).expect("the fresh connection");
+        assert_eq!(got.local_addr().unwrap().port(), newest_port);
+        assert!(pool.checkout(&authority).is_none());
+        // Idle past the probe threshold but quiet and open: still handed out.
+        pool.checkin(&authority, got);
+        tokio::time::advance(PROBE_AFTER + Duration::from_millis(10)).await;
+        assert!(pool.checkout(&authority).is_some());
     }
 
     #[test]
