@@ -251,7 +251,7 @@ fn throttle_ids(user: &str, ip: IpAddr) -> [String; 2] {
     [format!("u:{user}"), format!("ip:{ip}")]
 }
 
-fn trusted(config: &Config, ip: IpAddr) -> bool {
+pub(crate) fn trusted(config: &Config, ip: IpAddr) -> bool {
     config.trusted_proxies.iter().any(|net| net.contains(&ip))
 }
 
@@ -313,6 +313,23 @@ pub(crate) fn request_ctx(config: &Config, headers: &HeaderMap, conn: Conn) -> R
         client_ip,
         peer_ip: conn.peer.ip(),
         peer_trusted,
+        proto: if conn.tls { "https" } else { "http" },
+        now: clock::now(),
+        route: OnceLock::new(),
+    }
+}
+
+/// [`request_ctx`] for a peer that is not a trusted proxy (whose forwarding headers are not
+/// read), from the raw `X-Request-Id` value if any: the express lane's, which has no
+/// `HeaderMap`.
+pub(crate) fn untrusted_request_ctx(conn: Conn, incoming_id: Option<&[u8]>) -> RequestCtx {
+    RequestCtx {
+        request_id: incoming_id
+            .and_then(crate::forward::headers::request_id_of)
+            .unwrap_or_else(ids::request_id),
+        client_ip: conn.peer.ip(),
+        peer_ip: conn.peer.ip(),
+        peer_trusted: false,
         proto: if conn.tls { "https" } else { "http" },
         now: clock::now(),
         route: OnceLock::new(),
@@ -457,7 +474,29 @@ pub(crate) fn finish(
     if let Ok(v) = http::HeaderValue::from_str(&ctx.request_id) {
         response.headers_mut().insert(&X_REQUEST_ID, v);
     }
-    let status = response.status().as_u16();
+    record(
+        gw,
+        ctx,
+        method,
+        response.status().as_u16(),
+        started,
+        upstream_kind,
+        error,
+    );
+    response
+}
+
+/// A finished request's metrics and its one log line; the caller is inside its span. The
+/// express lane, which writes its response heads itself, ends its requests here too.
+pub(crate) fn record(
+    gw: &Gateway,
+    ctx: &RequestCtx,
+    method: &Method,
+    status: u16,
+    started: Instant,
+    upstream_kind: Option<&'static str>,
+    error: Option<(Blame, String)>,
+) {
     let elapsed = started.elapsed().as_secs_f64();
     let latency_ms = elapsed * 1000.0;
     let route = ctx.route.get().unwrap_or(&gw.metrics.no_route);
@@ -483,5 +522,4 @@ pub(crate) fn finish(
             tracing::error!(status, latency_ms, %method, error, "request")
         }
     }
-    response
 }

@@ -39,9 +39,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, DATE, HOST, TRANSFER_ENCODING};
+use http::header::DATE;
 use http::uri::Authority;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use http::{HeaderMap, Method, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -53,7 +53,9 @@ use crate::canonicalize::{canonicalize, under_prefix};
 use crate::config::Config;
 use crate::forward;
 use crate::forward::client::UpstreamError;
-use crate::gateway::{finish, request_ctx, request_span, Conn, Gateway, RequestCtx};
+use crate::gateway::{
+    finish, record, request_span, trusted, untrusted_request_ctx, Conn, Gateway, RequestCtx,
+};
 
 /// The environment variable that switches the lane off (`0`, `false`, `off`, `no`); it is on
 /// otherwise.
@@ -105,6 +107,7 @@ where
     let mut inbuf = BytesMut::with_capacity(8192);
     let mut upbuf = BytesMut::with_capacity(8192);
     let mut out: Vec<u8> = Vec::with_capacity(8192);
+    let mut headbuf: Vec<u8> = Vec::with_capacity(1024);
     let deadline = tokio::time::sleep(settings.wait_for_request);
     tokio::pin!(deadline);
     let mut first = true;
@@ -136,7 +139,7 @@ where
             }
         };
         inbuf.advance(plan.head_len);
-        match relay(gw, io, plan, &mut upbuf, &mut out).await {
+        match relay(gw, io, plan, &mut upbuf, &mut out, &mut headbuf).await {
             Ok(()) => {}
             Err(_) => return Ended::Closed,
         }
@@ -165,23 +168,25 @@ enum Step {
 }
 
 /// Headers that make a request not the lane's: they frame a body, change the connection or
-/// carry credentials the lane leaves to hyper's path.
-fn refused_header(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "content-length"
-            | "transfer-encoding"
-            | "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "te"
-            | "trailer"
-            | "upgrade"
-            | "expect"
-            | "http2-settings"
-            | "authorization"
-            | "proxy-authorization"
-    )
+/// carry credentials the lane leaves to hyper's path. Compared in any case.
+const REFUSED: [&str; 13] = [
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "http2-settings",
+    "authorization",
+    "proxy-authorization",
+    "proxy-authenticate",
+];
+
+fn refused_header(name: &str) -> bool {
+    REFUSED.iter().any(|r| name.eq_ignore_ascii_case(r))
 }
 
 /// Parses the head at the start of `buf` and, when the lane takes it, writes the upstream
@@ -203,6 +208,18 @@ fn plan(gw: &Gateway, buf: &[u8], conn: Conn, max_head: usize, out: &mut Vec<u8>
     }
 }
 
+/// A `Host` value `HeaderValue::to_str` accepts (visible ASCII), as hyper's path reads it.
+fn host_text(value: &[u8]) -> Option<&str> {
+    if value
+        .iter()
+        .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
+    {
+        std::str::from_utf8(value).ok()
+    } else {
+        None
+    }
+}
+
 fn decide(
     gw: &Gateway,
     req: &httparse::Request<'_, '_>,
@@ -219,67 +236,69 @@ fn decide(
     if req.version != Some(1) || !target.starts_with('/') || target.contains('#') {
         return None;
     }
-    let mut headers = HeaderMap::with_capacity(req.headers.len() + 8);
-    let mut hosts = 0;
+    let mut host = None;
+    let mut request_id = None;
     for h in req.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
-        if refused_header(&name) {
+        if refused_header(h.name) {
             return None;
         }
-        hosts += usize::from(name == HOST);
-        headers.append(name, HeaderValue::from_bytes(h.value).ok()?);
+        if h.name.eq_ignore_ascii_case("host") {
+            if host.replace(h.value).is_some() {
+                return None;
+            }
+        } else if request_id.is_none() && h.name.eq_ignore_ascii_case("x-request-id") {
+            request_id = Some(h.value);
+        }
     }
-    if hosts != 1 {
-        return None;
-    }
+    let host = host_text(host?)?;
     // The target as hyper reads it.
     let uri = http::Uri::try_from(target).ok()?;
-    let host = headers.get(HOST).and_then(|h| h.to_str().ok());
-    let canon = canonicalize(host, uri.path(), uri.query()).ok()?;
+    let canon = canonicalize(Some(host), uri.path(), uri.query()).ok()?;
     let config = gw.config();
     if under_prefix(canon.path(), &config.auth_prefix) || config.identity.assertion.is_some() {
         return None;
     }
     let matched = config.routes.lookup(&canon, &method)?;
-    if public(&matched).is_some() || matched.route.upstream.scheme != http::uri::Scheme::HTTP {
+    let route = matched.route;
+    if public(&matched).is_some()
+        || route.upstream.scheme != http::uri::Scheme::HTTP
+        || trusted(&config, conn.peer.ip())
+    {
         return None;
     }
-    let ctx = request_ctx(&config, &headers, conn);
-    let creds = credentials::extract(&headers, &config.cookies);
-    if creds.bearer.is_some() {
-        return None;
-    }
+    let ctx = untrusted_request_ctx(conn, request_id);
+    let cookies = req
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("cookie"))
+        .map(|h| h.value);
+    let creds = credentials::from_cookies(credentials::cookie_pairs_of(cookies), &config.cookies);
     let identity = identify(&config.tokens, &gw.store, creds.access_cookie?, ctx.now).ok()?;
     let _permit = authorize(&matched, &identity).ok()?;
-    let (path, upgrade) = forward::prepare(
-        &config,
-        matched.route,
-        Some(&identity),
-        &canon,
-        &mut headers,
-        None,
-        &ctx.origin(),
-    )
-    .ok()?;
-    if upgrade.is_some() {
-        return None;
-    }
-    // Decided: from here on the lane answers this request.
-    let span = request_span(&ctx, &method);
-    span.record("route", matched.route.name.as_str());
-    span.record("user", identity.user());
-    let _ = ctx.route.set(matched.route.label.clone());
-    gw.metrics.auth_decision("allowed");
-    gw.lane_served
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     out.clear();
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
-    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(forward::upstream_path(route, &canon).as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    write_headers(out, &headers);
+    forward::headers::write_request_headers(
+        out,
+        req.headers,
+        &config.identity,
+        &config.cookies,
+        &ctx.origin(),
+        &identity,
+        (!route.preserve_host).then(|| route.upstream.authority.as_str()),
+    )?;
     out.extend_from_slice(b"\r\n");
-    let authority = matched.route.upstream.authority.clone();
+    // Decided: from here on the lane answers this request.
+    let span = request_span(&ctx, &method);
+    span.record("route", route.name.as_str());
+    span.record("user", identity.user());
+    let _ = ctx.route.set(route.label.clone());
+    gw.metrics.auth_decision("allowed");
+    gw.lane_served
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let authority = route.upstream.authority.clone();
     Some(Box::new(Plan {
         config: config.clone(),
         ctx,
@@ -309,11 +328,11 @@ enum Framing {
     Close,
 }
 
-/// The upstream's response head, parsed.
+/// The upstream's response head, parsed; its status line and end-to-end headers are written
+/// into the connection's head buffer.
 struct UpHead {
     status: StatusCode,
-    reason: Vec<u8>,
-    headers: HeaderMap,
+    has_date: bool,
     framing: Framing,
     /// The upstream connection can carry another request after this response.
     reusable: bool,
@@ -327,6 +346,7 @@ async fn relay<IO>(
     plan: Box<Plan>,
     upbuf: &mut BytesMut,
     out: &mut Vec<u8>,
+    headbuf: &mut Vec<u8>,
 ) -> io::Result<()>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
@@ -349,6 +369,7 @@ where
             &authority,
             out,
             upbuf,
+            headbuf,
             is_head,
             gw.client.connect_timeout(),
         ),
@@ -362,15 +383,15 @@ where
             return write_whole(io, response, out).await;
         }
     };
-    let mut response = http::Response::new(crate::body::empty());
-    *response.status_mut() = head.status;
-    *response.headers_mut() = head.headers;
-    let response = finish(gw, &config, &ctx, &method, Ok(response), started, &span);
-    let (parts, _) = response.into_parts();
+    // The upstream's headers are already in `headbuf`; the gateway adds its request id (as
+    // `finish` does: ids are generated or checked to be header-safe) and logs the request.
+    span.in_scope(|| record(gw, &ctx, &method, head.status.as_u16(), started, None, None));
     out.clear();
-    status_line(out, parts.status, Some(&head.reason));
-    write_headers(out, &parts.headers);
-    if !parts.headers.contains_key(DATE) {
+    out.extend_from_slice(headbuf);
+    out.extend_from_slice(b"x-request-id: ");
+    out.extend_from_slice(ctx.request_id.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    if !head.has_date {
         date_header(out);
     }
     let framing = head.framing;
@@ -462,6 +483,7 @@ async fn exchange(
     authority: &Authority,
     out: &[u8],
     upbuf: &mut BytesMut,
+    headbuf: &mut Vec<u8>,
     is_head: bool,
     connect_timeout: Duration,
 ) -> Result<(TcpStream, UpHead), UpstreamError> {
@@ -477,7 +499,7 @@ async fn exchange(
             }
             return Err(UpstreamError::Unreachable(e));
         }
-        match read_response_head(&mut stream, upbuf, is_head).await {
+        match read_response_head(&mut stream, upbuf, headbuf, is_head).await {
             Ok(head) => return Ok((stream, head)),
             Err(HeadError::ClosedEarly) if reused => continue,
             Err(HeadError::ClosedEarly) => {
@@ -524,11 +546,12 @@ const MAX_UPSTREAM_HEAD: usize = 256 * 1024;
 async fn read_response_head(
     stream: &mut TcpStream,
     upbuf: &mut BytesMut,
+    headbuf: &mut Vec<u8>,
     is_head: bool,
 ) -> Result<UpHead, HeadError> {
     loop {
         if !upbuf.is_empty() {
-            match parse_response_head(upbuf, is_head)? {
+            match parse_response_head(upbuf, is_head, headbuf)? {
                 Parsed::Partial => {}
                 // A 1xx other than 101 is informational: skipped, as hyper's client does.
                 Parsed::Informational(n) => {
@@ -569,7 +592,11 @@ enum Parsed {
 
 const MAX_UPSTREAM_HEADERS: usize = 100;
 
-fn parse_response_head(buf: &[u8], is_head: bool) -> Result<Parsed, HeadError> {
+fn parse_response_head(
+    buf: &[u8],
+    is_head: bool,
+    headbuf: &mut Vec<u8>,
+) -> Result<Parsed, HeadError> {
     let malformed = |why| HeadError::Malformed(why);
     let mut slots = [httparse::EMPTY_HEADER; MAX_UPSTREAM_HEADERS];
     let mut resp = httparse::Response::new(&mut slots);
@@ -590,48 +617,48 @@ fn parse_response_head(buf: &[u8], is_head: bool) -> Result<Parsed, HeadError> {
         _ => {}
     }
     let http11 = resp.version == Some(1);
-    let mut headers = HeaderMap::with_capacity(resp.headers.len());
-    for h in resp.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| malformed("bad upstream header name"))?;
-        let value =
-            HeaderValue::from_bytes(h.value).map_err(|_| malformed("bad upstream header value"))?;
-        headers.append(name, value);
-    }
+    let headers: &[httparse::Header<'_>] = resp.headers;
+    let named = |name: &'static str| {
+        headers
+            .iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    };
     let framing = if is_head || code == 204 || code == 304 {
         Framing::None
-    } else if headers.contains_key(TRANSFER_ENCODING) {
+    } else if named("transfer-encoding").next().is_some() {
         if !http11 {
             return Err(malformed("HTTP/1.0 response with Transfer-Encoding"));
         }
-        if last_encoding_is_chunked(&headers) {
+        if last_encoding_is_chunked(named("transfer-encoding")) {
             Framing::Chunked
         } else {
             Framing::Close
         }
-    } else if headers.contains_key(CONTENT_LENGTH) {
-        Framing::Length(content_length(&headers).ok_or(malformed("bad upstream Content-Length"))?)
+    } else if named("content-length").next().is_some() {
+        Framing::Length(
+            content_length(named("content-length"))
+                .ok_or(malformed("bad upstream Content-Length"))?,
+        )
     } else {
         Framing::Close
     };
-    let says_close = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+    let says_close = named("connection")
+        .filter_map(|v| std::str::from_utf8(v).ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("close"));
     let reusable = http11 && !says_close && framing != Framing::Close;
-    crate::forward::headers::remove_hop_by_hop(&mut headers);
-    if matches!(framing, Framing::Chunked | Framing::Close) || code == 204 || code == 304 {
-        // A re-chunked body's length is the chunks'; 204 and 304 have none (hyper's server
-        // drops the header from both as well).
-        headers.remove(CONTENT_LENGTH);
-    }
+    headbuf.clear();
+    status_line(headbuf, status, Some(resp.reason.unwrap_or("").as_bytes()));
+    // A re-chunked body's length is the chunks'; 204 and 304 have none (hyper's server drops
+    // the header from both as well).
+    let drop_length =
+        matches!(framing, Framing::Chunked | Framing::Close) || code == 204 || code == 304;
+    let seen = crate::forward::headers::write_response_headers(headbuf, headers, drop_length);
     Ok(Parsed::Head(
         UpHead {
             status,
-            reason: resp.reason.unwrap_or("").as_bytes().to_vec(),
-            headers,
+            has_date: seen.has_date,
             framing,
             reusable,
         },
@@ -639,26 +666,30 @@ fn parse_response_head(buf: &[u8], is_head: bool) -> Result<Parsed, HeadError> {
     ))
 }
 
-fn last_encoding_is_chunked(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(TRANSFER_ENCODING)
-        .iter()
-        .next_back()
-        .and_then(|v| v.to_str().ok())
+fn last_encoding_is_chunked<'a>(values: impl Iterator<Item = &'a [u8]>) -> bool {
+    values
+        .last()
+        .and_then(|v| std::str::from_utf8(v).ok())
         .and_then(|v| v.rsplit(',').next())
         .is_some_and(|t| t.trim().eq_ignore_ascii_case("chunked"))
 }
 
 /// Every `Content-Length` value (comma lists included) must be the same number.
-fn content_length(headers: &HeaderMap) -> Option<u64> {
+fn content_length<'a>(values: impl Iterator<Item = &'a [u8]>) -> Option<u64> {
     let mut length = None;
-    for value in headers.get_all(CONTENT_LENGTH) {
-        for part in value.to_str().ok()?.split(',') {
-            let part = part.trim();
-            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+    for value in values {
+        for part in value.split(|&b| b == b',') {
+            let part = part.trim_ascii();
+            if part.is_empty() {
                 return None;
             }
-            let n: u64 = part.parse().ok()?;
+            let mut n: u64 = 0;
+            for &b in part {
+                if !b.is_ascii_digit() {
+                    return None;
+                }
+                n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+            }
             if length.is_some_and(|l| l != n) {
                 return None;
             }
@@ -1049,21 +1080,24 @@ mod tests {
 
     #[test]
     fn content_lengths_must_agree() {
-        let mut h = HeaderMap::new();
-        h.append(CONTENT_LENGTH, HeaderValue::from_static("12"));
-        assert_eq!(content_length(&h), Some(12));
-        h.append(CONTENT_LENGTH, HeaderValue::from_static("12, 12"));
-        assert_eq!(content_length(&h), Some(12));
-        h.append(CONTENT_LENGTH, HeaderValue::from_static("13"));
-        assert_eq!(content_length(&h), None);
-        let mut h = HeaderMap::new();
-        h.append(CONTENT_LENGTH, HeaderValue::from_static("+1"));
-        assert_eq!(content_length(&h), None);
+        let of = |values: &[&str]| content_length(values.iter().map(|v| v.as_bytes()));
+        assert_eq!(of(&["12"]), Some(12));
+        assert_eq!(of(&["12", "12, 12"]), Some(12));
+        assert_eq!(of(&["12", "12, 12", "13"]), None);
+        assert_eq!(of(&["+1"]), None);
+        assert_eq!(of(&[""]), None);
+        assert_eq!(of(&["1,"]), None);
+        assert_eq!(of(&[" 7 "]), Some(7));
+        assert_eq!(of(&["99999999999999999999999"]), None);
     }
 
     #[test]
     fn response_framing_follows_rfc_9112() {
-        let framing = |raw: &str, is_head| match parse_response_head(raw.as_bytes(), is_head) {
+        let framing = |raw: &str, is_head| match parse_response_head(
+            raw.as_bytes(),
+            is_head,
+            &mut Vec::new(),
+        ) {
             Ok(Parsed::Head(h, _)) => Some((h.framing, h.reusable)),
             _ => None,
         };
@@ -1120,7 +1154,11 @@ mod tests {
         );
         assert_eq!(framing("HTTP/1.1 101 Switching\r\n\r\n", false), None);
         assert!(matches!(
-            parse_response_head(b"HTTP/1.1 103 Early Hints\r\nlink: x\r\n\r\n", false),
+            parse_response_head(
+                b"HTTP/1.1 103 Early Hints\r\nlink: x\r\n\r\n",
+                false,
+                &mut Vec::new()
+            ),
             Ok(Parsed::Informational(37))
         ));
     }

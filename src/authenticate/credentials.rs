@@ -27,12 +27,17 @@ impl Credentials<'_> {
 
 /// Iterates `name=value` pairs of every `Cookie` header, skipping malformed ones.
 pub fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
-    headers
-        .get_all(COOKIE)
-        .iter()
+    cookie_pairs_of(headers.get_all(COOKIE).iter().map(|v| v.as_bytes()))
+}
+
+/// [`cookie_pairs`] over raw `Cookie` header values (the express lane's borrowed head).
+pub fn cookie_pairs_of<'a>(
+    values: impl Iterator<Item = &'a [u8]>,
+) -> impl Iterator<Item = (&'a str, &'a str)> {
+    values
         // UTF-8 (word-at-a-time for ASCII) rather than `to_str`'s byte-by-byte check: the
         // values we keep are checked byte for byte by `usable` anyway.
-        .filter_map(|v| std::str::from_utf8(v.as_bytes()).ok())
+        .filter_map(|v| std::str::from_utf8(v).ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| {
             let (name, value) = pair.trim().split_once('=')?;
@@ -71,11 +76,19 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 pub fn extract<'a>(headers: &'a HeaderMap, cookies: &CookiePolicy) -> Credentials<'a> {
-    let mut out = Credentials {
+    Credentials {
         bearer: bearer(headers),
-        ..Credentials::default()
-    };
-    for (name, value) in cookie_pairs(headers) {
+        ..from_cookies(cookie_pairs(headers), cookies)
+    }
+}
+
+/// The access and refresh cookies among `pairs` (no bearer).
+pub fn from_cookies<'a>(
+    pairs: impl Iterator<Item = (&'a str, &'a str)>,
+    cookies: &CookiePolicy,
+) -> Credentials<'a> {
+    let mut out = Credentials::default();
+    for (name, value) in pairs {
         // First occurrence wins: browsers send the most specific cookie first.
         if name == cookies.access_name && out.access_cookie.is_none() {
             out.access_cookie = usable(value).then_some(value);

@@ -49,6 +49,12 @@ impl Identity {
     fn from_claims(claims: std::sync::Arc<AccessClaims>) -> Identity {
         Identity { claims }
     }
+
+    /// An identity without a token, for other modules' unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests(claims: AccessClaims) -> Identity {
+        Identity::from_claims(std::sync::Arc::new(claims))
+    }
 }
 
 /// Why a request has no identity.

@@ -202,31 +202,38 @@ pub fn rewrite_request(
     Ok(())
 }
 
-/// A `Cookie` header as text. UTF-8 (checked a word at a time for ASCII) rather than
-/// `to_str`'s byte-by-byte visible-ASCII check: this runs twice per request over a ~300-byte
-/// token, and an app's cookie with UTF-8 in it is now kept instead of dropping its header.
-fn cookie_text(value: &HeaderValue) -> Option<&str> {
-    std::str::from_utf8(value.as_bytes()).ok()
-}
+// A `Cookie` header is read as UTF-8 (checked a word at a time for ASCII) rather than with
+// `to_str`'s byte-by-byte visible-ASCII check: this runs twice per request over a ~300-byte
+// token, and an app's cookie with UTF-8 in it is kept instead of dropping its header.
 
 fn cookie_name(segment: &str) -> &str {
     segment.split('=').next().unwrap_or("").trim()
 }
 
-/// Removes the gateway's cookies from `Cookie`. The app's own segments are kept verbatim
-/// (byte for byte); the header is only rebuilt when one of ours is in it.
-fn strip_our_cookies(
-    headers: &mut HeaderMap,
-    cookies: &CookiePolicy,
-) -> Result<(), http::header::InvalidHeaderValue> {
+/// What forwarding does with a request's `Cookie` headers.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CookieRewrite {
+    /// One readable header with none of ours: forwarded as the client sent it.
+    Keep,
+    /// Nothing but ours (or unreadable headers): no `Cookie` goes upstream.
+    Drop,
+    /// One header with the app's own segments, verbatim, joined with `; `.
+    Replace(String),
+}
+
+/// Decides [`CookieRewrite`] from the raw values of every `Cookie` header.
+pub fn cookie_rewrite<'a, I>(values: impl Fn() -> I, cookies: &CookiePolicy) -> CookieRewrite
+where
+    I: Iterator<Item = &'a [u8]>,
+{
     let mut count = 0;
     let mut any_ours = false;
     let mut any_theirs = false;
     let mut unreadable = false;
-    for value in headers.get_all(COOKIE) {
+    for value in values() {
         count += 1;
-        match cookie_text(value) {
-            Some(v) => {
+        match std::str::from_utf8(value) {
+            Ok(v) => {
                 for segment in v.split(';').map(str::trim).filter(|s| !s.is_empty()) {
                     if cookies.is_ours(cookie_name(segment)) {
                         any_ours = true;
@@ -235,22 +242,36 @@ fn strip_our_cookies(
                     }
                 }
             }
-            None => unreadable = true,
+            Err(_) => unreadable = true,
         }
     }
     if count == 0 || (count == 1 && !any_ours && !unreadable) {
-        // One clean header with none of ours: leave it as the client sent it.
-        return Ok(());
+        return CookieRewrite::Keep;
     }
     if !any_theirs {
-        // Nothing but ours (or unreadable): nothing to rebuild.
-        headers.remove(COOKIE);
-        return Ok(());
+        return CookieRewrite::Drop;
     }
-    let kept = cookies_without_ours(headers, cookies);
-    headers.remove(COOKIE);
-    if !kept.is_empty() {
-        headers.insert(COOKIE, HeaderValue::from_str(&kept)?);
+    CookieRewrite::Replace(cookies_without_ours_of(values(), cookies))
+}
+
+/// Removes the gateway's cookies from `Cookie`. The app's own segments are kept verbatim
+/// (byte for byte); the header is only rebuilt when one of ours is in it.
+fn strip_our_cookies(
+    headers: &mut HeaderMap,
+    cookies: &CookiePolicy,
+) -> Result<(), http::header::InvalidHeaderValue> {
+    let values = || headers.get_all(COOKIE).iter().map(HeaderValue::as_bytes);
+    match cookie_rewrite(values, cookies) {
+        CookieRewrite::Keep => {}
+        CookieRewrite::Drop => {
+            headers.remove(COOKIE);
+        }
+        CookieRewrite::Replace(kept) => {
+            headers.remove(COOKIE);
+            if !kept.is_empty() {
+                headers.insert(COOKIE, HeaderValue::from_str(&kept)?);
+            }
+        }
     }
     Ok(())
 }
@@ -259,11 +280,19 @@ fn strip_our_cookies(
 /// segments verbatim, joined with `; ` (empty if nothing is left). A header that is not UTF-8
 /// is dropped whole.
 pub fn cookies_without_ours(headers: &HeaderMap, cookies: &CookiePolicy) -> String {
+    cookies_without_ours_of(
+        headers.get_all(COOKIE).iter().map(HeaderValue::as_bytes),
+        cookies,
+    )
+}
+
+fn cookies_without_ours_of<'a>(
+    values: impl Iterator<Item = &'a [u8]>,
+    cookies: &CookiePolicy,
+) -> String {
     let mut kept = String::new();
-    let segments = headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(cookie_text)
+    let segments = values
+        .filter_map(|v| std::str::from_utf8(v).ok())
         .flat_map(|v| v.split(';'))
         .map(str::trim)
         .filter(|seg| !seg.is_empty())
@@ -279,52 +308,386 @@ pub fn cookies_without_ours(headers: &HeaderMap, cookies: &CookiePolicy) -> Stri
 
 /// `X-Forwarded-For` for one address; IPv4 without the formatting machinery.
 fn ip_header_value(ip: IpAddr) -> HeaderValue {
+    let mut buf = Vec::with_capacity(15);
+    write_ip(&mut buf, ip);
+    HeaderValue::from_bytes(&buf).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
-            let mut buf = [0u8; 15];
-            let mut len = 0;
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    buf[len] = b'.';
-                    len += 1;
+                    out.push(b'.');
                 }
                 if octet >= 100 {
-                    buf[len] = b'0' + octet / 100;
-                    len += 1;
+                    out.push(b'0' + octet / 100);
                 }
                 if octet >= 10 {
-                    buf[len] = b'0' + octet / 10 % 10;
-                    len += 1;
+                    out.push(b'0' + octet / 10 % 10);
                 }
-                buf[len] = b'0' + octet % 10;
-                len += 1;
+                out.push(b'0' + octet % 10);
             }
-            HeaderValue::from_bytes(&buf[..len]).unwrap_or_else(|_| HeaderValue::from_static(""))
         }
-        IpAddr::V6(_) => {
-            HeaderValue::from_str(&ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
-        }
+        IpAddr::V6(_) => out.extend_from_slice(ip.to_string().as_bytes()),
     }
 }
 
 /// A client-supplied request id is kept only if it is short and plain.
 pub fn incoming_request_id(headers: &HeaderMap) -> Option<String> {
-    let v = headers.get(&X_REQUEST_ID)?.to_str().ok()?;
+    request_id_of(headers.get(&X_REQUEST_ID)?.as_bytes())
+}
+
+/// A client's `X-Request-Id` value, if it is one we keep: 1–128 of `A-Za-z0-9-_.:`.
+pub fn request_id_of(v: &[u8]) -> Option<String> {
     (!v.is_empty()
         && v.len() <= 128
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)))
-    .then(|| v.to_string())
+        && v.iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b)))
+    .then(|| String::from_utf8_lossy(v).into_owned())
+}
+
+/// A hop-by-hop name in any case (the express lane reads names as the client spelled them).
+fn is_hop_by_hop_name(name: &str) -> bool {
+    // Lengths first: most names are ruled out without comparing a byte.
+    matches!(name.len(), 2 | 7 | 10 | 16..=19)
+        && HOP_BY_HOP
+            .iter()
+            .any(|h| name.eq_ignore_ascii_case(h.as_str()))
+}
+
+fn write_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend(name.bytes().map(|b| b.to_ascii_lowercase()));
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// [`rewrite_request`] for the express lane: from a parsed head's borrowed headers straight
+/// into the upstream head, names lowercased as `HeaderMap` would, values verbatim, then
+/// `Host` (the route's authority when `upstream_host` is given, else the client's). Only for
+/// what the lane takes — an untrusted peer, exactly one `Host`, no hop-by-hop header, no
+/// `Authorization`; on anything else it returns `None` and the request goes to hyper's path.
+/// The tests below check it writes what `rewrite_request` leaves in a `HeaderMap`.
+pub fn write_request_headers(
+    out: &mut Vec<u8>,
+    headers: &[httparse::Header<'_>],
+    identity_names: &IdentityHeaders,
+    cookies: &CookiePolicy,
+    origin: &Origin<'_>,
+    identity: &Identity,
+    upstream_host: Option<&str>,
+) -> Option<()> {
+    if origin.peer_trusted {
+        return None;
+    }
+    let mut host = None;
+    for h in headers {
+        let name = h.name;
+        if is_hop_by_hop_name(name) || name.eq_ignore_ascii_case("authorization") {
+            return None;
+        }
+        if identity_names.is_spelling_of_ours(name)
+            || REBUILT.iter().any(|r| loose_header_eq(name, r))
+            || name.eq_ignore_ascii_case("x-request-id")
+            || name.eq_ignore_ascii_case("cookie")
+        {
+            continue;
+        }
+        if name.eq_ignore_ascii_case("host") {
+            if host.replace(h.value).is_some() {
+                return None;
+            }
+            if upstream_host.is_some() {
+                continue;
+            }
+        }
+        write_header(out, name, h.value);
+    }
+    let host = host?;
+    let cookie_values = || {
+        headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("cookie"))
+            .map(|h| h.value)
+    };
+    match cookie_rewrite(cookie_values, cookies) {
+        CookieRewrite::Keep => {
+            for value in cookie_values() {
+                write_header(out, "cookie", value);
+            }
+        }
+        CookieRewrite::Drop => {}
+        CookieRewrite::Replace(kept) => {
+            // What `HeaderValue::from_str` accepts; hyper's path fails the request otherwise.
+            if !kept.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f)) {
+                return None;
+            }
+            if !kept.is_empty() {
+                write_header(out, "cookie", kept.as_bytes());
+            }
+        }
+    }
+    out.extend_from_slice(b"x-forwarded-for: ");
+    write_ip(out, origin.client_ip);
+    out.extend_from_slice(b"\r\n");
+    let proto: &[u8] = if origin.proto == "https" {
+        b"https"
+    } else {
+        b"http"
+    };
+    write_header(out, "x-forwarded-proto", proto);
+    write_header(out, "x-forwarded-host", host);
+    HeaderValue::from_str(origin.request_id).ok()?;
+    write_header(out, "x-request-id", origin.request_id.as_bytes());
+    let values = identity.header_values().ok()?;
+    write_header(out, identity_names.user.as_str(), values.user.as_bytes());
+    if let Some(email) = &values.email {
+        write_header(out, identity_names.email.as_str(), email.as_bytes());
+    }
+    write_header(out, identity_names.roles.as_str(), values.roles.as_bytes());
+    if let Some(authority) = upstream_host {
+        write_header(out, "host", authority.as_bytes());
+    }
+    Some(())
+}
+
+/// What [`write_response_headers`] saw.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseHeaders {
+    pub has_date: bool,
+}
+
+/// [`remove_hop_by_hop`] for the express lane, on an upstream response's borrowed headers:
+/// writes the end-to-end ones (names lowercased, values verbatim), dropping hop-by-hop
+/// headers, those named in `Connection`, `X-Request-Id` (the gateway sets its own) and, with
+/// `drop_length`, `Content-Length`.
+pub fn write_response_headers(
+    out: &mut Vec<u8>,
+    headers: &[httparse::Header<'_>],
+    drop_length: bool,
+) -> ResponseHeaders {
+    let named = |name: &str| {
+        headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+            .filter_map(|h| std::str::from_utf8(h.value).ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(name))
+    };
+    let any_connection = headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("connection"));
+    let mut seen = ResponseHeaders::default();
+    for h in headers {
+        let name = h.name;
+        if is_hop_by_hop_name(name)
+            || name.eq_ignore_ascii_case("x-request-id")
+            || (drop_length && name.eq_ignore_ascii_case("content-length"))
+            || (any_connection && named(name))
+        {
+            continue;
+        }
+        seen.has_date |= name.eq_ignore_ascii_case("date");
+        write_header(out, name, h.value);
+    }
+    seen
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    mod lane_rewrite {
+        //! `write_request_headers` (the express lane's rewrite on borrowed headers) against
+        //! `rewrite_request` (hyper's path) on generated header lists: wherever the lane
+        //! writes a head, it holds what hyper's path leaves in its `HeaderMap`.
+        use super::*;
+        use crate::authenticate::tokens::AccessClaims;
+        use proptest::prelude::*;
+
+        /// Names a lane head may carry (every Host spelling is added once, below).
+        const NAMES: &[&str] = &[
+            "Cookie",
+            "cookie",
+            "X-Forwarded-User",
+            "x_forwarded_user",
+            "X-FORWARDED-EMAIL",
+            "x-forwarded-roles",
+            "X-Forwarded-For",
+            "x_forwarded_for",
+            "X-Forwarded-Proto",
+            "X-Forwarded-Host",
+            "X-Real-IP",
+            "x_real_ip",
+            "Forwarded",
+            "X-Request-Id",
+            "x-request-id",
+            "x_request_id",
+            "Accept",
+            "X-Custom",
+            "x-custom",
+            "User-Agent",
+            "X-Forwarded-Userx",
+            "COOKIE",
+        ];
+        const HOSTS: &[&str] = &["Host", "host", "HOST"];
+        /// Names that make a head not the lane's.
+        const REFUSED: &[&str] = &[
+            "TE",
+            "Connection",
+            "Authorization",
+            "Proxy-Authenticate",
+            "Upgrade",
+            "Keep-Alive",
+            "Host",
+        ];
+        const VALUES: &[&[u8]] = &[
+            b"",
+            b"a",
+            b"gw.example",
+            b"ga=tok; app=1",
+            b"app=1",
+            b"ga=tok",
+            b"gr=r; ga=a",
+            b"__Host-ga=x",
+            b"a=\"q\"; b",
+            "caf\u{e9}=1".as_bytes(),
+            b"\xff=1",
+            b"req-1",
+            b"bad id!",
+            b"x; ga=1; y=2",
+            b"text/html",
+            b"close, x-custom",
+            b";;",
+            b"ga",
+        ];
+
+        fn identity() -> Identity {
+            Identity::for_tests(AccessClaims {
+                iss: "i".into(),
+                aud: "a".into(),
+                sub: "alice".into(),
+                sid: "s".into(),
+                jti: "j".into(),
+                iat: 0,
+                nbf: 0,
+                exp: u64::MAX,
+                email: Some("alice@example.com".into()),
+                roles: vec!["admin".into(), "staff".into()],
+                header_values: Default::default(),
+            })
+        }
+
+        fn names() -> IdentityHeaders {
+            IdentityHeaders {
+                user: HeaderName::from_static("x-forwarded-user"),
+                email: HeaderName::from_static("x-forwarded-email"),
+                roles: HeaderName::from_static("x-forwarded-roles"),
+                assertion: None,
+            }
+        }
+
+        /// Headers as (name, value) sorted by name; one name's values keep their order.
+        fn sorted(mut v: Vec<(String, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(20_000))]
+            #[test]
+            fn the_lane_writes_what_hyper_s_path_forwards(
+                list in proptest::collection::vec((0..NAMES.len(), 0..VALUES.len()), 0..9),
+                host in (0..HOSTS.len(), 0..VALUES.len(), 0..9usize),
+                refused in proptest::option::weighted(
+                    0.2,
+                    (0..REFUSED.len(), 0..VALUES.len(), 0..10usize),
+                ),
+                https in any::<bool>(),
+                replace_host in any::<bool>(),
+            ) {
+                let cookies = CookiePolicy::new("ga", "gr", false, cookie::SameSite::Lax, None);
+                let origin = Origin {
+                    client_ip: "10.1.2.3".parse().unwrap(),
+                    peer_ip: "10.1.2.3".parse().unwrap(),
+                    peer_trusted: false,
+                    proto: if https { "https" } else { "http" },
+                    request_id: "rid-1",
+                };
+                let upstream_host = replace_host.then_some("up.internal:8080");
+                let mut raw: Vec<httparse::Header<'_>> = list
+                    .iter()
+                    .map(|&(n, v)| httparse::Header { name: NAMES[n], value: VALUES[v] })
+                    .collect();
+                let (h, v, at) = host;
+                raw.insert(at.min(raw.len()), httparse::Header { name: HOSTS[h], value: VALUES[v] });
+                if let Some((n, v, at)) = refused {
+                    let header = httparse::Header { name: REFUSED[n], value: VALUES[v] };
+                    raw.insert(at.min(raw.len()), header);
+                }
+                let mut out = Vec::new();
+                let lane = write_request_headers(
+                    &mut out, &raw, &names(), &cookies, &origin, &identity(), upstream_host,
+                );
+                let hosts = raw.iter().filter(|h| h.name.eq_ignore_ascii_case("host")).count();
+                let not_lanes = hosts != 1
+                    || raw.iter().any(|h| {
+                        is_hop_by_hop_name(h.name) || h.name.eq_ignore_ascii_case("authorization")
+                    });
+                if not_lanes {
+                    prop_assert!(lane.is_none(), "the lane wrote a head it must refuse");
+                    return Ok(());
+                }
+                // Hyper's path: a HeaderMap, then what `forward::prepare` does.
+                let mut map = HeaderMap::new();
+                for h in &raw {
+                    map.append(
+                        HeaderName::from_bytes(h.name.as_bytes()).unwrap(),
+                        HeaderValue::from_bytes(h.value).unwrap(),
+                    );
+                }
+                remove_hop_by_hop(&mut map);
+                if let Some(host) = map.get(HOST).cloned() {
+                    map.insert(HOST, host);
+                }
+                let hyper = rewrite_request(&mut map, &names(), &cookies, &origin, Some(&identity()));
+                if let Some(authority) = upstream_host {
+                    map.insert(HOST, HeaderValue::from_static(authority));
+                }
+                match hyper {
+                    Err(_) => prop_assert!(lane.is_none(), "hyper's path fails, the lane wrote"),
+                    Ok(()) => {
+                        prop_assert!(lane.is_some(), "the lane refused what hyper's path forwards");
+                        let written: Vec<(String, Vec<u8>)> = out
+                            .split(|&b| b == b'\n')
+                            .filter(|l| !l.is_empty())
+                            .map(|l| {
+                                let l = l.strip_suffix(b"\r").unwrap();
+                                let at = l.windows(2).position(|w| w == b": ").unwrap();
+                                (String::from_utf8(l[..at].to_vec()).unwrap(), l[at + 2..].to_vec())
+                            })
+                            .collect();
+                        let expected: Vec<(String, Vec<u8>)> = map
+                            .iter()
+                            .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
+                            .collect();
+                        prop_assert_eq!(sorted(written), sorted(expected));
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn hop_by_hop_check_agrees_with_the_list_it_removes() {
         for name in &HOP_BY_HOP {
             assert!(is_hop_by_hop(name), "{name}");
+            assert!(is_hop_by_hop_name(name.as_str()), "{name}");
+            assert!(
+                is_hop_by_hop_name(&name.as_str().to_ascii_uppercase()),
+                "{name}"
+            );
         }
         for name in [
             "host",
