@@ -624,9 +624,19 @@ fn parse_response_head(
             .filter(move |h| h.name.eq_ignore_ascii_case(name))
             .map(|h| h.value)
     };
+    // One pass for what framing needs; the rare lists are read again below.
+    let (mut te, mut cl, mut connection) = (false, false, false);
+    for h in headers {
+        match h.name.len() {
+            17 => te |= h.name.eq_ignore_ascii_case("transfer-encoding"),
+            14 => cl |= h.name.eq_ignore_ascii_case("content-length"),
+            10 => connection |= h.name.eq_ignore_ascii_case("connection"),
+            _ => {}
+        }
+    }
     let framing = if is_head || code == 204 || code == 304 {
         Framing::None
-    } else if named("transfer-encoding").next().is_some() {
+    } else if te {
         if !http11 {
             return Err(malformed("HTTP/1.0 response with Transfer-Encoding"));
         }
@@ -635,7 +645,7 @@ fn parse_response_head(
         } else {
             Framing::Close
         }
-    } else if named("content-length").next().is_some() {
+    } else if cl {
         Framing::Length(
             content_length(named("content-length"))
                 .ok_or(malformed("bad upstream Content-Length"))?,
@@ -643,10 +653,11 @@ fn parse_response_head(
     } else {
         Framing::Close
     };
-    let says_close = named("connection")
-        .filter_map(|v| std::str::from_utf8(v).ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("close"));
+    let says_close = connection
+        && named("connection")
+            .filter_map(|v| std::str::from_utf8(v).ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("close"));
     let reusable = http11 && !says_close && framing != Framing::Close;
     headbuf.clear();
     status_line(headbuf, status, Some(resp.reason.unwrap_or("").as_bytes()));

@@ -16,7 +16,7 @@ use http::header::{AUTHORIZATION, CONNECTION, COOKIE, HOST, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::authenticate::cookies::CookiePolicy;
-use crate::authenticate::credentials::bearer;
+use crate::authenticate::credentials::{bearer, cookie_segments};
 use crate::authenticate::Identity;
 use crate::config::{loose_header_eq, IdentityHeaders};
 
@@ -207,7 +207,10 @@ pub fn rewrite_request(
 // token, and an app's cookie with UTF-8 in it is kept instead of dropping its header.
 
 fn cookie_name(segment: &str) -> &str {
-    segment.split('=').next().unwrap_or("").trim()
+    match memchr::memchr(b'=', segment.as_bytes()) {
+        Some(at) => segment[..at].trim(),
+        None => segment.trim(),
+    }
 }
 
 /// What forwarding does with a request's `Cookie` headers.
@@ -234,7 +237,7 @@ where
         count += 1;
         match std::str::from_utf8(value) {
             Ok(v) => {
-                for segment in v.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                for segment in cookie_segments(v).map(str::trim).filter(|s| !s.is_empty()) {
                     if cookies.is_ours(cookie_name(segment)) {
                         any_ours = true;
                     } else {
@@ -293,7 +296,7 @@ fn cookies_without_ours_of<'a>(
     let mut kept = String::new();
     let segments = values
         .filter_map(|v| std::str::from_utf8(v).ok())
-        .flat_map(|v| v.split(';'))
+        .flat_map(cookie_segments)
         .map(str::trim)
         .filter(|seg| !seg.is_empty())
         .filter(|seg| !cookies.is_ours(cookie_name(seg)));
@@ -356,8 +359,19 @@ fn is_hop_by_hop_name(name: &str) -> bool {
             .any(|h| name.eq_ignore_ascii_case(h.as_str()))
 }
 
+/// A header as a client or upstream spelled its name: lowercased, as `HeaderName` would.
 fn write_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend(name.bytes().map(|b| b.to_ascii_lowercase()));
+    write_rest(out, value);
+}
+
+/// A header whose name is already lowercase (ours, or a `HeaderName`'s).
+fn write_known(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    write_rest(out, value);
+}
+
+fn write_rest(out: &mut Vec<u8>, value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
@@ -414,7 +428,7 @@ pub fn write_request_headers(
     match cookie_rewrite(cookie_values, cookies) {
         CookieRewrite::Keep => {
             for value in cookie_values() {
-                write_header(out, "cookie", value);
+                write_known(out, "cookie", value);
             }
         }
         CookieRewrite::Drop => {}
@@ -424,7 +438,7 @@ pub fn write_request_headers(
                 return None;
             }
             if !kept.is_empty() {
-                write_header(out, "cookie", kept.as_bytes());
+                write_known(out, "cookie", kept.as_bytes());
             }
         }
     }
@@ -436,18 +450,18 @@ pub fn write_request_headers(
     } else {
         b"http"
     };
-    write_header(out, "x-forwarded-proto", proto);
-    write_header(out, "x-forwarded-host", host);
+    write_known(out, "x-forwarded-proto", proto);
+    write_known(out, "x-forwarded-host", host);
     HeaderValue::from_str(origin.request_id).ok()?;
-    write_header(out, "x-request-id", origin.request_id.as_bytes());
+    write_known(out, "x-request-id", origin.request_id.as_bytes());
     let values = identity.header_values().ok()?;
-    write_header(out, identity_names.user.as_str(), values.user.as_bytes());
+    write_known(out, identity_names.user.as_str(), values.user.as_bytes());
     if let Some(email) = &values.email {
-        write_header(out, identity_names.email.as_str(), email.as_bytes());
+        write_known(out, identity_names.email.as_str(), email.as_bytes());
     }
-    write_header(out, identity_names.roles.as_str(), values.roles.as_bytes());
+    write_known(out, identity_names.roles.as_str(), values.roles.as_bytes());
     if let Some(authority) = upstream_host {
-        write_header(out, "host", authority.as_bytes());
+        write_known(out, "host", authority.as_bytes());
     }
     Some(())
 }
