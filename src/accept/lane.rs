@@ -104,6 +104,39 @@ pub(crate) async fn serve<IO>(
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
+    let mut held = None;
+    let ended = serve_requests(gw, io, conn, settings, close, &mut held).await;
+    // The upstream connection this one kept for its next request goes back to the pool.
+    if let Some(Held {
+        authority,
+        stream,
+        since,
+    }) = held
+    {
+        gw.lane_pool.checkin(&authority, stream, since);
+    }
+    ended
+}
+
+/// The upstream connection a client connection's last request used, kept for its next one:
+/// a pool round trip less per request while the client keeps sending.
+struct Held {
+    authority: Authority,
+    stream: TcpStream,
+    since: Instant,
+}
+
+async fn serve_requests<IO>(
+    gw: &Arc<Gateway>,
+    io: &mut IO,
+    conn: Conn,
+    settings: Settings,
+    close: &mut oneshot::Receiver<()>,
+    held: &mut Option<Held>,
+) -> Ended
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
     let mut inbuf = BytesMut::with_capacity(8192);
     let mut upbuf = BytesMut::with_capacity(8192);
     let mut out: Vec<u8> = Vec::with_capacity(8192);
@@ -139,7 +172,12 @@ where
             }
         };
         inbuf.advance(plan.head_len);
-        match relay(gw, io, plan, &mut upbuf, &mut out, &mut headbuf).await {
+        let bufs = Buffers {
+            upbuf: &mut upbuf,
+            out: &mut out,
+            headbuf: &mut headbuf,
+        };
+        match relay(gw, io, plan, bufs, deadline.as_mut(), held).await {
             Ok(()) => {}
             Err(_) => return Ended::Closed,
         }
@@ -338,19 +376,32 @@ struct UpHead {
     reusable: bool,
 }
 
-/// Forwards the planned request (its head in `out`) and relays the answer. An error means the
-/// client connection must close.
+/// A connection's buffers: upstream input, output, the upstream response head rewritten.
+struct Buffers<'a> {
+    upbuf: &'a mut BytesMut,
+    out: &'a mut Vec<u8>,
+    headbuf: &'a mut Vec<u8>,
+}
+
+/// Forwards the planned request (its head in `out`) and relays the answer. `deadline` is the
+/// connection's timer, reused as the upstream response timeout. An error means the client
+/// connection must close.
 async fn relay<IO>(
     gw: &Gateway,
     io: &mut IO,
     plan: Box<Plan>,
-    upbuf: &mut BytesMut,
-    out: &mut Vec<u8>,
-    headbuf: &mut Vec<u8>,
+    bufs: Buffers<'_>,
+    mut deadline: std::pin::Pin<&mut tokio::time::Sleep>,
+    held: &mut Option<Held>,
 ) -> io::Result<()>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
+    let Buffers {
+        upbuf,
+        out,
+        headbuf,
+    } = bufs;
     let Plan {
         config,
         ctx,
@@ -362,20 +413,23 @@ where
     } = *plan;
     let is_head = method == Method::HEAD;
     let pool = &gw.lane_pool;
-    let exchanged = tokio::time::timeout(
-        gw.client.response_timeout(),
-        exchange(
+    deadline
+        .as_mut()
+        .reset(Instant::now() + gw.client.response_timeout());
+    let exchanged = tokio::select! {
+        biased;
+        exchanged = exchange(
             pool,
+            held,
             &authority,
             out,
             upbuf,
             headbuf,
             is_head,
             gw.client.connect_timeout(),
-        ),
-    )
-    .await
-    .unwrap_or(Err(UpstreamError::Timeout));
+        ) => exchanged,
+        () = deadline.as_mut() => Err(UpstreamError::Timeout),
+    };
     let (mut upstream, head) = match exchanged {
         Ok(x) => x,
         Err(e) => {
@@ -412,7 +466,11 @@ where
         }
     };
     if complete && head.reusable && upbuf.is_empty() {
-        pool.checkin(&authority, upstream);
+        *held = Some(Held {
+            authority,
+            stream: upstream,
+            since: Instant::now(),
+        });
     }
     upbuf.clear();
     Ok(())
@@ -478,8 +536,10 @@ fn date_header(out: &mut Vec<u8>) {
 /// Sends the head in `out` on a pooled (or new) connection and reads the response head. The
 /// body bytes read with it stay in `upbuf`. A pooled connection that turns out closed before
 /// any byte of an answer is retried on another (GET and HEAD are safe to send again).
+#[allow(clippy::too_many_arguments)]
 async fn exchange(
     pool: &Pool,
+    held: &mut Option<Held>,
     authority: &Authority,
     out: &[u8],
     upbuf: &mut BytesMut,
@@ -487,9 +547,23 @@ async fn exchange(
     is_head: bool,
     connect_timeout: Duration,
 ) -> Result<(TcpStream, UpHead), UpstreamError> {
+    // The connection the last request used, if it went to the same upstream and has not
+    // been idle long enough to need the pool's probe; otherwise it goes back to the pool.
+    let mut kept = match held.take() {
+        Some(h)
+            if h.authority.as_str() == authority.as_str() && h.since.elapsed() <= PROBE_AFTER =>
+        {
+            Some(h.stream)
+        }
+        Some(h) => {
+            pool.checkin(&h.authority, h.stream, h.since);
+            None
+        }
+        None => None,
+    };
     loop {
         upbuf.clear();
-        let (mut stream, reused) = match pool.checkout(authority) {
+        let (mut stream, reused) = match kept.take().or_else(|| pool.checkout(authority)) {
             Some(s) => (s, true),
             None => (connect(authority, connect_timeout).await?, false),
         };
@@ -935,7 +1009,8 @@ impl Pool {
         None
     }
 
-    fn checkin(&self, authority: &Authority, stream: TcpStream) {
+    /// Puts back a connection idle since `since`.
+    fn checkin(&self, authority: &Authority, stream: TcpStream, since: Instant) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let list = match idle.get_mut(authority.as_str()) {
             Some(list) => list,
@@ -950,7 +1025,7 @@ impl Pool {
             .count();
         list.drain(..stale);
         if list.len() < MAX_IDLE_PER_AUTHORITY {
-            list.push((stream, now));
+            list.push((stream, since));
         }
     }
 }
@@ -1069,22 +1144,22 @@ mod tests {
         let authority: Authority = addr.to_string().parse().unwrap();
         let pool = Pool::default();
         let connect = || TcpStream::connect(addr);
-        pool.checkin(&authority, connect().await.unwrap());
+        pool.checkin(&authority, connect().await.unwrap(), Instant::now());
         tokio::time::advance(IDLE_FOR_AT_MOST + Duration::from_secs(1)).await;
         // Too old to hand out.
         assert!(pool.checkout(&authority).is_none());
-        pool.checkin(&authority, connect().await.unwrap());
+        pool.checkin(&authority, connect().await.unwrap(), Instant::now());
         tokio::time::advance(IDLE_FOR_AT_MOST + Duration::from_secs(1)).await;
         let newest = connect().await.unwrap();
         let newest_port = newest.local_addr().unwrap().port();
         // Checking in a connection drops the stale ones behind it.
-        pool.checkin(&authority, newest);
+        pool.checkin(&authority, newest, Instant::now());
         assert_eq!(pool.idle.lock().unwrap()[authority.as_str()].len(), 1);
         let got = pool.checkout(&authority).expect("the fresh connection");
         assert_eq!(got.local_addr().unwrap().port(), newest_port);
         assert!(pool.checkout(&authority).is_none());
         // Idle past the probe threshold but quiet and open: still handed out.
-        pool.checkin(&authority, got);
+        pool.checkin(&authority, got, Instant::now());
         tokio::time::advance(PROBE_AFTER + Duration::from_millis(10)).await;
         assert!(pool.checkout(&authority).is_some());
     }
