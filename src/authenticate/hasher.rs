@@ -61,7 +61,9 @@ struct Preempter {
     running: AtomicUsize,
     /// Sleeps begun while a check was running (for tests).
     ticks: AtomicU64,
-    thread: Option<Thread>,
+    /// Set once the thread runs; until then a check starting does not unpark it (it looks at
+    /// least once a second anyway).
+    thread: std::sync::OnceLock<Thread>,
 }
 
 /// Marks a check as running for as long as it lives.
@@ -75,20 +77,24 @@ impl Drop for Running<'_> {
 
 impl Preempter {
     fn start() -> Arc<Preempter> {
-        Arc::new_cyclic(|weak: &Weak<Preempter>| {
-            let weak = weak.clone();
-            let spawned = std::thread::Builder::new()
-                .name("gh-preempt".into())
-                .spawn(move || Preempter::run(&weak));
-            if let Err(e) = &spawned {
-                tracing::warn!(error = %e, "cannot start the hashing preempter thread");
+        // Built before its thread starts: a thread started inside `Arc::new_cyclic` could find
+        // its weak reference not yet upgradable and end at once, leaving hashing unpreempted.
+        let preempter = Arc::new(Preempter {
+            running: AtomicUsize::new(0),
+            ticks: AtomicU64::new(0),
+            thread: std::sync::OnceLock::new(),
+        });
+        let weak = Arc::downgrade(&preempter);
+        match std::thread::Builder::new()
+            .name("gh-preempt".into())
+            .spawn(move || Preempter::run(&weak))
+        {
+            Ok(handle) => {
+                let _ = preempter.thread.set(handle.thread().clone());
             }
-            Preempter {
-                running: AtomicUsize::new(0),
-                ticks: AtomicU64::new(0),
-                thread: spawned.ok().map(|handle| handle.thread().clone()),
-            }
-        })
+            Err(e) => tracing::warn!(error = %e, "cannot start the hashing preempter thread"),
+        }
+        preempter
     }
 
     fn run(this: &Weak<Preempter>) {
@@ -114,7 +120,7 @@ impl Preempter {
 
     fn running(&self) -> Running<'_> {
         if self.running.fetch_add(1, Ordering::AcqRel) == 0 {
-            if let Some(thread) = &self.thread {
+            if let Some(thread) = self.thread.get() {
                 thread.unpark();
             }
         }
@@ -373,8 +379,20 @@ mod tests {
         let before = preempter.ticks.load(Ordering::Relaxed);
         assert!(check.run(&preempter));
         assert!(rx.blocking_recv().unwrap());
-        let during = preempter.ticks.load(Ordering::Relaxed) - before;
-        assert!(during > 0, "no wakeup during a hash");
+        // It wakes while a check runs. A loaded machine (CI runs tests in parallel) may not
+        // schedule it within one hash, so hold a check running until it has, within 5 s.
+        {
+            let _running = preempter.running();
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while preempter.ticks.load(Ordering::Relaxed) == before {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no wakeup while a check runs"
+                );
+                #[allow(clippy::disallowed_methods)]
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
         assert_eq!(preempter.running.load(Ordering::Acquire), 0);
         // Idle now: at most the wakeup already under way, then none for as long as we look.
         let quiet = |window: Duration| {
