@@ -71,8 +71,20 @@ pub fn canonicalize(
     })
 }
 
+/// `str::trim`, without decoding a char when both ends are ASCII that is not whitespace (a
+/// header value's nearly always are; the hot path trims several per request).
+pub fn trim(s: &str) -> &str {
+    let solid = |b: Option<&u8>| b.is_some_and(|&b| b.is_ascii() && !(b as char).is_whitespace());
+    let bytes = s.as_bytes();
+    if solid(bytes.first()) && solid(bytes.last()) {
+        s
+    } else {
+        s.trim()
+    }
+}
+
 pub fn canonical_host(raw: &str) -> Result<String, CanonicalError> {
-    let raw = raw.trim();
+    let raw = trim(raw);
     let name = if let Some(rest) = raw.strip_prefix('[') {
         // IPv6 literal, with an optional port after `]`.
         let (inside, after) = rest.split_once(']').ok_or(CanonicalError::BadHost)?;
@@ -87,17 +99,24 @@ pub fn canonical_host(raw: &str) -> Result<String, CanonicalError> {
         }
         return Ok(format!("[{}]", inside.to_ascii_lowercase()));
     } else {
-        match raw.rsplit_once(':') {
-            Some((name, port)) if is_port(port) => name,
+        match memchr::memrchr(b':', raw.as_bytes()) {
+            // `:` is ASCII: both sides are on char boundaries.
+            Some(at) if is_port(&raw[at + 1..]) => &raw[..at],
             Some(_) => return Err(CanonicalError::BadHost),
             None => raw,
         }
     };
     let name = name.strip_suffix('.').unwrap_or(name);
-    let valid = name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
-    if !valid || name.contains("..") {
+    // Letters, digits, `-`, `.` and `_`, and no `..`: one pass.
+    let mut valid = true;
+    let mut after_dot = false;
+    for &b in name.as_bytes() {
+        let dot = b == b'.';
+        valid &=
+            (b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')) && !(dot && after_dot);
+        after_dot = dot;
+    }
+    if !valid {
         return Err(CanonicalError::BadHost);
     }
     Ok(name.to_ascii_lowercase())
@@ -177,6 +196,14 @@ pub fn canonical_path(raw: &str) -> Result<String, CanonicalError> {
     if !raw.starts_with('/') {
         return Err(CanonicalError::NotAbsolute);
     }
+    if already_canonical(raw) {
+        return Ok(raw.to_owned());
+    }
+    rebuild_path(raw)
+}
+
+/// Decodes `raw` and resolves its dot segments and repeated slashes.
+fn rebuild_path(raw: &str) -> Result<String, CanonicalError> {
     let decoded = decode_once(raw)?;
     let mut segments: Vec<&str> = Vec::new();
     let mut trailing_slash = false;
@@ -201,6 +228,27 @@ pub fn canonical_path(raw: &str) -> Result<String, CanonicalError> {
         out.push('/');
     }
     Ok(out)
+}
+
+/// Whether `canonical_path` would give back `raw` (which starts with `/`) unchanged: visible
+/// ASCII without escapes, backslashes or `#`, and no empty, `.` or `..` segment (an empty
+/// last one is the trailing slash, which stays). Most requests are, and skip the rebuild.
+fn already_canonical(raw: &str) -> bool {
+    let bytes = raw.as_bytes();
+    let plain = bytes.iter().fold(true, |ok, &b| {
+        ok & (b > 0x20) & (b < 0x7f) & (b != b'%') & (b != b'\\') & (b != b'#')
+    });
+    if !plain {
+        return false;
+    }
+    let mut segments = raw[1..].split('/').peekable();
+    while let Some(segment) = segments.next() {
+        let last = segments.peek().is_none();
+        if matches!(segment, "." | "..") || (segment.is_empty() && !last) {
+            return false;
+        }
+    }
+    true
 }
 
 /// Whether `path` is under `prefix` on a segment boundary: `/admin` covers `/admin`,

@@ -303,6 +303,27 @@ async fn requests_the_lane_must_not_take_get_hyper_s_answer() {
         on_one_connection(gw.addr, vec![req]).await;
         assert_eq!(gw.gw.lane_served(), took, "the lane took {path}");
     }
+    // Copies of the access cookie, and one that is not token-shaped: which copy counts is
+    // hyper's path's call (the first token-shaped one), on a fresh connection each.
+    let (name, _) = alice_access.split_once('=').unwrap();
+    let garbage = format!("{name}=not*a*token");
+    let bob_access = access(&bob);
+    for (cookie, status) in [
+        (garbage.clone(), 401),
+        (format!("{garbage}; {alice_access}"), 200),
+        (format!("{alice_access}; {bob_access}"), 200),
+        (format!("{bob_access}; {alice_access}"), 200),
+    ] {
+        let both = differential(&gw, &up, || vec![get("/admin/panel", &cookie, &[])]).await;
+        // Bob may not see /admin: a 200 there means Alice's copy counted.
+        let expected = if cookie.starts_with(&bob_access) {
+            403
+        } else {
+            status
+        };
+        assert_eq!(both.answers[0].status.as_u16(), expected, "{cookie}");
+        assert_eq!(both.lane_took, 0, "the lane took {cookie}");
+    }
     gw.gw.set_express_lane(false);
     gw.stop().await;
 }

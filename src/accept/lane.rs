@@ -47,7 +47,8 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::authenticate::{credentials, identify};
+use crate::authenticate::credentials::{self, AccessCheck};
+use crate::authenticate::identify;
 use crate::authorize::{authorize, public};
 use crate::canonicalize::{canonicalize, under_prefix};
 use crate::config::Config;
@@ -141,8 +142,12 @@ where
     let mut upbuf = BytesMut::with_capacity(8192);
     let mut out: Vec<u8> = Vec::with_capacity(8192);
     let mut headbuf: Vec<u8> = Vec::with_capacity(1024);
+    // Two timers, each only ever pushed later while the client keeps sending: tokio extends a
+    // registered timer in place then, where moving one earlier re-files it in the wheel.
     let deadline = tokio::time::sleep(settings.wait_for_request);
     tokio::pin!(deadline);
+    let answer_by = tokio::time::sleep(gw.client.response_timeout());
+    tokio::pin!(answer_by);
     let mut first = true;
     loop {
         if !first {
@@ -177,7 +182,7 @@ where
             out: &mut out,
             headbuf: &mut headbuf,
         };
-        match relay(gw, io, plan, bufs, deadline.as_mut(), held).await {
+        match relay(gw, io, plan, bufs, answer_by.as_mut(), held).await {
             Ok(()) => {}
             Err(_) => return Ended::Closed,
         }
@@ -230,9 +235,10 @@ fn refused_header(name: &str) -> bool {
 /// Parses the head at the start of `buf` and, when the lane takes it, writes the upstream
 /// request head into `out`.
 fn plan(gw: &Gateway, buf: &[u8], conn: Conn, max_head: usize, out: &mut Vec<u8>) -> Step {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut slots);
-    let head_len = match req.parse(buf) {
+    // Left uninitialized: filling 64 empty headers per request costs more than parsing them.
+    let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let head_len = match req.parse_with_uninit_headers(buf, &mut slots) {
         Ok(httparse::Status::Complete(n)) if n <= max_head => n,
         Ok(httparse::Status::Partial) if buf.len() < max_head => return Step::Partial,
         _ => return Step::HandOff,
@@ -256,6 +262,59 @@ fn host_text(value: &[u8]) -> Option<&str> {
     } else {
         None
     }
+}
+
+/// The path and query of an origin-form target as hyper reads them (`http::Uri`). A target of
+/// plain URI characters is split where it stands; anything else goes through `http::Uri`,
+/// which copies it.
+fn split_target(target: &str) -> Option<(&str, Option<&str>)> {
+    // Every byte here is one `http::Uri` takes as it is, in a path and in a query.
+    let plain = |b: u8| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b':'
+                    | b'@'
+                    | b'/'
+                    | b'%'
+                    | b'?'
+            )
+    };
+    if target.starts_with('/') && target.len() < 4096 && target.bytes().all(plain) {
+        return Some(match target.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (target, None),
+        });
+    }
+    let uri = http::Uri::try_from(target).ok()?;
+    let path_and_query = uri.path_and_query()?;
+    // `uri` owns its copy; the caller borrows from `target`, so find the same text there.
+    let path = path_and_query.path();
+    let query = path_and_query.query();
+    let path = target.get(..path.len()).filter(|p| *p == path)?;
+    let query = match query {
+        Some(q) => Some(
+            target
+                .get(path.len() + 1..path.len() + 1 + q.len())
+                .filter(|t| *t == q)?,
+        ),
+        None => None,
+    };
+    Some((path, query))
 }
 
 fn decide(
@@ -289,9 +348,8 @@ fn decide(
         }
     }
     let host = host_text(host?)?;
-    // The target as hyper reads it.
-    let uri = http::Uri::try_from(target).ok()?;
-    let canon = canonicalize(Some(host), uri.path(), uri.query()).ok()?;
+    let (path, query) = split_target(target)?;
+    let canon = canonicalize(Some(host), path, query).ok()?;
     let config = gw.config();
     if under_prefix(canon.path(), &config.auth_prefix) || config.identity.assertion.is_some() {
         return None;
@@ -310,8 +368,19 @@ fn decide(
         .iter()
         .filter(|h| h.name.eq_ignore_ascii_case("cookie"))
         .map(|h| h.value);
-    let creds = credentials::from_cookies(credentials::cookie_pairs_of(cookies), &config.cookies);
-    let identity = identify(&config.tokens, &gw.store, creds.access_cookie?, ctx.now).ok()?;
+    // The token's shape is checked by `verify` on a cache miss; a second copy of the access
+    // cookie (which copy counts depends on that check) is left to hyper's path.
+    let cookies = credentials::scan_cookies_with(cookies, &config.cookies, AccessCheck::Unchecked);
+    if cookies.access_copies != 1 {
+        return None;
+    }
+    let identity = identify(
+        &config.tokens,
+        &gw.store,
+        cookies.creds.access_cookie?,
+        ctx.now,
+    )
+    .ok()?;
     let _permit = authorize(&matched, &identity).ok()?;
     out.clear();
     out.extend_from_slice(method.as_str().as_bytes());
@@ -326,6 +395,7 @@ fn decide(
         &ctx.origin(),
         &identity,
         (!route.preserve_host).then(|| route.upstream.authority.as_str()),
+        &cookies,
     )?;
     out.extend_from_slice(b"\r\n");
     // Decided: from here on the lane answers this request.
@@ -384,8 +454,8 @@ struct Buffers<'a> {
 }
 
 /// Forwards the planned request (its head in `out`) and relays the answer. `deadline` is the
-/// connection's timer, reused as the upstream response timeout. An error means the client
-/// connection must close.
+/// connection's upstream response timer, set here from the request's start. An error means
+/// the client connection must close.
 async fn relay<IO>(
     gw: &Gateway,
     io: &mut IO,
@@ -415,7 +485,7 @@ where
     let pool = &gw.lane_pool;
     deadline
         .as_mut()
-        .reset(Instant::now() + gw.client.response_timeout());
+        .reset(Instant::from_std(started) + gw.client.response_timeout());
     let exchanged = tokio::select! {
         biased;
         exchanged = exchange(
@@ -672,9 +742,10 @@ fn parse_response_head(
     headbuf: &mut Vec<u8>,
 ) -> Result<Parsed, HeadError> {
     let malformed = |why| HeadError::Malformed(why);
-    let mut slots = [httparse::EMPTY_HEADER; MAX_UPSTREAM_HEADERS];
-    let mut resp = httparse::Response::new(&mut slots);
-    let n = match resp.parse(buf) {
+    let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_UPSTREAM_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let config = httparse::ParserConfig::default();
+    let n = match config.parse_response_with_uninit_headers(&mut resp, buf, &mut slots) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
         Err(_) => return Err(malformed("the upstream sent a malformed response head")),
@@ -1102,6 +1173,25 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Prefixed<IO> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(20_000))]
+        /// The lane reads a target's path and query as `http::Uri` (hyper's path) does, and
+        /// refuses what it refuses.
+        #[test]
+        fn targets_split_as_http_uri_reads_them(
+            target in "/[a/?%.;=&'\"{}|^`<>\\\\ \t\u{e9}\u{7f}\\[\\]*!$()+,:@~-]{0,12}",
+        ) {
+            let ours = split_target(&target);
+            match http::Uri::try_from(target.as_str()) {
+                Ok(uri) => {
+                    let pq = uri.path_and_query().unwrap();
+                    proptest::prop_assert_eq!(ours, Some((pq.path(), pq.query())));
+                }
+                Err(_) => proptest::prop_assert_eq!(ours, None),
+            }
+        }
+    }
 
     fn decode_split(input: &[u8], at: usize) -> Result<(Vec<u8>, usize, bool), &'static str> {
         let mut d = ChunkDecoder::default();

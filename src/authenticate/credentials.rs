@@ -6,6 +6,7 @@ use http::header::{AUTHORIZATION, COOKIE};
 use http::HeaderMap;
 
 use super::cookies::CookiePolicy;
+use crate::canonicalize::trim;
 
 /// Longest cookie value considered; longer ones are treated as absent.
 const MAX_COOKIE_VALUE: usize = 8 * 1024;
@@ -25,31 +26,101 @@ impl Credentials<'_> {
     }
 }
 
-/// Iterates `name=value` pairs of every `Cookie` header, skipping malformed ones.
-pub fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
-    cookie_pairs_of(headers.get_all(COOKIE).iter().map(|v| v.as_bytes()))
+/// What one pass over a request's `Cookie` headers finds: the gateway's cookies as
+/// credentials, and what forwarding must do with the headers (see
+/// `forward::headers::CookieRewrite`). The express lane reads both from this one pass; a
+/// request's ~300-byte token is scanned once, not once per question.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CookieScan<'a> {
+    /// The access and refresh cookies (no bearer).
+    pub creds: Credentials<'a>,
+    /// `Cookie` headers seen.
+    pub headers: usize,
+    /// A segment names one of the gateway's cookies (with or without `__Host-`).
+    pub ours: bool,
+    /// A non-empty segment names anything else.
+    pub theirs: bool,
+    /// A header is not UTF-8 (forwarding drops it whole).
+    pub unreadable: bool,
+    /// How many times the access cookie's exact name appeared (saturating).
+    pub access_copies: u8,
 }
 
-/// [`cookie_pairs`] over raw `Cookie` header values (the express lane's borrowed head).
-pub fn cookie_pairs_of<'a>(
+/// Whether [`scan_cookies_with`] checks the access cookie's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessCheck {
+    /// An access cookie that is not token-shaped is absent (a later copy may be used).
+    Checked,
+    /// The first copy is taken as it is: for a caller that only hands it to
+    /// `TokenSettings::verify`, whose cache holds nothing but verified tokens and whose cold
+    /// path checks the shape itself. With more than one copy, see `access_copies`.
+    Unchecked,
+}
+
+/// Reads every `Cookie` header value once. A segment is `name=value` (each side trimmed, the
+/// value unquoted); one without `=` is only a name. The first occurrence of a cookie wins —
+/// browsers send the most specific one first — unless its value is not token-shaped, which
+/// makes it absent rather than hiding a usable later copy.
+pub fn scan_cookies<'a>(
     values: impl Iterator<Item = &'a [u8]>,
-) -> impl Iterator<Item = (&'a str, &'a str)> {
-    values
+    cookies: &CookiePolicy,
+) -> CookieScan<'a> {
+    scan_cookies_with(values, cookies, AccessCheck::Checked)
+}
+
+/// [`scan_cookies`], with the access cookie's shape check left to the caller (the express
+/// lane: the check is a pass over the whole ~300-byte token that a cache hit makes moot).
+pub fn scan_cookies_with<'a>(
+    values: impl Iterator<Item = &'a [u8]>,
+    cookies: &CookiePolicy,
+    access: AccessCheck,
+) -> CookieScan<'a> {
+    let mut scan = CookieScan::default();
+    for value in values {
+        scan.headers += 1;
         // UTF-8 (word-at-a-time for ASCII) rather than `to_str`'s byte-by-byte check: the
-        // values we keep are checked byte for byte by `usable` anyway.
-        .filter_map(|v| std::str::from_utf8(v).ok())
-        .flat_map(cookie_segments)
-        .filter_map(|pair| {
-            let pair = pair.trim();
-            let eq = memchr::memchr(b'=', pair.as_bytes())?;
-            let (name, value) = (&pair[..eq], &pair[eq + 1..]);
-            let value = value.trim();
+        // values we keep are checked byte for byte by `usable` anyway, and an app's cookie
+        // with UTF-8 in it is forwarded instead of dropping its header.
+        let Ok(value) = std::str::from_utf8(value) else {
+            scan.unreadable = true;
+            continue;
+        };
+        for segment in cookie_segments(value) {
+            let segment = trim(segment);
+            if segment.is_empty() {
+                continue;
+            }
+            let Some(eq) = memchr::memchr(b'=', segment.as_bytes()) else {
+                let ours = cookies.is_ours(segment);
+                scan.ours |= ours;
+                scan.theirs |= !ours;
+                continue;
+            };
+            let name = trim(&segment[..eq]);
+            let ours = cookies.is_ours(name);
+            scan.ours |= ours;
+            scan.theirs |= !ours;
+            if !ours {
+                continue;
+            }
+            let value = trim(&segment[eq + 1..]);
             let value = value
                 .strip_prefix('"')
                 .and_then(|v| v.strip_suffix('"'))
                 .unwrap_or(value);
-            Some((name.trim(), value))
-        })
+            let creds = &mut scan.creds;
+            if name == cookies.access_name {
+                scan.access_copies = scan.access_copies.saturating_add(1);
+                if creds.access_cookie.is_none() {
+                    let take = access == AccessCheck::Unchecked || usable(value);
+                    creds.access_cookie = take.then_some(value);
+                }
+            } else if name == cookies.refresh_name && creds.refresh_cookie.is_none() {
+                creds.refresh_cookie = usable(value).then_some(value);
+            }
+        }
+    }
+    scan
 }
 
 /// The `;`-separated segments of a `Cookie` value, as `str::split(';')` gives them, found with
@@ -83,7 +154,7 @@ fn token_byte(b: u8) -> bool {
     letter | digit | (b == b'-') | (b == b'_') | (b == b'.') | (b == b'~')
 }
 
-fn usable(value: &str) -> bool {
+pub(crate) fn usable(value: &str) -> bool {
     !value.is_empty()
         && value.len() <= MAX_COOKIE_VALUE
         && value.bytes().fold(true, |ok, b| ok & token_byte(b))
@@ -98,27 +169,11 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 pub fn extract<'a>(headers: &'a HeaderMap, cookies: &CookiePolicy) -> Credentials<'a> {
+    let values = headers.get_all(COOKIE).iter().map(|v| v.as_bytes());
     Credentials {
         bearer: bearer(headers),
-        ..from_cookies(cookie_pairs(headers), cookies)
+        ..scan_cookies(values, cookies).creds
     }
-}
-
-/// The access and refresh cookies among `pairs` (no bearer).
-pub fn from_cookies<'a>(
-    pairs: impl Iterator<Item = (&'a str, &'a str)>,
-    cookies: &CookiePolicy,
-) -> Credentials<'a> {
-    let mut out = Credentials::default();
-    for (name, value) in pairs {
-        // First occurrence wins: browsers send the most specific cookie first.
-        if name == cookies.access_name && out.access_cookie.is_none() {
-            out.access_cookie = usable(value).then_some(value);
-        } else if name == cookies.refresh_name && out.refresh_cookie.is_none() {
-            out.refresh_cookie = usable(value).then_some(value);
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -171,6 +226,29 @@ mod tests {
                 assert!(!usable(&v), "bad byte {bad:?} at {i} passed");
             }
         }
+    }
+
+    #[test]
+    fn one_scan_reads_credentials_and_what_forwarding_needs() {
+        fn scan<'a>(values: &[&'a [u8]]) -> CookieScan<'a> {
+            scan_cookies(values.iter().copied(), &policy())
+        }
+        let s = scan(&[b"app=1; ga=aaa.bbb; gr=r1", b"ga=later; x"]);
+        assert_eq!(s.creds.access_cookie, Some("aaa.bbb"));
+        assert_eq!(s.creds.refresh_cookie, Some("r1"));
+        assert_eq!(
+            (s.headers, s.ours, s.theirs, s.unreadable),
+            (2, true, true, false)
+        );
+        // `__Host-` spellings and bare names are ours to strip, but not credentials.
+        let s = scan(&[b"__Host-ga=aaa; gr"]);
+        assert_eq!(s.creds, Credentials::default());
+        assert_eq!((s.ours, s.theirs), (true, false));
+        let s = scan(&[b"\xff=1", b" ; app=\"q\" "]);
+        assert_eq!(
+            (s.headers, s.ours, s.theirs, s.unreadable),
+            (2, false, true, true)
+        );
     }
 
     #[test]

@@ -33,6 +33,11 @@ impl TokenSettings {
         if let Some(cached) = self.cache.get(token, now, self.leeway) {
             return cached;
         }
+        // Only token-shaped bytes are verified (and so cached): a cache hit stands for this
+        // check, which callers such as the express lane leave to it.
+        if !super::credentials::usable(token) {
+            return Err(TokenError::Malformed);
+        }
         let claims = Arc::new(self.keys.verify(token, &self.expectations(), now)?);
         self.cache.insert(token, claims.clone(), now);
         Ok(claims)

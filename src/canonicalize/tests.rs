@@ -89,3 +89,44 @@ fn query_with_fragment_marker_is_refused() {
     let c = canonicalize(Some("H:1"), "/a/../b", Some("q=1")).unwrap();
     assert_eq!((c.host(), c.path_and_query().as_str()), ("h", "/b?q=1"));
 }
+
+mod fast_path {
+    use super::super::{already_canonical, rebuild_path};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+        /// A path the fast path passes through is one the full rebuild gives back unchanged.
+        #[test]
+        fn a_path_taken_as_it_is_is_what_the_rebuild_gives(
+            raw in "/[a./%2Ff\\\\#; ~\u{e9}\t]{0,10}",
+        ) {
+            if already_canonical(&raw) {
+                prop_assert_eq!(rebuild_path(&raw), Ok(raw.clone()));
+            }
+        }
+    }
+
+    #[test]
+    fn the_fast_path_takes_plain_paths_and_leaves_the_rest() {
+        for plain in ["/", "/a", "/a/b/", "/a.b/c;d=e", "/..a/b.", "/~u/x-y_z"] {
+            assert!(already_canonical(plain), "{plain}");
+        }
+        for other in [
+            "//", "/a//b", "/.", "/a/./b", "/a/..", "/%41", "/a\\b", "/a b", "/\u{e9}",
+        ] {
+            assert!(!already_canonical(other), "{other}");
+        }
+    }
+}
+
+mod trim_fast {
+    use super::super::trim;
+
+    proptest::proptest! {
+        #[test]
+        fn trim_is_str_trim(s in "[ \t\r\n\u{b}\u{c}\u{1c}\u{85}\u{a0}\u{3000}ab=;\u{e9}]{0,6}") {
+            proptest::prop_assert_eq!(trim(&s), s.trim());
+        }
+    }
+}

@@ -16,8 +16,9 @@ use http::header::{AUTHORIZATION, CONNECTION, COOKIE, HOST, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::authenticate::cookies::CookiePolicy;
-use crate::authenticate::credentials::{bearer, cookie_segments};
+use crate::authenticate::credentials::{bearer, cookie_segments, scan_cookies, CookieScan};
 use crate::authenticate::Identity;
+use crate::canonicalize::trim;
 use crate::config::{loose_header_eq, IdentityHeaders};
 
 /// RFC 9110 §7.6.1 and the de-facto ones (`Keep-Alive`, `Proxy-Connection`).
@@ -202,59 +203,33 @@ pub fn rewrite_request(
     Ok(())
 }
 
-// A `Cookie` header is read as UTF-8 (checked a word at a time for ASCII) rather than with
-// `to_str`'s byte-by-byte visible-ASCII check: this runs twice per request over a ~300-byte
-// token, and an app's cookie with UTF-8 in it is kept instead of dropping its header.
-
 fn cookie_name(segment: &str) -> &str {
     match memchr::memchr(b'=', segment.as_bytes()) {
-        Some(at) => segment[..at].trim(),
-        None => segment.trim(),
+        Some(at) => trim(&segment[..at]),
+        None => trim(segment),
     }
 }
 
 /// What forwarding does with a request's `Cookie` headers.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CookieRewrite {
     /// One readable header with none of ours: forwarded as the client sent it.
     Keep,
     /// Nothing but ours (or unreadable headers): no `Cookie` goes upstream.
     Drop,
-    /// One header with the app's own segments, verbatim, joined with `; `.
-    Replace(String),
+    /// One header with the app's own segments ([`kept_cookies`]), verbatim, joined with `; `.
+    Rebuild,
 }
 
-/// Decides [`CookieRewrite`] from the raw values of every `Cookie` header.
-pub fn cookie_rewrite<'a, I>(values: impl Fn() -> I, cookies: &CookiePolicy) -> CookieRewrite
-where
-    I: Iterator<Item = &'a [u8]>,
-{
-    let mut count = 0;
-    let mut any_ours = false;
-    let mut any_theirs = false;
-    let mut unreadable = false;
-    for value in values() {
-        count += 1;
-        match std::str::from_utf8(value) {
-            Ok(v) => {
-                for segment in cookie_segments(v).map(str::trim).filter(|s| !s.is_empty()) {
-                    if cookies.is_ours(cookie_name(segment)) {
-                        any_ours = true;
-                    } else {
-                        any_theirs = true;
-                    }
-                }
-            }
-            Err(_) => unreadable = true,
-        }
+/// Decides [`CookieRewrite`] from what [`scan_cookies`] read.
+pub fn cookie_rewrite(scan: &CookieScan<'_>) -> CookieRewrite {
+    if scan.headers == 0 || (scan.headers == 1 && !scan.ours && !scan.unreadable) {
+        CookieRewrite::Keep
+    } else if !scan.theirs {
+        CookieRewrite::Drop
+    } else {
+        CookieRewrite::Rebuild
     }
-    if count == 0 || (count == 1 && !any_ours && !unreadable) {
-        return CookieRewrite::Keep;
-    }
-    if !any_theirs {
-        return CookieRewrite::Drop;
-    }
-    CookieRewrite::Replace(cookies_without_ours_of(values(), cookies))
 }
 
 /// Removes the gateway's cookies from `Cookie`. The app's own segments are kept verbatim
@@ -264,12 +239,13 @@ fn strip_our_cookies(
     cookies: &CookiePolicy,
 ) -> Result<(), http::header::InvalidHeaderValue> {
     let values = || headers.get_all(COOKIE).iter().map(HeaderValue::as_bytes);
-    match cookie_rewrite(values, cookies) {
+    match cookie_rewrite(&scan_cookies(values(), cookies)) {
         CookieRewrite::Keep => {}
         CookieRewrite::Drop => {
             headers.remove(COOKIE);
         }
-        CookieRewrite::Replace(kept) => {
+        CookieRewrite::Rebuild => {
+            let kept = cookies_without_ours(headers, cookies);
             headers.remove(COOKIE);
             if !kept.is_empty() {
                 headers.insert(COOKIE, HeaderValue::from_str(&kept)?);
@@ -283,30 +259,40 @@ fn strip_our_cookies(
 /// segments verbatim, joined with `; ` (empty if nothing is left). A header that is not UTF-8
 /// is dropped whole.
 pub fn cookies_without_ours(headers: &HeaderMap, cookies: &CookiePolicy) -> String {
-    cookies_without_ours_of(
-        headers.get_all(COOKIE).iter().map(HeaderValue::as_bytes),
-        cookies,
-    )
-}
-
-fn cookies_without_ours_of<'a>(
-    values: impl Iterator<Item = &'a [u8]>,
-    cookies: &CookiePolicy,
-) -> String {
     let mut kept = String::new();
-    let segments = values
-        .filter_map(|v| std::str::from_utf8(v).ok())
-        .flat_map(cookie_segments)
-        .map(str::trim)
-        .filter(|seg| !seg.is_empty())
-        .filter(|seg| !cookies.is_ours(cookie_name(seg)));
-    for seg in segments {
+    let values = headers.get_all(COOKIE).iter().map(HeaderValue::as_bytes);
+    for seg in kept_cookies(values, cookies) {
         if !kept.is_empty() {
             kept.push_str("; ");
         }
         kept.push_str(seg);
     }
     kept
+}
+
+/// The app's own cookie segments among `values`, trimmed, in order: no empty ones, none of
+/// the gateway's, none from a header that is not UTF-8.
+fn kept_cookies<'a>(
+    values: impl Iterator<Item = &'a [u8]>,
+    cookies: &'a CookiePolicy,
+) -> impl Iterator<Item = &'a str> {
+    values
+        .filter_map(|v| std::str::from_utf8(v).ok())
+        .flat_map(cookie_segments)
+        .map(trim)
+        .filter(|seg| !seg.is_empty())
+        .filter(|seg| !cookies.is_ours(cookie_name(seg)))
+}
+
+/// A byte `HeaderValue::from_bytes` (and `from_str`) accepts. Branch-free so that a check
+/// over a whole value vectorizes.
+#[inline(always)]
+fn header_value_byte(b: u8) -> bool {
+    (b >= 0x20) & (b != 0x7f) | (b == b'\t')
+}
+
+fn header_value_ok(value: &[u8]) -> bool {
+    value.iter().fold(true, |ok, &b| ok & header_value_byte(b))
 }
 
 /// `X-Forwarded-For` for one address; IPv4 without the formatting machinery.
@@ -382,7 +368,10 @@ fn write_rest(out: &mut Vec<u8>, value: &[u8]) {
 /// `Host` (the route's authority when `upstream_host` is given, else the client's). Only for
 /// what the lane takes — an untrusted peer, exactly one `Host`, no hop-by-hop header, no
 /// `Authorization`; on anything else it returns `None` and the request goes to hyper's path.
-/// The tests below check it writes what `rewrite_request` leaves in a `HeaderMap`.
+/// `cookies_seen` is what [`scan_cookies`] read from these headers' `Cookie` values (the lane
+/// scanned them once for the credentials). The tests below check it writes what
+/// `rewrite_request` leaves in a `HeaderMap`.
+#[allow(clippy::too_many_arguments)]
 pub fn write_request_headers(
     out: &mut Vec<u8>,
     headers: &[httparse::Header<'_>],
@@ -391,6 +380,7 @@ pub fn write_request_headers(
     origin: &Origin<'_>,
     identity: &Identity,
     upstream_host: Option<&str>,
+    cookies_seen: &CookieScan<'_>,
 ) -> Option<()> {
     if origin.peer_trusted {
         return None;
@@ -425,20 +415,32 @@ pub fn write_request_headers(
             .filter(|h| h.name.eq_ignore_ascii_case("cookie"))
             .map(|h| h.value)
     };
-    match cookie_rewrite(cookie_values, cookies) {
+    match cookie_rewrite(cookies_seen) {
         CookieRewrite::Keep => {
             for value in cookie_values() {
                 write_known(out, "cookie", value);
             }
         }
         CookieRewrite::Drop => {}
-        CookieRewrite::Replace(kept) => {
-            // What `HeaderValue::from_str` accepts; hyper's path fails the request otherwise.
-            if !kept.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f)) {
-                return None;
+        CookieRewrite::Rebuild => {
+            let start = out.len();
+            out.extend_from_slice(b"cookie: ");
+            let mut first = true;
+            for seg in kept_cookies(cookie_values(), cookies) {
+                // What `HeaderValue::from_str` accepts; hyper's path fails the request otherwise.
+                if !header_value_ok(seg.as_bytes()) {
+                    return None;
+                }
+                if !first {
+                    out.extend_from_slice(b"; ");
+                }
+                first = false;
+                out.extend_from_slice(seg.as_bytes());
             }
-            if !kept.is_empty() {
-                write_known(out, "cookie", kept.as_bytes());
+            if first {
+                out.truncate(start);
+            } else {
+                out.extend_from_slice(b"\r\n");
             }
         }
     }
@@ -452,7 +454,9 @@ pub fn write_request_headers(
     };
     write_known(out, "x-forwarded-proto", proto);
     write_known(out, "x-forwarded-host", host);
-    HeaderValue::from_str(origin.request_id).ok()?;
+    if !header_value_ok(origin.request_id.as_bytes()) {
+        return None;
+    }
     write_known(out, "x-request-id", origin.request_id.as_bytes());
     let values = identity.header_values().ok()?;
     write_known(out, identity_names.user.as_str(), values.user.as_bytes());
@@ -641,8 +645,12 @@ mod tests {
                     raw.insert(at.min(raw.len()), header);
                 }
                 let mut out = Vec::new();
+                let seen = scan_cookies(
+                    raw.iter().filter(|h| h.name.eq_ignore_ascii_case("cookie")).map(|h| h.value),
+                    &cookies,
+                );
                 let lane = write_request_headers(
-                    &mut out, &raw, &names(), &cookies, &origin, &identity(), upstream_host,
+                    &mut out, &raw, &names(), &cookies, &origin, &identity(), upstream_host, &seen,
                 );
                 let hosts = raw.iter().filter(|h| h.name.eq_ignore_ascii_case("host")).count();
                 let not_lanes = hosts != 1
