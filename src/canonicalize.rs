@@ -61,11 +61,28 @@ pub fn canonicalize(
     path: &str,
     query: Option<&str>,
 ) -> Result<CanonicalRequest, CanonicalError> {
+    with_host(canonical_host(host.unwrap_or("")), path, query)
+}
+
+/// [`canonicalize`] with a host that is canonical already (from [`canonical_host_bytes`]).
+pub fn canonicalize_with_host(
+    host: String,
+    path: &str,
+    query: Option<&str>,
+) -> Result<CanonicalRequest, CanonicalError> {
+    with_host(Ok(host), path, query)
+}
+
+fn with_host(
+    host: Result<String, CanonicalError>,
+    path: &str,
+    query: Option<&str>,
+) -> Result<CanonicalRequest, CanonicalError> {
     if query.is_some_and(|q| q.contains('#')) {
         return Err(CanonicalError::Fragment);
     }
     Ok(CanonicalRequest {
-        host: canonical_host(host.unwrap_or(""))?,
+        host: host?,
         path: canonical_path(path)?,
         query: query.map(str::to_string),
     })
@@ -84,33 +101,56 @@ pub fn trim(s: &str) -> &str {
 }
 
 pub fn canonical_host(raw: &str) -> Result<String, CanonicalError> {
-    let raw = trim(raw);
-    let name = if let Some(rest) = raw.strip_prefix('[') {
+    host_of(trim(raw).as_bytes())
+}
+
+/// [`canonical_host`] of a raw `Host` value (the express lane's borrowed head). Only spaces
+/// and tabs are trimmed, and only bytes a host may hold pass: a value `HeaderValue::to_str`
+/// would refuse never does, and any other value gives what `canonical_host` gives.
+pub fn canonical_host_bytes(raw: &[u8]) -> Result<String, CanonicalError> {
+    let blank = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = raw.iter().position(|b| !blank(b)).unwrap_or(raw.len());
+    let end = raw
+        .iter()
+        .rposition(|b| !blank(b))
+        .map_or(start, |at| at + 1);
+    host_of(&raw[start..end])
+}
+
+/// The host of a trimmed `Host` value: lowercase, without port or trailing dot.
+fn host_of(raw: &[u8]) -> Result<String, CanonicalError> {
+    // Only checked ASCII gets here.
+    let lowercase = |bytes: &[u8]| {
+        std::str::from_utf8(bytes)
+            .map(str::to_ascii_lowercase)
+            .map_err(|_| CanonicalError::BadHost)
+    };
+    let name = if let Some(rest) = raw.strip_prefix(b"[") {
         // IPv6 literal, with an optional port after `]`.
-        let (inside, after) = rest.split_once(']').ok_or(CanonicalError::BadHost)?;
-        if !(after.is_empty() || after.strip_prefix(':').is_some_and(is_port)) {
+        let at = memchr::memchr(b']', rest).ok_or(CanonicalError::BadHost)?;
+        let (inside, after) = (&rest[..at], &rest[at + 1..]);
+        if !(after.is_empty() || after.strip_prefix(b":").is_some_and(is_port)) {
             return Err(CanonicalError::BadHost);
         }
         if !inside
-            .chars()
-            .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+            .iter()
+            .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
         {
             return Err(CanonicalError::BadHost);
         }
-        return Ok(format!("[{}]", inside.to_ascii_lowercase()));
+        return Ok(format!("[{}]", lowercase(inside)?));
     } else {
-        match memchr::memrchr(b':', raw.as_bytes()) {
-            // `:` is ASCII: both sides are on char boundaries.
+        match memchr::memrchr(b':', raw) {
             Some(at) if is_port(&raw[at + 1..]) => &raw[..at],
             Some(_) => return Err(CanonicalError::BadHost),
             None => raw,
         }
     };
-    let name = name.strip_suffix('.').unwrap_or(name);
+    let name = name.strip_suffix(b".").unwrap_or(name);
     // Letters, digits, `-`, `.` and `_`, and no `..`: one pass.
     let mut valid = true;
     let mut after_dot = false;
-    for &b in name.as_bytes() {
+    for &b in name {
         let dot = b == b'.';
         valid &=
             (b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')) && !(dot && after_dot);
@@ -119,11 +159,11 @@ pub fn canonical_host(raw: &str) -> Result<String, CanonicalError> {
     if !valid {
         return Err(CanonicalError::BadHost);
     }
-    Ok(name.to_ascii_lowercase())
+    lowercase(name)
 }
 
-fn is_port(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit())
+fn is_port(s: &[u8]) -> bool {
+    !s.is_empty() && s.len() <= 5 && s.iter().all(|b| b.is_ascii_digit())
 }
 
 fn is_unreserved(b: u8) -> bool {

@@ -653,3 +653,87 @@ async fn a_raw_fragment_right_after_the_lane_s_requests_is_still_refused() {
     gw.gw.set_express_lane(false);
     gw.stop().await;
 }
+
+/// The access cookie alone (no refresh cookie, so nothing is refreshed behind the test's back).
+fn access_only(cookies: &str) -> String {
+    cookies
+        .split("; ")
+        .find(|p| p.contains("access"))
+        .unwrap()
+        .to_string()
+}
+
+async fn status_on(s: &mut TcpStream, buf: &mut Vec<u8>, cookie: &str) -> u16 {
+    status_of(s, buf, "/x", cookie).await
+}
+
+async fn status_of(s: &mut TcpStream, buf: &mut Vec<u8>, path: &str, cookie: &str) -> u16 {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: gw\r\nCookie: {cookie}\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    read_response(s, buf).await.expect("an answer").0
+}
+
+#[tokio::test]
+async fn a_connection_s_repeated_cookie_is_still_checked_for_revocation_expiry_and_reload() {
+    let up = Upstream::start().await;
+    let yaml =
+        base_yaml(&up.url(), default_routes()).replace("  access_ttl: 5m\n", "  access_ttl: 2s\n");
+    let gw = TestGateway::start(&yaml).await;
+    gw.gw.set_express_lane(true);
+    // Each case: two requests on one connection (the second repeats the first's Cookie
+    // bytes), then a change, then the same bytes again.
+    let open = || async {
+        let cookies = logged_in(&gw, "alice", "alice-pw").await;
+        let mut s = TcpStream::connect(gw.addr).await.unwrap();
+        let mut buf = Vec::new();
+        let took = gw.gw.lane_served();
+        let access = access_only(&cookies);
+        assert_eq!(status_on(&mut s, &mut buf, &access).await, 200);
+        assert_eq!(status_on(&mut s, &mut buf, &access).await, 200);
+        assert_eq!(gw.gw.lane_served() - took, 2, "the lane took both");
+        (cookies, access, s, buf)
+    };
+    // 0. Another user's cookie on the same connection is that user's.
+    let (_, alice, mut s, mut buf) = open().await;
+    let bob = access_only(&logged_in(&gw, "bob", "bob-pw").await);
+    assert_eq!(status_of(&mut s, &mut buf, "/admin/x", &alice).await, 200);
+    assert_eq!(
+        status_of(&mut s, &mut buf, "/admin/x", &bob).await,
+        403,
+        "bob"
+    );
+    // 1. The session is revoked (logout on another connection).
+    let (cookies, access, mut s, mut buf) = open().await;
+    let (_, later_access, mut later, mut later_buf) = open().await;
+    let c = gw.client();
+    for pair in cookies.split("; ") {
+        let (k, v) = pair.split_once('=').unwrap();
+        c.set_cookie(k, v);
+    }
+    assert_eq!(
+        c.post_form("/.gatehouse/logout", &[]).await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(status_on(&mut s, &mut buf, &access).await, 401, "revoked");
+    // 2. The token expires (2 s, no leeway).
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    assert_eq!(
+        status_on(&mut later, &mut later_buf, &later_access).await,
+        401,
+        "expired"
+    );
+    // 3. A reload replaces the signing secret: the token no longer verifies.
+    let (_, access, mut s, mut buf) = open().await;
+    gw.apply(&yaml.replace(
+        "secret: \"${TEST_SECRET}\"",
+        "secret: \"another-secret-of-enough-length-0123456789abcdef\"",
+    ))
+    .await;
+    assert_eq!(
+        status_on(&mut s, &mut buf, &access).await,
+        401,
+        "signed with the old secret"
+    );
+    gw.gw.set_express_lane(false);
+    gw.stop().await;
+}

@@ -47,10 +47,11 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use crate::authenticate::credentials::CookieScan;
 use crate::authenticate::credentials::{self, AccessCheck};
-use crate::authenticate::identify;
+use crate::authenticate::{identify, reidentify, Identity};
 use crate::authorize::{authorize, public};
-use crate::canonicalize::{canonicalize, under_prefix};
+use crate::canonicalize::{canonical_host_bytes, canonicalize_with_host, under_prefix};
 use crate::config::Config;
 use crate::forward;
 use crate::forward::client::UpstreamError;
@@ -142,6 +143,7 @@ where
     let mut upbuf = BytesMut::with_capacity(8192);
     let mut out: Vec<u8> = Vec::with_capacity(8192);
     let mut headbuf: Vec<u8> = Vec::with_capacity(1024);
+    let mut memo = Memo::default();
     // Two timers, each only ever pushed later while the client keeps sending: tokio extends a
     // registered timer in place then, where moving one earlier re-files it in the wheel.
     let deadline = tokio::time::sleep(settings.wait_for_request);
@@ -159,7 +161,7 @@ where
         // Read until a whole head is there and decide on it.
         let plan = loop {
             if !inbuf.is_empty() {
-                match plan(gw, &inbuf, conn, settings.max_head, &mut out) {
+                match plan(gw, &inbuf, conn, settings.max_head, &mut out, &mut memo) {
                     Step::Go(plan) => break plan,
                     Step::HandOff => return Ended::HandOff(inbuf),
                     Step::Partial => {}
@@ -234,7 +236,94 @@ fn refused_header(name: &str) -> bool {
 
 /// Parses the head at the start of `buf` and, when the lane takes it, writes the upstream
 /// request head into `out`.
-fn plan(gw: &Gateway, buf: &[u8], conn: Conn, max_head: usize, out: &mut Vec<u8>) -> Step {
+/// What this connection's last request had, reused when the next repeats it byte for byte:
+/// a client sends the same `Host` and `Cookie` on every request of a connection.
+#[derive(Default)]
+struct Memo {
+    host_raw: Vec<u8>,
+    host: String,
+    known: Option<Known>,
+}
+
+/// The identity a `Cookie` header's bytes gave under one config snapshot.
+struct Known {
+    cookie: Vec<u8>,
+    config: Arc<Config>,
+    seen: CookieScan<'static>,
+    identity: Identity,
+}
+
+impl Memo {
+    /// The request's cookie facts and identity. A lone `Cookie` header identical to the last
+    /// request's, under the same config snapshot, carries the same verified token: only the
+    /// clock window and revocation are checked again (`reidentify`). Anything else takes the
+    /// full path: one scan, then `identify`.
+    fn identify(
+        &mut self,
+        gw: &Gateway,
+        config: &Arc<Config>,
+        headers: &[httparse::Header<'_>],
+        now: u64,
+    ) -> Option<(CookieScan<'static>, Identity)> {
+        let values = || {
+            headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("cookie"))
+                .map(|h| h.value)
+        };
+        let mut all = values();
+        let single = match (all.next(), all.next()) {
+            (Some(value), None) => Some(value),
+            _ => None,
+        };
+        if let (Some(value), Some(known)) = (single, &self.known) {
+            if known.cookie == value && Arc::ptr_eq(&known.config, config) {
+                let identity = reidentify(&config.tokens, &gw.store, &known.identity, now).ok()?;
+                return Some((known.seen, identity));
+            }
+        }
+        // The token's shape is checked by `verify` on a cache miss; a second copy of the
+        // access cookie (which copy counts depends on that check) is left to hyper's path.
+        let seen =
+            credentials::scan_cookies_with(values(), &config.cookies, AccessCheck::Unchecked);
+        if seen.access_copies != 1 {
+            return None;
+        }
+        let identity = identify(&config.tokens, &gw.store, seen.creds.access_cookie?, now).ok()?;
+        let seen = seen.facts();
+        if let Some(value) = single {
+            let mut cookie = self.known.take().map(|k| k.cookie).unwrap_or_default();
+            cookie.clear();
+            cookie.extend_from_slice(value);
+            self.known = Some(Known {
+                cookie,
+                config: config.clone(),
+                seen,
+                identity: identity.clone(),
+            });
+        }
+        Some((seen, identity))
+    }
+
+    /// [`canonical_host_bytes`] of `raw`.
+    fn host(&mut self, raw: &[u8]) -> Option<String> {
+        if self.host_raw != raw || self.host.is_empty() {
+            self.host = canonical_host_bytes(raw).ok()?;
+            self.host_raw.clear();
+            self.host_raw.extend_from_slice(raw);
+        }
+        Some(self.host.clone())
+    }
+}
+
+fn plan(
+    gw: &Gateway,
+    buf: &[u8],
+    conn: Conn,
+    max_head: usize,
+    out: &mut Vec<u8>,
+    memo: &mut Memo,
+) -> Step {
     // Left uninitialized: filling 64 empty headers per request costs more than parsing them.
     let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
@@ -243,24 +332,12 @@ fn plan(gw: &Gateway, buf: &[u8], conn: Conn, max_head: usize, out: &mut Vec<u8>
         Ok(httparse::Status::Partial) if buf.len() < max_head => return Step::Partial,
         _ => return Step::HandOff,
     };
-    match decide(gw, &req, conn, out) {
+    match decide(gw, &req, conn, out, memo) {
         Some(mut plan) => {
             plan.head_len = head_len;
             Step::Go(plan)
         }
         None => Step::HandOff,
-    }
-}
-
-/// A `Host` value `HeaderValue::to_str` accepts (visible ASCII), as hyper's path reads it.
-fn host_text(value: &[u8]) -> Option<&str> {
-    if value
-        .iter()
-        .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
-    {
-        std::str::from_utf8(value).ok()
-    } else {
-        None
     }
 }
 
@@ -322,6 +399,7 @@ fn decide(
     req: &httparse::Request<'_, '_>,
     conn: Conn,
     out: &mut Vec<u8>,
+    memo: &mut Memo,
 ) -> Option<Box<Plan>> {
     let started = std::time::Instant::now();
     let method = match req.method? {
@@ -347,9 +425,8 @@ fn decide(
             request_id = Some(h.value);
         }
     }
-    let host = host_text(host?)?;
     let (path, query) = split_target(target)?;
-    let canon = canonicalize(Some(host), path, query).ok()?;
+    let canon = canonicalize_with_host(memo.host(host?)?, path, query).ok()?;
     let config = gw.config();
     if under_prefix(canon.path(), &config.auth_prefix) || config.identity.assertion.is_some() {
         return None;
@@ -363,24 +440,7 @@ fn decide(
         return None;
     }
     let ctx = untrusted_request_ctx(conn, request_id);
-    let cookies = req
-        .headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("cookie"))
-        .map(|h| h.value);
-    // The token's shape is checked by `verify` on a cache miss; a second copy of the access
-    // cookie (which copy counts depends on that check) is left to hyper's path.
-    let cookies = credentials::scan_cookies_with(cookies, &config.cookies, AccessCheck::Unchecked);
-    if cookies.access_copies != 1 {
-        return None;
-    }
-    let identity = identify(
-        &config.tokens,
-        &gw.store,
-        cookies.creds.access_cookie?,
-        ctx.now,
-    )
-    .ok()?;
+    let (cookies, identity) = memo.identify(gw, &config, req.headers, ctx.now)?;
     let _permit = authorize(&matched, &identity).ok()?;
     out.clear();
     out.extend_from_slice(method.as_str().as_bytes());

@@ -15,10 +15,39 @@ pub const DEFAULT_CAPACITY: usize = 100_000;
 
 #[derive(Debug)]
 pub struct VerifiedCache {
-    /// foldhash, randomly seeded: hashing a ~300-byte token with SipHash was a visible share
-    /// of every request. Only verified tokens are inserted, so clients cannot pick the keys.
-    entries: DashMap<Box<str>, Arc<AccessClaims>, foldhash::fast::RandomState>,
+    /// Hashed by [`TailHash`]. Only verified tokens are inserted, so clients cannot pick the
+    /// keys; a lookup still compares the whole token.
+    entries: DashMap<Box<str>, Arc<AccessClaims>, TailHash>,
     capacity: usize,
+}
+
+/// How many trailing bytes of a token its hash reads: they are signature (at least 43
+/// characters for every accepted algorithm), random-looking for every token.
+const HASHED_TAIL: usize = 32;
+
+/// Hashes a key by its length and its last [`HASHED_TAIL`] bytes, with foldhash, randomly
+/// seeded: hashing every byte of a ~300-byte token was a visible share of every request.
+#[derive(Debug, Clone, Default)]
+struct TailHash(foldhash::fast::RandomState);
+
+impl std::hash::BuildHasher for TailHash {
+    type Hasher = Tail;
+    fn build_hasher(&self) -> Tail {
+        Tail(self.0.build_hasher())
+    }
+}
+
+struct Tail(foldhash::fast::FoldHasher<'static>);
+
+impl std::hash::Hasher for Tail {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.write_usize(bytes.len());
+        self.0
+            .write(&bytes[bytes.len().saturating_sub(HASHED_TAIL)..]);
+    }
+    fn finish(&self) -> u64 {
+        self.0.finish()
+    }
 }
 
 impl Default for VerifiedCache {
@@ -30,7 +59,7 @@ impl Default for VerifiedCache {
 impl VerifiedCache {
     pub fn new(capacity: usize) -> VerifiedCache {
         VerifiedCache {
-            entries: DashMap::with_hasher(foldhash::fast::RandomState::default()),
+            entries: DashMap::with_hasher(TailHash::default()),
             capacity,
         }
     }
@@ -43,14 +72,14 @@ impl VerifiedCache {
         leeway: u64,
     ) -> Option<Result<Arc<AccessClaims>, TokenError>> {
         let claims = self.entries.get(token)?.clone();
-        if now > claims.exp.saturating_add(leeway) {
-            self.entries.remove(token);
-            return Some(Err(TokenError::Expired));
+        match in_time(&claims, now, leeway) {
+            Ok(()) => Some(Ok(claims)),
+            Err(TokenError::Expired) => {
+                self.entries.remove(token);
+                Some(Err(TokenError::Expired))
+            }
+            Err(e) => Some(Err(e)),
         }
-        if claims.nbf > now.saturating_add(leeway) {
-            return Some(Err(TokenError::NotYetValid));
-        }
-        Some(Ok(claims))
     }
 
     pub fn insert(&self, token: &str, claims: Arc<AccessClaims>, now: u64) {
@@ -70,6 +99,18 @@ impl VerifiedCache {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+}
+
+/// The part of a verified token's check that depends on the clock: `exp` and `nbf`, with
+/// leeway. Everything else about verified claims stays true while the config does.
+pub fn in_time(claims: &AccessClaims, now: u64, leeway: u64) -> Result<(), TokenError> {
+    if now > claims.exp.saturating_add(leeway) {
+        return Err(TokenError::Expired);
+    }
+    if claims.nbf > now.saturating_add(leeway) {
+        return Err(TokenError::NotYetValid);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -108,5 +149,22 @@ mod tests {
         assert_eq!(c.len(), 2, "full: t4 is not cached");
         assert!(c.get("t4", 150, 0).is_none());
         assert!(c.get("other", 150, 0).is_none());
+    }
+
+    #[test]
+    fn a_hit_needs_the_whole_token_not_only_the_hashed_tail() {
+        let c = VerifiedCache::new(10);
+        let tail = "s".repeat(HASHED_TAIL);
+        let token = format!("header.claims.{tail}");
+        c.insert(&token, claims(300), 100);
+        assert!(c.get(&token, 150, 0).is_some());
+        for forged in [
+            format!("header.CLAIMS.{tail}"),
+            format!("header.claims.x{tail}"),
+            format!(".claims.{tail}"),
+            tail.clone(),
+        ] {
+            assert!(c.get(&forged, 150, 0).is_none(), "{forged} hit");
+        }
     }
 }

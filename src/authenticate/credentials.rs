@@ -46,6 +46,20 @@ pub struct CookieScan<'a> {
     pub access_copies: u8,
 }
 
+impl CookieScan<'_> {
+    /// What the scan found about the headers, without the borrowed credentials.
+    pub fn facts(&self) -> CookieScan<'static> {
+        CookieScan {
+            creds: Credentials::default(),
+            headers: self.headers,
+            ours: self.ours,
+            theirs: self.theirs,
+            unreadable: self.unreadable,
+            access_copies: self.access_copies,
+        }
+    }
+}
+
 /// Whether [`scan_cookies_with`] checks the access cookie's bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccessCheck {

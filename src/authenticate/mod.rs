@@ -90,6 +90,22 @@ pub fn identify(
     Ok(Identity::from_claims(claims))
 }
 
+/// [`identify`] again for an identity this config snapshot's `settings` verified from the very
+/// same token bytes: only what changes with time is checked again — the clock window, and
+/// revocation, which always wins.
+pub fn reidentify(
+    settings: &TokenSettings,
+    store: &Store,
+    known: &Identity,
+    now: u64,
+) -> Result<Identity, AuthFailure> {
+    cache::in_time(&known.claims, now, settings.leeway)?;
+    if store.is_revoked(&known.claims.sid) {
+        return Err(AuthFailure::Revoked);
+    }
+    Ok(known.clone())
+}
+
 /// Tries the candidate access tokens (bearer first, then the cookie) and returns the first
 /// identity, or the most telling failure.
 pub fn identify_any<'a>(
