@@ -145,6 +145,19 @@ async fn logged_in(gw: &TestGateway, user: &str, pw: &str) -> String {
         .join("; ")
 }
 
+/// Logs the session of `cookies` (as `logged_in` gives them) out, from another connection.
+async fn log_out(gw: &TestGateway, cookies: &str) {
+    let c = gw.client();
+    for pair in cookies.split("; ") {
+        let (k, v) = pair.split_once('=').unwrap();
+        c.set_cookie(k, v);
+    }
+    assert_eq!(
+        c.post_form("/.gatehouse/logout", &[]).await.status,
+        StatusCode::SEE_OTHER
+    );
+}
+
 #[tokio::test]
 async fn authenticated_gets_are_forwarded_exactly_as_hyper_forwards_them() {
     let up = Upstream::start().await;
@@ -223,15 +236,7 @@ async fn requests_the_lane_must_not_take_get_hyper_s_answer() {
     let alice = logged_in(&gw, "alice", "alice-pw").await;
     let bob = logged_in(&gw, "bob", "bob-pw").await;
     let revoked = logged_in(&gw, "alice", "alice-pw").await;
-    let c = gw.client();
-    for pair in revoked.split("; ") {
-        let (k, v) = pair.split_once('=').unwrap();
-        c.set_cookie(k, v);
-    }
-    assert_eq!(
-        c.post_form("/.gatehouse/logout", &[]).await.status,
-        StatusCode::SEE_OTHER
-    );
+    log_out(&gw, &revoked).await;
     let access = |cookies: &str| {
         cookies
             .split("; ")
@@ -705,15 +710,7 @@ async fn a_connection_s_repeated_cookie_is_still_checked_for_revocation_expiry_a
     // 1. The session is revoked (logout on another connection).
     let (cookies, access, mut s, mut buf) = open().await;
     let (_, later_access, mut later, mut later_buf) = open().await;
-    let c = gw.client();
-    for pair in cookies.split("; ") {
-        let (k, v) = pair.split_once('=').unwrap();
-        c.set_cookie(k, v);
-    }
-    assert_eq!(
-        c.post_form("/.gatehouse/logout", &[]).await.status,
-        StatusCode::SEE_OTHER
-    );
+    log_out(&gw, &cookies).await;
     assert_eq!(status_on(&mut s, &mut buf, &access).await, 401, "revoked");
     // 2. The token expires (2 s, no leeway).
     tokio::time::sleep(Duration::from_millis(3100)).await;
