@@ -6,10 +6,11 @@
 # Each proxy is pinned to CPU 0; wrk (64 keep-alive connections) and the upstream share CPU 1.
 # Prints requests/s, p50 and p99 per target, the proxy's CPU use (from /proc/PID/stat) and so
 # its requests per CPU-second ("per core": a proxy that does not saturate its core is not
-# penalised for it), and the ratios to nginx and to the bare proxy. Then Gatehouse again
-# under a storm of 50 logins/s (argon2 on its own low-priority threads; the storm runs over
-# keep-alive connections from examples/login-storm.rs), to compare its p99 with the idle one
-# and to show how many of those logins actually succeeded.
+# penalised for it), and the ratios to nginx and to the bare proxy. Each Gatehouse run is
+# followed at once by the same build under a storm of 50 logins/s (argon2 on its own
+# low-priority threads; the storm runs over keep-alive connections from
+# examples/login-storm.rs), to compare its p99 with the idle one next to it and to show how
+# many of those logins actually succeeded.
 #
 #   benches/load.sh                  # 3 rounds x 10 s per target
 #   ROUNDS=5 DURATION=20 benches/load.sh
@@ -189,24 +190,10 @@ to_ms() {
 }
 
 : > "$WORK/results"
-for round in $(seq 1 "$ROUNDS"); do
-  echo "round $round/$ROUNDS" >&2
-  run nginx "$PID_nginx" "http://127.0.0.1:$NGINX/"
-  run bare-hyper "$PID_bare" "http://127.0.0.1:$BARE/"
-  run gatehouse "$PID_gatehouse" "http://127.0.0.1:$GH/" -H "Cookie: gatehouse_access=$COOKIE"
-  if [ -n "${BASELINE:-}" ]; then
-    run baseline "$PID_baseline" "http://127.0.0.1:$BASE/" -H "Cookie: gatehouse_access=$COOKIE"
-  fi
-  if [ -n "${HYPER_PATH:-}" ]; then
-    run hyper-path "$PID_lane" "http://127.0.0.1:$LANE_PORT/" -H "Cookie: gatehouse_access=$COOKIE"
-  fi
-  if [ -n "${FLOOR:-}" ]; then
-    run floor "$PID_floor" "http://127.0.0.1:$FLOOR_BARE/"
-    run floor+auth "$PID_floorauth" "http://127.0.0.1:$FLOOR_AUTH/" -H "Cookie: gatehouse_access=$COOKIE"
-  fi
-done
-
-# Gatehouse again while 50 logins/s hash passwords (and the baseline build, interleaved).
+# Each idle run of a Gatehouse build is followed at once by the same build under a storm of 50
+# logins/s, so every storm p99 has an idle p99 measured next to it (p99 on this machine drifts
+# by 2x over minutes, more than the storm's effect). storm() waits until the last login of the
+# storm is answered, so no hashing backlog spills into the next run.
 storm() { # name pid port file
   taskset -c 1 "$BIN/examples/login-storm" "127.0.0.1:$3" 50 "$DURATION" alice alice-demo-password \
     > "$4" & STORM=$!
@@ -214,12 +201,22 @@ storm() { # name pid port file
   wait "$STORM"
 }
 for round in $(seq 1 "$ROUNDS"); do
+  echo "round $round/$ROUNDS" >&2
+  run nginx "$PID_nginx" "http://127.0.0.1:$NGINX/"
+  run bare-hyper "$PID_bare" "http://127.0.0.1:$BARE/"
+  run gatehouse "$PID_gatehouse" "http://127.0.0.1:$GH/" -H "Cookie: gatehouse_access=$COOKIE"
   storm gatehouse+logins "$PID_gatehouse" "$GH" "$WORK/storm.$round"
   if [ -n "${BASELINE:-}" ]; then
+    run baseline "$PID_baseline" "http://127.0.0.1:$BASE/" -H "Cookie: gatehouse_access=$COOKIE"
     storm baseline+logins "$PID_baseline" "$BASE" "$WORK/basestorm.$round"
   fi
   if [ -n "${HYPER_PATH:-}" ]; then
+    run hyper-path "$PID_lane" "http://127.0.0.1:$LANE_PORT/" -H "Cookie: gatehouse_access=$COOKIE"
     storm hyper-path+logins "$PID_lane" "$LANE_PORT" "$WORK/lanestorm.$round"
+  fi
+  if [ -n "${FLOOR:-}" ]; then
+    run floor "$PID_floor" "http://127.0.0.1:$FLOOR_BARE/"
+    run floor+auth "$PID_floorauth" "http://127.0.0.1:$FLOOR_AUTH/" -H "Cookie: gatehouse_access=$COOKIE"
   fi
 done
 echo
@@ -242,15 +239,24 @@ for name in $NAMES; do
   awk -v n="$name" -v r="$rps" -v a="$p50" -v b="$p99" -v c="$cpu" -v k="$kernel" -v pc="$pc" -v ng="$NGINX_PC" -v bh="$BARE_PC" \
     'BEGIN{printf "%-16s %8.0f %8.3f %8.3f %4.0f%% %5.0f%% %10.0f %17.2fx %13.2fx\n", n, r, a, b, c*100, k*100, pc, pc/ng, pc/bh}'
 done
+# Storm p99 over idle p99 per round (the two runs next to each other), then their median.
+pair_ratios() { # idle-name storm-name
+  paste <(awk -v n="$1" '$1==n{print $4}' "$WORK/results") <(awk -v n="$2" '$1==n{print $4}' "$WORK/results") \
+    | awk '$1>0{printf "%.2f\n", $2/$1}'
+}
 IDLE_P99=$(stat gatehouse 4); STORM_P99=$(stat gatehouse+logins 4)
-awk -v i="$IDLE_P99" -v s="$STORM_P99" 'BEGIN{printf "login storm: p99 %.3f ms vs idle %.3f ms (%.2fx; goal <= 2x)\n", s, i, s/i}'
+RATIOS=$(pair_ratios gatehouse gatehouse+logins)
+awk -v i="$IDLE_P99" -v s="$STORM_P99" -v m="$(echo "$RATIOS" | median)" -v r="$(echo $RATIOS)" \
+  'BEGIN{printf "login storm: p99 %.3f ms vs idle %.3f ms (%.2fx; goal <= 2x); per round %s, median %.2fx\n", s, i, s/i, r, m}'
 for round in $(seq 1 "$ROUNDS"); do echo "  storm round $round: $(cat "$WORK/storm.$round")"; done
 if [ -n "${HYPER_PATH:-}" ]; then
   LANE_IDLE=$(stat hyper-path 4); LANE_STORM=$(stat hyper-path+logins 4)
-  awk -v i="$LANE_IDLE" -v s="$LANE_STORM" 'BEGIN{printf "hyper path (lane off) login storm: p99 %.3f ms vs idle %.3f ms (%.2fx)\n", s, i, s/i}'
+  awk -v i="$LANE_IDLE" -v s="$LANE_STORM" -v r="$(echo $(pair_ratios hyper-path hyper-path+logins))" \
+    'BEGIN{printf "hyper path (lane off) login storm: p99 %.3f ms vs idle %.3f ms (%.2fx); per round %s\n", s, i, s/i, r}'
 fi
 if [ -n "${BASELINE:-}" ]; then
   BASE_IDLE=$(stat baseline 4); BASE_STORM=$(stat baseline+logins 4)
-  awk -v i="$BASE_IDLE" -v s="$BASE_STORM" 'BEGIN{printf "baseline login storm: p99 %.3f ms vs idle %.3f ms (%.2fx)\n", s, i, s/i}'
+  awk -v i="$BASE_IDLE" -v s="$BASE_STORM" -v r="$(echo $(pair_ratios baseline baseline+logins))" \
+    'BEGIN{printf "baseline login storm: p99 %.3f ms vs idle %.3f ms (%.2fx); per round %s\n", s, i, s/i, r}'
   for round in $(seq 1 "$ROUNDS"); do echo "  baseline storm round $round: $(cat "$WORK/basestorm.$round")"; done
 fi

@@ -22,7 +22,11 @@
 //! What a hashing thread costs proxied requests is not its share of the core but how long it
 //! holds the core each time: on a busy core the kernel switches tasks at its timer tick, so a
 //! low-priority thread that gets the core keeps it until the next tick (4 ms at `HZ=250`),
-//! while every request in flight waits. The [`Preempter`] thread therefore wakes every
+//! while every request in flight waits. Even the request thread's own wakeup may not end
+//! that: the kernel (EEVDF) does preempt the hasher, but a request thread that has had most of
+//! the core comes back owing time, not yet eligible, and another hasher is picked instead
+//! (seen with `perf sched`; README, "Why a woken request thread still waits"). The
+//! [`Preempter`] thread therefore wakes every
 //! [`PREEMPT_EVERY`] while a check is running: each wakeup is a point where the kernel
 //! reschedules and hands the core back to request handling, so hashing holds it for at most
 //! about that long at a time. Storm p99 went from 3.6-3.9x idle to 1.6x (two same-run A/B
@@ -55,8 +59,9 @@ pub const PREEMPT_EVERY: Duration = Duration::from_micros(500);
 /// A thread that only sleeps, in [`PREEMPT_EVERY`] steps, while any check is running, and
 /// parks otherwise. Waking is all it does: a normal-priority task that wakes preempts a
 /// `SCHED_IDLE` one at once, and the kernel then picks the next task by fairness, which on a
-/// core busy with requests is request handling. It shares the process's CPUs, so it helps
-/// where hashing shares a core with request handling (one CPU, as in the load benchmark).
+/// core busy with requests is request handling once it is eligible again. It shares the
+/// process's CPUs, so it helps where hashing shares a core with request handling (one CPU, as
+/// in the load benchmark).
 struct Preempter {
     running: AtomicUsize,
     /// Sleeps begun while a check was running (for tests).
