@@ -21,6 +21,8 @@
 #   HYPER_PATH=1 benches/load.sh     # also Gatehouse with the express lane off
 #                                    # (GATEHOUSE_EXPRESS_LANE=0: hyper's path only), idle
 #                                    # and under the storm
+#   PAIRS=12 benches/load.sh         # then nginx and Gatehouse alternated 12 times, PAIR_DURATION
+#                                    # (5) s each, to compare their p99 pair by pair
 #   FLOOR=1 benches/load.sh          # also examples/floor-proxy: tokio without hyper, bare and
 #                                    # with Gatehouse's per-request auth work (what a
 #                                    # hand-written HTTP/1 codec could reach; not a product)
@@ -32,7 +34,9 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-64}
-if [ "${1:-}" = "--smoke" ]; then ROUNDS=1; DURATION=1; fi
+PAIRS=${PAIRS:-0}
+PAIR_DURATION=${PAIR_DURATION:-5}
+if [ "${1:-}" = "--smoke" ]; then ROUNDS=1; DURATION=1; PAIRS=1; PAIR_DURATION=1; fi
 
 for tool in wrk nginx taskset curl; do
   command -v "$tool" >/dev/null || { echo "load.sh needs $tool (apt-get install wrk nginx util-linux curl)" >&2; exit 1; }
@@ -168,7 +172,7 @@ run() {
   local name=$1 pid=$2 url=$3; shift 3
   local out before after start end sys_before sys_after
   before=$(cpu_ticks "$pid"); sys_before=$(sys_ticks "$pid"); start=$(date +%s.%N)
-  out=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" "$url")
+  out=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${RUN_DURATION:-$DURATION}s" --latency "$@" "$url")
   after=$(cpu_ticks "$pid"); sys_after=$(sys_ticks "$pid"); end=$(date +%s.%N)
   local rps p50 p99 cpu kernel
   rps=$(echo "$out" | awk '/^Requests\/sec:/{print $2}')
@@ -219,6 +223,19 @@ for round in $(seq 1 "$ROUNDS"); do
     run floor+auth "$PID_floorauth" "http://127.0.0.1:$FLOOR_AUTH/" -H "Cookie: gatehouse_access=$COOKIE"
   fi
 done
+# p99 moves by 1-2 ms from round to round on a shared machine: PAIRS alternates nginx and
+# Gatehouse back to back (which goes first alternates too), so each Gatehouse p99 has an
+# nginx p99 measured next to it.
+for pair in $(seq 1 "$PAIRS"); do
+  [ "$pair" = 1 ] && echo "pairs: nginx and Gatehouse alternated $PAIRS times" >&2
+  if [ $((pair % 2)) = 1 ]; then
+    RUN_DURATION=$PAIR_DURATION run nginx/pair "$PID_nginx" "http://127.0.0.1:$NGINX/"
+    RUN_DURATION=$PAIR_DURATION run gatehouse/pair "$PID_gatehouse" "http://127.0.0.1:$GH/" -H "Cookie: gatehouse_access=$COOKIE"
+  else
+    RUN_DURATION=$PAIR_DURATION run gatehouse/pair "$PID_gatehouse" "http://127.0.0.1:$GH/" -H "Cookie: gatehouse_access=$COOKIE"
+    RUN_DURATION=$PAIR_DURATION run nginx/pair "$PID_nginx" "http://127.0.0.1:$NGINX/"
+  fi
+done
 echo
 echo "median of $ROUNDS rounds, ${DURATION}s each, $CONNECTIONS connections, each proxy pinned to 1 core"
 echo "per core = requests per CPU-second of the proxy process (req/s divided by its CPU use)"
@@ -240,7 +257,7 @@ for name in $NAMES; do
     'BEGIN{printf "%-16s %8.0f %8.3f %8.3f %4.0f%% %5.0f%% %10.0f %17.2fx %13.2fx\n", n, r, a, b, c*100, k*100, pc, pc/ng, pc/bh}'
 done
 # Storm p99 over idle p99 per round (the two runs next to each other), then their median.
-pair_ratios() { # idle-name storm-name
+pair_ratios() { # first-name second-name: second p99 over first, pair by pair
   paste <(awk -v n="$1" '$1==n{print $4}' "$WORK/results") <(awk -v n="$2" '$1==n{print $4}' "$WORK/results") \
     | awk '$1>0{printf "%.2f\n", $2/$1}'
 }
@@ -249,6 +266,13 @@ RATIOS=$(pair_ratios gatehouse gatehouse+logins)
 awk -v i="$IDLE_P99" -v s="$STORM_P99" -v m="$(echo "$RATIOS" | median)" -v r="$(echo $RATIOS)" \
   'BEGIN{printf "login storm: p99 %.3f ms vs idle %.3f ms (%.2fx; goal <= 2x); per round %s, median %.2fx\n", s, i, s/i, r, m}'
 for round in $(seq 1 "$ROUNDS"); do echo "  storm round $round: $(cat "$WORK/storm.$round")"; done
+if [ "$PAIRS" -gt 0 ]; then
+  RATIOS=$(pair_ratios nginx/pair gatehouse/pair)
+  echo "p99 pair by pair ($PAIRS pairs of ${PAIR_DURATION}s): Gatehouse/nginx $(echo $RATIOS)"
+  awk -v n="$(stat nginx/pair 4)" -v g="$(stat gatehouse/pair 4)" -v m="$(echo "$RATIOS" | median)" \
+    -v w="$(echo "$RATIOS" | awk '$1<=1' | wc -l)" -v k="$PAIRS" -v np="$(per_core nginx/pair)" -v gp="$(per_core gatehouse/pair)" \
+    'BEGIN{printf "  median p99 %.3f ms vs nginx %.3f ms; median ratio %.2fx; Gatehouse no worse in %d of %d; per core %.2fx\n", g, n, m, w, k, gp/np}'
+fi
 if [ -n "${HYPER_PATH:-}" ]; then
   LANE_IDLE=$(stat hyper-path 4); LANE_STORM=$(stat hyper-path+logins 4)
   awk -v i="$LANE_IDLE" -v s="$LANE_STORM" -v r="$(echo $(pair_ratios hyper-path hyper-path+logins))" \
