@@ -256,7 +256,8 @@ for name in $NAMES; do
   awk -v n="$name" -v r="$rps" -v a="$p50" -v b="$p99" -v c="$cpu" -v k="$kernel" -v pc="$pc" -v ng="$NGINX_PC" -v bh="$BARE_PC" \
     'BEGIN{printf "%-16s %8.0f %8.3f %8.3f %4.0f%% %5.0f%% %10.0f %17.2fx %13.2fx\n", n, r, a, b, c*100, k*100, pc, pc/ng, pc/bh}'
 done
-# Storm p99 over idle p99 per round (the two runs next to each other), then their median.
+# p99 ratios of runs measured next to each other: storm over idle per round, Gatehouse over
+# nginx per pair.
 pair_ratios() { # first-name second-name: second p99 over first, pair by pair
   paste <(awk -v n="$1" '$1==n{print $4}' "$WORK/results") <(awk -v n="$2" '$1==n{print $4}' "$WORK/results") \
     | awk '$1>0{printf "%.2f\n", $2/$1}'
