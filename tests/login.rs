@@ -271,14 +271,14 @@ async fn an_unknown_user_costs_the_same_time_as_a_wrong_password() {
             t.elapsed()
         }
     };
-    let (mut known, mut unknown) = (Vec::new(), Vec::new());
-    for _ in 0..4 {
-        known.push(time("bob").await);
-        unknown.push(time("nobody-at-all").await);
+    // The fastest of several interleaved tries: the hash is the same work every time, and
+    // whatever else the machine runs (argon2 runs at idle priority) can only add to it.
+    let (mut known, mut unknown) = (Duration::MAX, Duration::MAX);
+    for _ in 0..6 {
+        known = known.min(time("bob").await);
+        unknown = unknown.min(time("nobody-at-all").await);
     }
-    known.sort();
-    unknown.sort();
-    let (k, u) = (known[1].as_secs_f64(), unknown[1].as_secs_f64());
+    let (k, u) = (known.as_secs_f64(), unknown.as_secs_f64());
     // Generous: an unknown user without the dummy hash would be >10x faster.
     assert!(
         u > k / 3.0 && u < k * 3.0,
