@@ -23,6 +23,9 @@
 #                                    # and under the storm
 #   PAIRS=12 benches/load.sh         # then nginx and Gatehouse alternated 12 times, PAIR_DURATION
 #                                    # (5) s each, to compare their p99 pair by pair
+#   BEARER=1 benches/load.sh         # also Gatehouse with the same token as an API client sends
+#                                    # it (Authorization: Bearer), and with HYPER_PATH=1 the
+#                                    # lane-off build too
 #   FLOOR=1 benches/load.sh          # also examples/floor-proxy: tokio without hyper, bare and
 #                                    # with Gatehouse's per-request auth work (what a
 #                                    # hand-written HTTP/1 codec could reach; not a product)
@@ -157,6 +160,10 @@ if [ -n "${HYPER_PATH:-}" ]; then
   [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: gatehouse_access=$COOKIE" "http://127.0.0.1:$LANE_PORT/")" = 200 ]
   [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$LANE_PORT/")" = 401 ]
 fi
+if [ -n "${BEARER:-}" ]; then
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $COOKIE" "http://127.0.0.1:$GH/")" = 200 ]
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer x$COOKIE" "http://127.0.0.1:$GH/")" = 401 ]
+fi
 if [ -n "${FLOOR:-}" ]; then
   [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: gatehouse_access=$COOKIE" "http://127.0.0.1:$FLOOR_AUTH/")" = 200 ]
   [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$FLOOR_AUTH/")" = 401 ]
@@ -218,6 +225,12 @@ for round in $(seq 1 "$ROUNDS"); do
     run hyper-path "$PID_lane" "http://127.0.0.1:$LANE_PORT/" -H "Cookie: gatehouse_access=$COOKIE"
     storm hyper-path+logins "$PID_lane" "$LANE_PORT" "$WORK/lanestorm.$round"
   fi
+  if [ -n "${BEARER:-}" ]; then
+    run gatehouse/bearer "$PID_gatehouse" "http://127.0.0.1:$GH/" -H "Authorization: Bearer $COOKIE"
+    if [ -n "${HYPER_PATH:-}" ]; then
+      run hyper-path/bearer "$PID_lane" "http://127.0.0.1:$LANE_PORT/" -H "Authorization: Bearer $COOKIE"
+    fi
+  fi
   if [ -n "${FLOOR:-}" ]; then
     run floor "$PID_floor" "http://127.0.0.1:$FLOOR_BARE/"
     run floor+auth "$PID_floorauth" "http://127.0.0.1:$FLOOR_AUTH/" -H "Cookie: gatehouse_access=$COOKIE"
@@ -249,6 +262,8 @@ NGINX_PC=$(per_core nginx); BARE_PC=$(per_core bare-hyper)
 NAMES="nginx bare-hyper gatehouse gatehouse+logins"
 [ -z "${BASELINE:-}" ] || NAMES="nginx bare-hyper baseline gatehouse baseline+logins gatehouse+logins"
 [ -z "${HYPER_PATH:-}" ] || NAMES="$NAMES hyper-path hyper-path+logins"
+[ -z "${BEARER:-}" ] || NAMES="$NAMES gatehouse/bearer"
+[ -z "${BEARER:-}" ] || [ -z "${HYPER_PATH:-}" ] || NAMES="$NAMES hyper-path/bearer"
 [ -z "${FLOOR:-}" ] || NAMES="$NAMES floor floor+auth"
 for name in $NAMES; do
   rps=$(stat "$name" 2); p50=$(stat "$name" 3); p99=$(stat "$name" 4); cpu=$(stat "$name" 5)

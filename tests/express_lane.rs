@@ -734,3 +734,160 @@ async fn a_connection_s_repeated_cookie_is_still_checked_for_revocation_expiry_a
     gw.gw.set_express_lane(false);
     gw.stop().await;
 }
+
+/// A request sent through `differential`: path, Cookie, other headers, the status expected.
+type Case<'a> = (&'a str, String, Vec<(&'a str, String)>, u16);
+
+/// The access token of `cookies` (as `logged_in` gives them), for `Authorization: Bearer`.
+fn token_of(cookies: &str) -> String {
+    access_only(cookies).split_once('=').unwrap().1.to_string()
+}
+
+#[tokio::test]
+async fn bearer_requests_are_forwarded_exactly_as_hyper_forwards_them() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(&base_yaml(&up.url(), default_routes())).await;
+    let alice_cookies = logged_in(&gw, "alice", "alice-pw").await;
+    let bob_cookies = logged_in(&gw, "bob", "bob-pw").await;
+    let alice = token_of(&alice_cookies);
+    let bob_access = access_only(&bob_cookies);
+    let bearer = format!("Bearer {alice}");
+    let spaced = format!("  bearer   {alice} ");
+    let mixed = format!("app=1; {bob_access}; theme=dark");
+    let both = differential(&gw, &up, || {
+        vec![
+            get("/x", "", &[("authorization", &bearer)]),
+            // The bearer token is tried first: Alice's, not Bob's cookie, decides /admin.
+            get(
+                "/admin/panel",
+                &mixed,
+                &[("Authorization", &bearer), ("X-Forwarded-User", "mallory")],
+            ),
+            get("/x", "", &[("authorization", &spaced)]),
+            Request::head("/x")
+                .header("host", "gw.example")
+                .header("authorization", &bearer)
+                .body(Full::default())
+                .unwrap(),
+        ]
+    })
+    .await;
+    assert_eq!(both.lane_took, 4, "the lane took every request here");
+    assert!(both.answers.iter().all(|a| a.status == StatusCode::OK));
+    // What went upstream is right in itself: no token, Alice's identity, the app's cookies.
+    let admin = &up.requests()[up.count() - 3];
+    assert_eq!(admin.uri, "/admin/panel");
+    assert!(
+        admin.header("authorization").is_none(),
+        "the token went upstream"
+    );
+    assert_eq!(
+        admin.header_all("x-forwarded-user"),
+        vec!["alice".to_string()]
+    );
+    assert_eq!(admin.header("cookie"), Some("app=1; theme=dark"));
+    assert!(up.last().header("authorization").is_none());
+
+    // Requests whose `Authorization` is hyper's path's, each on a fresh connection: the
+    // answer and what went upstream are the same with the lane on, and the lane took none.
+    let alice_access = access_only(&alice_cookies);
+    let tampered = {
+        let mut t = alice.clone();
+        let last = t.pop().unwrap();
+        t.push(if last == 'A' { 'B' } else { 'A' });
+        t
+    };
+    let revoked_cookies = logged_in(&gw, "alice", "alice-pw").await;
+    let revoked = token_of(&revoked_cookies);
+    log_out(&gw, &revoked_cookies).await;
+    let bob = token_of(&bob_cookies);
+    let cases: Vec<Case> = vec![
+        // A bearer that fails verification: the access cookie decides.
+        (
+            "/x",
+            alice_access.clone(),
+            vec![("authorization", format!("Bearer {tampered}"))],
+            200,
+        ),
+        (
+            "/x",
+            String::new(),
+            vec![("authorization", format!("Bearer {tampered}"))],
+            401,
+        ),
+        (
+            "/x",
+            String::new(),
+            vec![("authorization", format!("Bearer {revoked}"))],
+            401,
+        ),
+        // Bob may not see /admin.
+        (
+            "/admin/panel",
+            String::new(),
+            vec![("authorization", format!("Bearer {bob}"))],
+            403,
+        ),
+        // Not a bearer token: the app's own credential, forwarded with the cookie's identity.
+        (
+            "/x",
+            alice_access.clone(),
+            vec![("authorization", "Basic dXNlcjpwdw==".to_string())],
+            200,
+        ),
+        (
+            "/x",
+            String::new(),
+            vec![("authorization", "Basic dXNlcjpwdw==".to_string())],
+            401,
+        ),
+        // Two `Authorization` headers.
+        (
+            "/x",
+            String::new(),
+            vec![
+                ("authorization", bearer.clone()),
+                ("authorization", bearer.clone()),
+            ],
+            200,
+        ),
+        (
+            "/x",
+            String::new(),
+            vec![
+                ("authorization", bearer.clone()),
+                ("proxy-authorization", bearer.clone()),
+            ],
+            200,
+        ),
+    ];
+    for (path, cookie, headers, status) in &cases {
+        let extra: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let both = differential(&gw, &up, || vec![get(path, cookie, &extra)]).await;
+        assert_eq!(
+            both.answers[0].status.as_u16(),
+            *status,
+            "{path} {headers:?}"
+        );
+        assert_eq!(both.lane_took, 0, "the lane took {path} {headers:?}");
+    }
+    // The app's own `Authorization` reached it next to the cookie's identity.
+    let requests = up.requests();
+    let basic: Vec<_> = requests
+        .iter()
+        .filter(|r| r.header("authorization") == Some("Basic dXNlcjpwdw=="))
+        .collect();
+    assert_eq!(basic.len(), 2, "once with the lane off, once on");
+    assert!(basic
+        .iter()
+        .all(|r| r.header("x-forwarded-user") == Some("alice")));
+    // No other request carried a token upstream.
+    assert_eq!(
+        requests
+            .iter()
+            .filter(|r| r.header("authorization").is_some())
+            .count(),
+        2
+    );
+    gw.stop().await;
+}

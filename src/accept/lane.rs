@@ -11,12 +11,13 @@
 //! - the head: `GET` or `HEAD`, HTTP/1.1, an origin-form target without `#`, exactly one
 //!   `Host`, no header that frames a body or changes the connection (`Content-Length`,
 //!   `Transfer-Encoding`, `Connection`, `Upgrade`, `Expect`, `TE`, `Trailer`, `Keep-Alive`,
-//!   `Proxy-Connection`, `HTTP2-Settings`), no `Authorization`/`Proxy-Authorization`, at most
-//!   64 headers, the whole head within the size limit;
+//!   `Proxy-Connection`, `HTTP2-Settings`), no `Proxy-Authorization`, at most one
+//!   `Authorization`, at most 64 headers, the whole head within the size limit;
 //! - the decision, made by the same functions hyper's path calls: canonicalization passes,
 //!   the path is not under the gateway's own prefix, a route matches and is not public, the
-//!   access cookie verifies and its session is not revoked, `authorize` permits, no assertion
-//!   header is configured.
+//!   credential verifies and its session is not revoked — the `Authorization: Bearer` token
+//!   when there is an `Authorization` header (hyper's path tries it first), else the access
+//!   cookie — `authorize` permits, no assertion header is configured.
 //!
 //! So every refusal, redirect, transparent refresh, own page, upgrade, body and error response
 //! keeps its single implementation in hyper's path. The request head is rewritten by
@@ -214,7 +215,8 @@ enum Step {
 
 /// Headers that make a request not the lane's: they frame a body, change the connection or
 /// carry credentials the lane leaves to hyper's path. Compared in any case.
-const REFUSED: [&str; 13] = [
+/// (`Authorization` is the lane's only as one bearer token that verifies: see [`decide`].)
+const REFUSED: [&str; 12] = [
     "content-length",
     "transfer-encoding",
     "connection",
@@ -225,7 +227,6 @@ const REFUSED: [&str; 13] = [
     "upgrade",
     "expect",
     "http2-settings",
-    "authorization",
     "proxy-authorization",
     "proxy-authenticate",
 ];
@@ -413,11 +414,16 @@ fn decide(
     }
     let mut host = None;
     let mut request_id = None;
+    let mut authorization = None;
     for h in req.headers.iter() {
         if refused_header(h.name) {
             return None;
         }
-        if h.name.eq_ignore_ascii_case("host") {
+        if h.name.eq_ignore_ascii_case("authorization") {
+            if authorization.replace(h.value).is_some() {
+                return None;
+            }
+        } else if h.name.eq_ignore_ascii_case("host") {
             if host.replace(h.value).is_some() {
                 return None;
             }
@@ -440,7 +446,27 @@ fn decide(
         return None;
     }
     let ctx = untrusted_request_ctx(conn, request_id);
-    let (cookies, identity) = memo.identify(gw, &config, req.headers, ctx.now)?;
+    let (cookies, identity) = match authorization {
+        // Hyper's path tries the bearer token first and forwards with it when it verifies (a
+        // verified token is ours: `typ: at+jwt`, which forwarding drops); any other
+        // `Authorization` — not a bearer, or one that fails and leaves the cookie to decide
+        // or a 401 to answer — is hyper's path's.
+        Some(value) => {
+            let token = credentials::bearer_value(value)?;
+            let identity = identify(&config.tokens, &gw.store, token, ctx.now).ok()?;
+            let cookies = req
+                .headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("cookie"));
+            let seen = credentials::scan_cookies_with(
+                cookies.map(|h| h.value),
+                &config.cookies,
+                AccessCheck::Unchecked,
+            );
+            (seen.facts(), identity)
+        }
+        None => memo.identify(gw, &config, req.headers, ctx.now)?,
+    };
     let _permit = authorize(&matched, &identity).ok()?;
     out.clear();
     out.extend_from_slice(method.as_str().as_bytes());
@@ -456,6 +482,7 @@ fn decide(
         &identity,
         (!route.preserve_host).then(|| route.upstream.authority.as_str()),
         &cookies,
+        authorization.is_some(),
     )?;
     out.extend_from_slice(b"\r\n");
     // Decided: from here on the lane answers this request.

@@ -176,7 +176,17 @@ pub(crate) fn usable(value: &str) -> bool {
 
 /// The bearer token of an `Authorization` header, if it is one.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    bearer_value(headers.get(AUTHORIZATION)?.as_bytes())
+}
+
+/// The bearer token of one `Authorization` value's bytes, if it is one: what [`bearer`] reads
+/// from a `HeaderMap`, for the express lane's borrowed headers. The value must be what
+/// `HeaderValue::to_str` accepts (visible ASCII, space and tab).
+pub fn bearer_value(value: &[u8]) -> Option<&str> {
+    if !value.iter().all(|&b| (32..127).contains(&b) || b == b'\t') {
+        return None;
+    }
+    let value = std::str::from_utf8(value).ok()?;
     let (scheme, token) = value.trim().split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && usable(token)).then_some(token)
@@ -295,5 +305,32 @@ mod tests {
         // A garbage first copy does not hide a usable later one.
         let h = headers(&[("cookie", "ga=<x>; ga=aaa.bbb")]);
         assert_eq!(extract(&h, &policy()).access_cookie, Some("aaa.bbb"));
+    }
+
+    proptest::proptest! {
+        /// The express lane reads `Authorization` from borrowed bytes: whatever a `HeaderMap`
+        /// would hold, both readings find the same bearer token (or none).
+        #[test]
+        fn bearer_value_reads_what_bearer_reads(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "Bearer", "bearer", "BEARER", "Basic", " ", "  ", "\t", "a.b.c", "x_y-z~",
+                    "=", "\u{e9}", "\u{7f}", "\r", "\n", "\u{0}", ",",
+                ]),
+                0..6,
+            ),
+            high in proptest::option::of(0x80u8..=0xff),
+        ) {
+            let mut value = parts.concat().into_bytes();
+            if let Some(b) = high {
+                value.push(b);
+            }
+            let Ok(header) = http::HeaderValue::from_bytes(&value) else {
+                return Ok(());
+            };
+            let mut map = HeaderMap::new();
+            map.insert(AUTHORIZATION, header);
+            proptest::prop_assert_eq!(bearer(&map), bearer_value(&value));
+        }
     }
 }

@@ -367,10 +367,12 @@ fn write_rest(out: &mut Vec<u8>, value: &[u8]) {
 /// into the upstream head, names lowercased as `HeaderMap` would, values verbatim, then
 /// `Host` (the route's authority when `upstream_host` is given, else the client's). Only for
 /// what the lane takes — an untrusted peer, exactly one `Host`, no hop-by-hop header, no
-/// `Authorization`; on anything else it returns `None` and the request goes to hyper's path.
-/// `cookies_seen` is what [`scan_cookies`] read from these headers' `Cookie` values (the lane
-/// scanned them once for the credentials). The tests below check it writes what
-/// `rewrite_request` leaves in a `HeaderMap`.
+/// `Authorization` unless `our_bearer`; on anything else it returns `None` and the request
+/// goes to hyper's path. `cookies_seen` is what [`scan_cookies`] read from these headers'
+/// `Cookie` values (the lane scanned them once for the credentials). `our_bearer` says the
+/// request's one `Authorization` header is a bearer access token of ours (`typ: at+jwt`;
+/// the lane knows because it verified): it is dropped, as `rewrite_request` drops it. The
+/// tests below check it writes what `rewrite_request` leaves in a `HeaderMap`.
 #[allow(clippy::too_many_arguments)]
 pub fn write_request_headers(
     out: &mut Vec<u8>,
@@ -381,6 +383,7 @@ pub fn write_request_headers(
     identity: &Identity,
     upstream_host: Option<&str>,
     cookies_seen: &CookieScan<'_>,
+    our_bearer: bool,
 ) -> Option<()> {
     if origin.peer_trusted {
         return None;
@@ -388,7 +391,13 @@ pub fn write_request_headers(
     let mut host = None;
     for h in headers {
         let name = h.name;
-        if is_hop_by_hop_name(name) || name.eq_ignore_ascii_case("authorization") {
+        if is_hop_by_hop_name(name) {
+            return None;
+        }
+        if name.eq_ignore_ascii_case("authorization") {
+            if our_bearer {
+                continue;
+            }
             return None;
         }
         if identity_names.is_spelling_of_ours(name)
@@ -581,6 +590,19 @@ mod tests {
             b"ga",
         ];
 
+        /// `Authorization` values: bearer access tokens of ours (`typ: at+jwt`, as the lane
+        /// passes them once verified) in several spellings, and ones that are not ours.
+        const AUTHS: &[&[u8]] = &[
+            b"Bearer eyJhbGciOiJFZERTQSIsInR5cCI6ImF0K2p3dCIsImtpZCI6ImsxIn0.eyJzdWIiOiJhbGljZSJ9.c2ln",
+            b"  bearer   eyJhbGciOiJFZERTQSIsInR5cCI6ImF0K2p3dCIsImtpZCI6ImsxIn0.eyJzdWIiOiJhbGljZSJ9.c2ln ",
+            b"BEARER eyJhbGciOiJFZERTQSIsInR5cCI6ImFwcGxpY2F0aW9uL2F0K2p3dCIsImtpZCI6ImsxIn0.eyJzdWIiOiJhbGljZSJ9.c2ln",
+            b"Bearer eyJhbGciOiJFZERTQSIsInR5cCI6IkpXVCIsImtpZCI6ImsxIn0.eyJzdWIiOiJhbGljZSJ9.c2ln",
+            b"Bearer\teyJhbGciOiJFZERTQSIsInR5cCI6ImF0K2p3dCIsImtpZCI6ImsxIn0.eyJzdWIiOiJhbGljZSJ9.c2ln",
+            b"Bearer eyJhbGciOiJFZERTQSIsInR5cCI6ImF0K2p3dCIsImtpZCI6ImsxIn0.eyJzdWIiOiJhbGljZSJ9.c2ln\xff",
+            b"Basic dXNlcjpwdw==",
+            b"Bearer",
+        ];
+
         fn identity() -> Identity {
             Identity::for_tests(AccessClaims {
                 iss: "i".into(),
@@ -622,6 +644,7 @@ mod tests {
                     0.2,
                     (0..REFUSED.len(), 0..VALUES.len(), 0..10usize),
                 ),
+                authorization in proptest::option::weighted(0.3, (0..AUTHS.len(), 0..10usize)),
                 https in any::<bool>(),
                 replace_host in any::<bool>(),
             ) {
@@ -644,22 +667,9 @@ mod tests {
                     let header = httparse::Header { name: REFUSED[n], value: VALUES[v] };
                     raw.insert(at.min(raw.len()), header);
                 }
-                let mut out = Vec::new();
-                let seen = scan_cookies(
-                    raw.iter().filter(|h| h.name.eq_ignore_ascii_case("cookie")).map(|h| h.value),
-                    &cookies,
-                );
-                let lane = write_request_headers(
-                    &mut out, &raw, &names(), &cookies, &origin, &identity(), upstream_host, &seen,
-                );
-                let hosts = raw.iter().filter(|h| h.name.eq_ignore_ascii_case("host")).count();
-                let not_lanes = hosts != 1
-                    || raw.iter().any(|h| {
-                        is_hop_by_hop_name(h.name) || h.name.eq_ignore_ascii_case("authorization")
-                    });
-                if not_lanes {
-                    prop_assert!(lane.is_none(), "the lane wrote a head it must refuse");
-                    return Ok(());
+                if let Some((a, at)) = authorization {
+                    let header = httparse::Header { name: "Authorization", value: AUTHS[a] };
+                    raw.insert(at.min(raw.len()), header);
                 }
                 // Hyper's path: a HeaderMap, then what `forward::prepare` does.
                 let mut map = HeaderMap::new();
@@ -668,6 +678,27 @@ mod tests {
                         HeaderName::from_bytes(h.name.as_bytes()).unwrap(),
                         HeaderValue::from_bytes(h.value).unwrap(),
                     );
+                }
+                // The lane passes `our_bearer` for a lone `Authorization` that verified, which
+                // only a bearer token with our `typ` does.
+                let auths = raw.iter().filter(|h| h.name.eq_ignore_ascii_case("authorization")).count();
+                let our_bearer = auths == 1 && is_our_bearer(&map);
+                let mut out = Vec::new();
+                let seen = scan_cookies(
+                    raw.iter().filter(|h| h.name.eq_ignore_ascii_case("cookie")).map(|h| h.value),
+                    &cookies,
+                );
+                let lane = write_request_headers(
+                    &mut out, &raw, &names(), &cookies, &origin, &identity(), upstream_host, &seen,
+                    our_bearer,
+                );
+                let hosts = raw.iter().filter(|h| h.name.eq_ignore_ascii_case("host")).count();
+                let not_lanes = hosts != 1
+                    || (auths > 0 && !our_bearer)
+                    || raw.iter().any(|h| is_hop_by_hop_name(h.name));
+                if not_lanes {
+                    prop_assert!(lane.is_none(), "the lane wrote a head it must refuse");
+                    return Ok(());
                 }
                 remove_hop_by_hop(&mut map);
                 if let Some(host) = map.get(HOST).cloned() {
