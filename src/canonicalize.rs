@@ -64,15 +64,6 @@ pub fn canonicalize(
     with_host(canonical_host(host.unwrap_or("")), path, query)
 }
 
-/// [`canonicalize`] with a host that is canonical already (from [`canonical_host_bytes`]).
-pub fn canonicalize_with_host(
-    host: String,
-    path: &str,
-    query: Option<&str>,
-) -> Result<CanonicalRequest, CanonicalError> {
-    with_host(Ok(host), path, query)
-}
-
 fn with_host(
     host: Result<String, CanonicalError>,
     path: &str,

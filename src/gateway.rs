@@ -16,14 +16,17 @@ use crate::accept::fragment::RawFragment;
 use crate::authenticate::credentials;
 use crate::authenticate::hasher::Hasher;
 use crate::authenticate::throttle::{Locked, Throttle, ThrottlePolicy};
-use crate::authenticate::{authenticate, Unauthenticated};
-use crate::authorize::{authorize, public};
+use crate::authenticate::{
+    refresh_in_proxy, verify_access, AuthFailure, Identity, Unauthenticated,
+};
+use crate::authorize::{authorize, public, Permit};
 use crate::body::Body;
 use crate::canonicalize::{canonicalize, under_prefix, CanonicalError, CanonicalRequest};
 use crate::config::Config;
 use crate::error::{Blame, GatewayError};
-use crate::forward::client::UpstreamClient;
+use crate::forward::client::{Outgoing, UpstreamClient};
 use crate::forward::headers::{incoming_request_id, Origin, X_REQUEST_ID};
+use crate::route::Matched;
 use crate::store::{MemoryStore, Store};
 use crate::telemetry::metrics::{Metrics, RouteKind, RouteName};
 use crate::{clock, endpoints, forward, ids};
@@ -42,7 +45,6 @@ pub struct Gateway {
     pub(crate) config_ok: AtomicBool,
     /// New plain-HTTP connections start in the express lane (`accept::lane`).
     express_lane: AtomicBool,
-    pub(crate) lane_pool: crate::accept::lane::Pool,
     /// Requests the express lane answered (the rest went through hyper's path).
     pub(crate) lane_served: std::sync::atomic::AtomicU64,
 }
@@ -87,7 +89,6 @@ impl Gateway {
             metrics,
             config_ok: AtomicBool::new(true),
             express_lane: AtomicBool::new(false),
-            lane_pool: crate::accept::lane::Pool::default(),
             lane_served: std::sync::atomic::AtomicU64::new(0),
         }))
     }
@@ -319,23 +320,6 @@ pub(crate) fn request_ctx(config: &Config, headers: &HeaderMap, conn: Conn) -> R
     }
 }
 
-/// [`request_ctx`] for a peer that is not a trusted proxy (whose forwarding headers are not
-/// read), from the raw `X-Request-Id` value if any: the express lane's, which has no
-/// `HeaderMap`.
-pub(crate) fn untrusted_request_ctx(conn: Conn, incoming_id: Option<&[u8]>) -> RequestCtx {
-    RequestCtx {
-        request_id: incoming_id
-            .and_then(crate::forward::headers::request_id_of)
-            .unwrap_or_else(ids::request_id),
-        client_ip: conn.peer.ip(),
-        peer_ip: conn.peer.ip(),
-        peer_trusted: false,
-        proto: if conn.tls { "https" } else { "http" },
-        now: clock::now(),
-        route: OnceLock::new(),
-    }
-}
-
 /// The span every line about one request is logged in.
 pub(crate) fn request_span(ctx: &RequestCtx, method: &Method) -> tracing::Span {
     tracing::info_span!(
@@ -355,57 +339,39 @@ async fn process(
     ctx: &RequestCtx,
 ) -> Result<Response<Body>, GatewayError> {
     // 2. canonicalize
-    let host = req
-        .headers()
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()));
     if req.extensions().get::<RawFragment>().is_some() {
         return Err(CanonicalError::Fragment.into());
     }
-    let canon = canonicalize(host, req.uri().path(), req.uri().query())?;
+    let canon = canonical_request(req.uri(), req.headers())?;
     if under_prefix(canon.path(), &config.auth_prefix) {
         let _ = ctx.route.set(gw.metrics.gateway_route.clone());
         // Boxed: the gateway's own pages (login, refresh, ...) have big futures that the
         // proxied hot path should not carry (hyper moves the request future).
         return Box::pin(endpoints::serve(gw, config, req, &canon, ctx)).await;
     }
-    // 3. route
-    let matched = config
-        .routes
-        .lookup(&canon, req.method())
-        .ok_or(GatewayError::NoRoute)?;
-    tracing::Span::current().record("route", matched.route.name.as_str());
-    let _ = ctx.route.set(matched.route.label.clone());
-    // 4. authenticate
-    let creds = credentials::extract(req.headers(), &config.cookies);
-    let auth = authenticate(config, &gw.store, &gw.metrics, &creds, ctx.now).await;
-    // 5. authorize
-    let decision = |result| gw.metrics.auth_decision(result);
-    let (permit, identity, set_cookies) = match (public(&matched), auth) {
-        (Some(permit), Ok(a)) => (permit, Some(a.identity), a.set_cookies),
-        (Some(permit), Err(_)) => (permit, None, Vec::new()),
-        (None, Ok(a)) => {
-            tracing::Span::current().record("user", a.identity.user());
-            let permit = authorize(&matched, &a.identity).inspect_err(|_| decision("forbidden"))?;
-            decision(if a.refreshed.is_some() {
-                "refreshed"
-            } else {
-                "allowed"
-            });
-            (permit, Some(a.identity), a.set_cookies)
+    // 3.–5. route, authenticate, authorize: the one decision.
+    let decision = decide(config, &gw.store, &canon, req.method(), req.headers(), ctx);
+    let admitted = match decision {
+        Decision::Forward(admitted) => admitted,
+        Decision::Refuse(e) => {
+            record_refusal(gw, &e);
+            return Err(e);
         }
-        (None, Err(unauth)) => {
-            decision("unauthenticated");
-            return Err(unauthenticated(
-                config,
-                &canon,
-                req.method(),
-                req.headers(),
-                unauth,
-            ));
+        Decision::Refresh(pending) => {
+            // Boxed: rotation (and its store I/O) is rare next to plain verification; keep
+            // its state out of every request's future.
+            let admitted = Box::pin(pending.refresh(gw, config, ctx.now)).await;
+            admitted.inspect_err(|e| record_refusal(gw, e))?
         }
     };
+    admitted.record(gw);
+    let Admitted {
+        matched,
+        permit,
+        identity,
+        set_cookies,
+        ..
+    } = admitted;
     // 6. forward
     let mut response = forward::forward(
         &gw.client,
@@ -414,7 +380,7 @@ async fn process(
         permit,
         identity.as_ref(),
         &canon,
-        req,
+        req.map(Outgoing::Streamed),
         &ctx.origin(),
     )
     .await?;
@@ -424,6 +390,188 @@ async fn process(
     Ok(response)
 }
 
+/// Phase 2 for a request as hyper or the express lane parsed it: the `Host` header (or the
+/// target's authority), path and query → [`CanonicalRequest`], or 400.
+pub(crate) fn canonical_request(
+    uri: &http::Uri,
+    headers: &HeaderMap,
+) -> Result<CanonicalRequest, CanonicalError> {
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()));
+    canonicalize(host, uri.path(), uri.query())
+}
+
+/// What a request head decides before any I/O (phases 3–5, SPEC §7): the route, the
+/// credentials, the identity (revocation included) and the permit. hyper's path, the express
+/// lane and forward-auth all take this one decision; they differ only in what they do with
+/// it. Nothing is recorded here: the caller records the outcome once it acts on it.
+pub(crate) enum Decision<'c, 'h> {
+    /// Allowed as it stands: forward it.
+    Forward(Admitted<'c>),
+    /// No access token verified, but a refresh cookie is there: rotate it (store I/O), then
+    /// admit or refuse.
+    Refresh(PendingRefresh<'c, 'h>),
+    /// Refused: 404 (no route), 401/302 (not signed in), 403 (not allowed).
+    Refuse(GatewayError),
+}
+
+/// A request the decision lets through.
+pub(crate) struct Admitted<'c> {
+    pub matched: Matched<'c>,
+    pub permit: Permit,
+    /// `None` only on a public path without valid credentials.
+    pub identity: Option<Identity>,
+    /// Cookies a transparent refresh issued, for the response.
+    pub set_cookies: Vec<http::HeaderValue>,
+    /// The `gatehouse_auth_decisions_total` label (none for public paths).
+    result: Option<&'static str>,
+}
+
+impl Admitted<'_> {
+    /// The auth-decision metric and the span's `user`, once the request goes on.
+    pub(crate) fn record(&self, gw: &Gateway) {
+        if let Some(result) = self.result {
+            gw.metrics.auth_decision(result);
+            if let Some(identity) = &self.identity {
+                tracing::Span::current().record("user", identity.user());
+            }
+        }
+    }
+}
+
+fn record_refusal(gw: &Gateway, e: &GatewayError) {
+    match e {
+        GatewayError::Forbidden(_) => gw.metrics.auth_decision("forbidden"),
+        GatewayError::Unauthenticated { .. } => gw.metrics.auth_decision("unauthenticated"),
+        _ => {}
+    }
+}
+
+/// The transparent refresh a decision asks for, with what it needs to finish deciding.
+pub(crate) struct PendingRefresh<'c, 'h> {
+    matched: Matched<'c>,
+    token: &'h str,
+    failure: AuthFailure,
+    /// The original request, for the login redirect if the refresh fails.
+    canon: &'h CanonicalRequest,
+    navigation: bool,
+}
+
+impl<'c> PendingRefresh<'c, '_> {
+    pub(crate) async fn refresh(
+        self,
+        gw: &Gateway,
+        config: &Config,
+        now: u64,
+    ) -> Result<Admitted<'c>, GatewayError> {
+        let refreshed = refresh_in_proxy(
+            config,
+            &gw.store,
+            &gw.metrics,
+            self.token,
+            self.failure,
+            now,
+        )
+        .await;
+        match (public(&self.matched), refreshed) {
+            (Some(permit), Ok(a)) => Ok(Admitted {
+                matched: self.matched,
+                permit,
+                identity: Some(a.identity),
+                set_cookies: a.set_cookies,
+                result: None,
+            }),
+            (Some(permit), Err(_)) => Ok(Admitted {
+                matched: self.matched,
+                permit,
+                identity: None,
+                set_cookies: Vec::new(),
+                result: None,
+            }),
+            (None, Ok(a)) => {
+                let permit = authorize(&self.matched, &a.identity)?;
+                Ok(Admitted {
+                    matched: self.matched,
+                    permit,
+                    identity: Some(a.identity),
+                    set_cookies: a.set_cookies,
+                    result: Some("refreshed"),
+                })
+            }
+            (None, Err(unauth)) => {
+                Err(unauthenticated(config, self.canon, self.navigation, unauth))
+            }
+        }
+    }
+}
+
+/// The decision (see [`Decision`]) for a canonical request and its headers.
+pub(crate) fn decide<'c, 'h>(
+    config: &'c Config,
+    store: &Store,
+    canon: &'h CanonicalRequest,
+    method: &Method,
+    headers: &'h HeaderMap,
+    ctx: &RequestCtx,
+) -> Decision<'c, 'h> {
+    let Some(matched) = config.routes.lookup(canon, method) else {
+        return Decision::Refuse(GatewayError::NoRoute);
+    };
+    tracing::Span::current().record("route", matched.route.name.as_str());
+    let _ = ctx.route.set(matched.route.label.clone());
+    let creds = credentials::extract(headers, &config.cookies);
+    let failure = match verify_access(&config.tokens, store, &creds, ctx.now) {
+        Ok(identity) => {
+            let (permit, result) = match public(&matched) {
+                Some(permit) => (permit, None),
+                None => match authorize(&matched, &identity) {
+                    Ok(permit) => (permit, Some("allowed")),
+                    Err(forbidden) => return Decision::Refuse(forbidden.into()),
+                },
+            };
+            return Decision::Forward(Admitted {
+                matched,
+                permit,
+                identity: Some(identity),
+                set_cookies: Vec::new(),
+                result,
+            });
+        }
+        Err(failure) => failure,
+    };
+    let navigation = is_navigation(method, headers);
+    if let Some(token) = creds.refresh_cookie {
+        return Decision::Refresh(PendingRefresh {
+            matched,
+            token,
+            failure,
+            canon,
+            navigation,
+        });
+    }
+    match public(&matched) {
+        Some(permit) => Decision::Forward(Admitted {
+            matched,
+            permit,
+            identity: None,
+            set_cookies: Vec::new(),
+            result: None,
+        }),
+        None => Decision::Refuse(unauthenticated(
+            config,
+            canon,
+            navigation,
+            Unauthenticated {
+                failure,
+                clear_cookies: creds.access_cookie.is_some(),
+                store_error: None,
+            },
+        )),
+    }
+}
+
 /// The login URL for a browser, with the original path as `rd`.
 pub fn login_url(config: &Config, rd: &str) -> String {
     let base = config.public_origin.as_deref().unwrap_or("");
@@ -431,11 +579,12 @@ pub fn login_url(config: &Config, rd: &str) -> String {
     format!("{base}{}/login?rd={rd}", config.auth_prefix)
 }
 
+/// The refusal for a request without an identity: a login redirect for a browser
+/// navigation, a 401 otherwise, a 503 when the store failed during a refresh.
 pub fn unauthenticated(
     config: &Config,
     canon: &CanonicalRequest,
-    method: &Method,
-    headers: &HeaderMap,
+    navigation: bool,
     unauth: Unauthenticated,
 ) -> GatewayError {
     if let Some(e) = unauth.store_error {
@@ -443,7 +592,7 @@ pub fn unauthenticated(
     }
     GatewayError::Unauthenticated {
         failure: unauth.failure,
-        login: is_navigation(method, headers).then(|| login_url(config, &canon.path_and_query())),
+        login: navigation.then(|| login_url(config, &canon.path_and_query())),
         clear_cookies: unauth.clear_cookies,
     }
 }

@@ -28,8 +28,7 @@ impl Credentials<'_> {
 
 /// What one pass over a request's `Cookie` headers finds: the gateway's cookies as
 /// credentials, and what forwarding must do with the headers (see
-/// `forward::headers::CookieRewrite`). The express lane reads both from this one pass; a
-/// request's ~300-byte token is scanned once, not once per question.
+/// `forward::headers::CookieRewrite`).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CookieScan<'a> {
     /// The access and refresh cookies (no bearer).
@@ -42,33 +41,6 @@ pub struct CookieScan<'a> {
     pub theirs: bool,
     /// A header is not UTF-8 (forwarding drops it whole).
     pub unreadable: bool,
-    /// How many times the access cookie's exact name appeared (saturating).
-    pub access_copies: u8,
-}
-
-impl CookieScan<'_> {
-    /// What the scan found about the headers, without the borrowed credentials.
-    pub fn facts(&self) -> CookieScan<'static> {
-        CookieScan {
-            creds: Credentials::default(),
-            headers: self.headers,
-            ours: self.ours,
-            theirs: self.theirs,
-            unreadable: self.unreadable,
-            access_copies: self.access_copies,
-        }
-    }
-}
-
-/// Whether [`scan_cookies_with`] checks the access cookie's bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AccessCheck {
-    /// An access cookie that is not token-shaped is absent (a later copy may be used).
-    Checked,
-    /// The first copy is taken as it is: for a caller that only hands it to
-    /// `TokenSettings::verify`, whose cache holds nothing but verified tokens and whose cold
-    /// path checks the shape itself. With more than one copy, see `access_copies`.
-    Unchecked,
 }
 
 /// Reads every `Cookie` header value once. A segment is `name=value` (each side trimmed, the
@@ -78,16 +50,6 @@ pub enum AccessCheck {
 pub fn scan_cookies<'a>(
     values: impl Iterator<Item = &'a [u8]>,
     cookies: &CookiePolicy,
-) -> CookieScan<'a> {
-    scan_cookies_with(values, cookies, AccessCheck::Checked)
-}
-
-/// [`scan_cookies`], with the access cookie's shape check left to the caller (the express
-/// lane: the check is a pass over the whole ~300-byte token that a cache hit makes moot).
-pub fn scan_cookies_with<'a>(
-    values: impl Iterator<Item = &'a [u8]>,
-    cookies: &CookiePolicy,
-    access: AccessCheck,
 ) -> CookieScan<'a> {
     let mut scan = CookieScan::default();
     for value in values {
@@ -124,10 +86,8 @@ pub fn scan_cookies_with<'a>(
                 .unwrap_or(value);
             let creds = &mut scan.creds;
             if name == cookies.access_name {
-                scan.access_copies = scan.access_copies.saturating_add(1);
                 if creds.access_cookie.is_none() {
-                    let take = access == AccessCheck::Unchecked || usable(value);
-                    creds.access_cookie = take.then_some(value);
+                    creds.access_cookie = usable(value).then_some(value);
                 }
             } else if name == cookies.refresh_name && creds.refresh_cookie.is_none() {
                 creds.refresh_cookie = usable(value).then_some(value);
@@ -176,17 +136,7 @@ pub(crate) fn usable(value: &str) -> bool {
 
 /// The bearer token of an `Authorization` header, if it is one.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    bearer_value(headers.get(AUTHORIZATION)?.as_bytes())
-}
-
-/// The bearer token of one `Authorization` value's bytes, if it is one: what [`bearer`] reads
-/// from a `HeaderMap`, for the express lane's borrowed headers. The value must be what
-/// `HeaderValue::to_str` accepts (visible ASCII, space and tab).
-pub fn bearer_value(value: &[u8]) -> Option<&str> {
-    if !value.iter().all(|&b| (32..127).contains(&b) || b == b'\t') {
-        return None;
-    }
-    let value = std::str::from_utf8(value).ok()?;
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.trim().split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && usable(token)).then_some(token)
@@ -305,32 +255,5 @@ mod tests {
         // A garbage first copy does not hide a usable later one.
         let h = headers(&[("cookie", "ga=<x>; ga=aaa.bbb")]);
         assert_eq!(extract(&h, &policy()).access_cookie, Some("aaa.bbb"));
-    }
-
-    proptest::proptest! {
-        /// The express lane reads `Authorization` from borrowed bytes: whatever a `HeaderMap`
-        /// would hold, both readings find the same bearer token (or none).
-        #[test]
-        fn bearer_value_reads_what_bearer_reads(
-            parts in proptest::collection::vec(
-                proptest::sample::select(vec![
-                    "Bearer", "bearer", "BEARER", "Basic", " ", "  ", "\t", "a.b.c", "x_y-z~",
-                    "=", "\u{e9}", "\u{7f}", "\r", "\n", "\u{0}", ",",
-                ]),
-                0..6,
-            ),
-            high in proptest::option::of(0x80u8..=0xff),
-        ) {
-            let mut value = parts.concat().into_bytes();
-            if let Some(b) = high {
-                value.push(b);
-            }
-            let Ok(header) = http::HeaderValue::from_bytes(&value) else {
-                return Ok(());
-            };
-            let mut map = HeaderMap::new();
-            map.insert(AUTHORIZATION, header);
-            proptest::prop_assert_eq!(bearer(&map), bearer_value(&value));
-        }
     }
 }

@@ -49,12 +49,6 @@ impl Identity {
     fn from_claims(claims: std::sync::Arc<AccessClaims>) -> Identity {
         Identity { claims }
     }
-
-    /// An identity without a token, for other modules' unit tests.
-    #[cfg(test)]
-    pub(crate) fn for_tests(claims: AccessClaims) -> Identity {
-        Identity::from_claims(std::sync::Arc::new(claims))
-    }
 }
 
 /// Why a request has no identity.
@@ -88,22 +82,6 @@ pub fn identify(
         return Err(AuthFailure::Revoked);
     }
     Ok(Identity::from_claims(claims))
-}
-
-/// [`identify`] again for an identity this config snapshot's `settings` verified from the very
-/// same token bytes: only what changes with time is checked again — the clock window, and
-/// revocation, which always wins.
-pub fn reidentify(
-    settings: &TokenSettings,
-    store: &Store,
-    known: &Identity,
-    now: u64,
-) -> Result<Identity, AuthFailure> {
-    cache::in_time(&known.claims, now, settings.leeway)?;
-    if store.is_revoked(&known.claims.sid) {
-        return Err(AuthFailure::Revoked);
-    }
-    Ok(known.clone())
 }
 
 /// Tries the candidate access tokens (bearer first, then the cookie) and returns the first
@@ -146,45 +124,29 @@ pub struct Unauthenticated {
     pub store_error: Option<crate::store::StoreError>,
 }
 
-/// Access token first (bearer, then cookie); if none is valid and a refresh cookie is
-/// present, rotate it inside the proxy (SPEC §7 transparent refresh).
-pub async fn authenticate(
+/// The request's access token, bearer first, then the cookie (SPEC §7 "Credentials"):
+/// verified, with its session not revoked. No I/O: the same check on every path.
+pub fn verify_access(
+    settings: &TokenSettings,
+    store: &Store,
+    creds: &credentials::Credentials<'_>,
+    now: u64,
+) -> Result<Identity, AuthFailure> {
+    let candidates = creds.bearer.iter().chain(creds.access_cookie.iter());
+    identify_any(settings, store, candidates.copied(), now)
+}
+
+/// Transparent refresh (SPEC §7): no access token verified (`failure` says why) but a refresh
+/// cookie is there, so it is rotated inside the proxy and the new cookies ride on the answer.
+pub async fn refresh_in_proxy(
     config: &crate::config::Config,
     store: &Store,
     metrics: &crate::telemetry::metrics::Metrics,
-    creds: &credentials::Credentials<'_>,
+    refresh_token: &str,
+    failure: AuthFailure,
     now: u64,
 ) -> Result<Authenticated, Unauthenticated> {
-    let candidates = creds.bearer.iter().chain(creds.access_cookie.iter());
-    let failure = match identify_any(&config.tokens, store, candidates.copied(), now) {
-        Ok(identity) => {
-            return Ok(Authenticated {
-                identity,
-                set_cookies: Vec::new(),
-                refreshed: None,
-            })
-        }
-        Err(failure) => failure,
-    };
-    let stale_cookie = creds.access_cookie.is_some();
-    let Some(refresh_token) = creds.refresh_cookie else {
-        return Err(Unauthenticated {
-            failure,
-            clear_cookies: stale_cookie,
-            store_error: None,
-        });
-    };
-    // Boxed: rotation (and its store I/O) is rare next to plain verification; keep its state
-    // out of every request's future.
-    match Box::pin(refresh_with_audit(
-        config,
-        store,
-        metrics,
-        refresh_token,
-        now,
-    ))
-    .await
-    {
+    match refresh_with_audit(config, store, metrics, refresh_token, now).await {
         Ok(issued) => {
             let mut set_cookies = vec![config
                 .cookies
@@ -210,6 +172,40 @@ pub async fn authenticate(
                 failure
             },
             clear_cookies: true,
+            store_error: None,
+        }),
+    }
+}
+
+/// [`verify_access`], then [`refresh_in_proxy`] when it fails and a refresh cookie is there:
+/// for the gateway's own pages that need an identity (`/userinfo`).
+pub async fn authenticate(
+    config: &crate::config::Config,
+    store: &Store,
+    metrics: &crate::telemetry::metrics::Metrics,
+    creds: &credentials::Credentials<'_>,
+    now: u64,
+) -> Result<Authenticated, Unauthenticated> {
+    let failure = match verify_access(&config.tokens, store, creds, now) {
+        Ok(identity) => {
+            return Ok(Authenticated {
+                identity,
+                set_cookies: Vec::new(),
+                refreshed: None,
+            })
+        }
+        Err(failure) => failure,
+    };
+    match creds.refresh_cookie {
+        Some(token) => {
+            Box::pin(refresh_in_proxy(
+                config, store, metrics, token, failure, now,
+            ))
+            .await
+        }
+        None => Err(Unauthenticated {
+            failure,
+            clear_cookies: creds.access_cookie.is_some(),
             store_error: None,
         }),
     }

@@ -10,14 +10,11 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::text;
-use crate::authenticate::credentials::extract;
-use crate::authenticate::{authenticate, Identity};
-use crate::authorize::{authorize, public, Permit};
 use crate::body::Body;
 use crate::canonicalize::{canonicalize, CanonicalError};
 use crate::config::Config;
 use crate::error::GatewayError;
-use crate::gateway::{login_url, unauthenticated, Gateway, RequestCtx};
+use crate::gateway::{decide, login_url, Admitted, Decision, Gateway, RequestCtx};
 
 pub static ACCESS_COOKIE_HEADER: http::HeaderName =
     http::HeaderName::from_static("x-gatehouse-access-cookie");
@@ -115,44 +112,34 @@ pub async fn forward_auth(
     }
     let orig = original(headers)?;
     let canon = canonicalize(orig.host.as_deref(), &orig.path, orig.query.as_deref())?;
-    let matched = config
-        .routes
-        .lookup(&canon, &orig.method)
-        .ok_or(GatewayError::NoRoute)?;
-    tracing::Span::current().record("route", matched.route.name.as_str());
-    let _ = ctx.route.set(matched.route.label.clone());
-    let creds = extract(headers, &config.cookies);
-    let auth = authenticate(config, &gw.store, &gw.metrics, &creds, ctx.now).await;
-    let (_permit, identity, set_cookies): (Permit, Option<Identity>, _) =
-        match (public(&matched), auth) {
-            (Some(p), Ok(a)) => (p, Some(a.identity), a.set_cookies),
-            (Some(p), Err(_)) => (p, None, Vec::new()),
-            (None, Ok(a)) => {
-                tracing::Span::current().record("user", a.identity.user());
-                (
-                    authorize(&matched, &a.identity)?,
-                    Some(a.identity),
-                    a.set_cookies,
-                )
-            }
-            (None, Err(unauth)) => {
-                // Forward-auth always answers 401 with `Location`: the proxy decides whether to
-                // redirect (nginx `error_page 401`, Traefik and Caddy pass it through).
-                let err = unauthenticated(config, &canon, &Method::GET, &accept_html(), unauth);
-                return Err(match err {
-                    GatewayError::Unauthenticated {
-                        failure,
-                        clear_cookies,
-                        ..
-                    } => GatewayError::ForwardAuthUnauthenticated {
-                        failure,
-                        login: login_url(config, &canon.path_and_query()),
-                        clear_cookies,
-                    },
-                    other => other,
-                });
-            }
-        };
+    // Phases 3–5: the decision proxying takes, for the original request. Forward-auth always
+    // answers 401 with `Location` when not signed in: the proxy decides whether to redirect
+    // (nginx `error_page 401`, Traefik and Caddy pass it through).
+    let as_forward_auth = |e: GatewayError| match e {
+        GatewayError::Unauthenticated {
+            failure,
+            clear_cookies,
+            ..
+        } => GatewayError::ForwardAuthUnauthenticated {
+            failure,
+            login: login_url(config, &canon.path_and_query()),
+            clear_cookies,
+        },
+        other => other,
+    };
+    let admitted = match decide(config, &gw.store, &canon, &orig.method, headers, ctx) {
+        Decision::Forward(admitted) => admitted,
+        Decision::Refuse(e) => return Err(as_forward_auth(e)),
+        Decision::Refresh(pending) => pending
+            .refresh(gw, config, ctx.now)
+            .await
+            .map_err(as_forward_auth)?,
+    };
+    let Admitted {
+        identity,
+        set_cookies,
+        ..
+    } = admitted;
     let mut r = text(StatusCode::OK, "ok\n");
     let app_cookies = crate::forward::headers::cookies_without_ours(headers, &config.cookies);
     r.headers_mut().insert(
@@ -191,10 +178,4 @@ pub async fn forward_auth(
         r.headers_mut().append(SET_COOKIE, c);
     }
     Ok(r)
-}
-
-fn accept_html() -> HeaderMap {
-    let mut h = HeaderMap::new();
-    h.insert(http::header::ACCEPT, HeaderValue::from_static("text/html"));
-    h
 }

@@ -69,6 +69,43 @@ impl UpstreamError {
     }
 }
 
+/// A request body going upstream: the client's, streamed (hyper's path), or none (a `GET` or
+/// `HEAD` the express lane read without a body). One type, so both paths share one pool.
+#[derive(Debug)]
+pub enum Outgoing {
+    Streamed(Incoming),
+    Empty,
+}
+
+impl http_body::Body for Outgoing {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        match self.get_mut() {
+            Outgoing::Streamed(body) => std::pin::Pin::new(body).poll_frame(cx),
+            Outgoing::Empty => std::task::Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Outgoing::Streamed(body) => body.is_end_stream(),
+            Outgoing::Empty => true,
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            Outgoing::Streamed(body) => body.size_hint(),
+            Outgoing::Empty => http_body::SizeHint::with_exact(0),
+        }
+    }
+}
+
 /// Idle connections kept per upstream authority; more are closed when their response ends.
 const MAX_IDLE_PER_AUTHORITY: usize = 256;
 /// A connection unused for this long is closed instead of reused (upstreams commonly drop
@@ -76,7 +113,7 @@ const MAX_IDLE_PER_AUTHORITY: usize = 256;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct Idle {
-    tx: http1::SendRequest<Incoming>,
+    tx: http1::SendRequest<Outgoing>,
     since: Instant,
 }
 
@@ -112,7 +149,7 @@ impl UpstreamClient {
     pub async fn send(
         &self,
         authority: &Authority,
-        mut req: Request<Incoming>,
+        mut req: Request<Outgoing>,
     ) -> Result<Response<Incoming>, UpstreamError> {
         if !req.headers().contains_key(http::header::HOST) {
             if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
@@ -156,7 +193,7 @@ impl UpstreamClient {
 
     /// The most recently used ready connection to `authority`, dropping closed or stale ones.
     /// Connections still reading a response stay listed for later.
-    fn checkout(&self, authority: &Authority) -> Option<http1::SendRequest<Incoming>> {
+    fn checkout(&self, authority: &Authority) -> Option<http1::SendRequest<Outgoing>> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let list = idle.get_mut(authority.as_str())?;
         let now = Instant::now();
@@ -173,7 +210,7 @@ impl UpstreamClient {
         None
     }
 
-    fn checkin(&self, authority: &Authority, tx: http1::SendRequest<Incoming>) {
+    fn checkin(&self, authority: &Authority, tx: http1::SendRequest<Outgoing>) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let list = match idle.get_mut(authority.as_str()) {
             Some(list) => list,
@@ -191,7 +228,7 @@ impl UpstreamClient {
     async fn connect(
         &self,
         authority: &Authority,
-    ) -> Result<http1::SendRequest<Incoming>, UpstreamError> {
+    ) -> Result<http1::SendRequest<Outgoing>, UpstreamError> {
         let port = authority.port_u16().unwrap_or(80);
         let addr = format!("{}:{port}", authority.host());
         let stream =

@@ -8,7 +8,7 @@ pub mod headers;
 use http::header::{CONNECTION, HOST, UPGRADE};
 use http::uri::Authority;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
-use hyper::body::Incoming;
+
 use hyper_util::rt::TokioIo;
 
 use crate::authenticate::sessions::sign_assertion;
@@ -19,7 +19,7 @@ use crate::canonicalize::CanonicalRequest;
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::route::Route;
-use client::UpstreamClient;
+use client::{Outgoing, UpstreamClient};
 use headers::{remove_hop_by_hop, rewrite_request, Origin};
 
 /// The path sent upstream: the canonical path, minus the route prefix if `strip_prefix`,
@@ -96,9 +96,9 @@ fn prepared(
     route: &Route,
     identity: Option<&Identity>,
     canon: &CanonicalRequest,
-    req: Request<Incoming>,
+    req: Request<Outgoing>,
     origin: &Origin<'_>,
-) -> Result<(Request<Incoming>, Option<HeaderValue>), GatewayError> {
+) -> Result<(Request<Outgoing>, Option<HeaderValue>), GatewayError> {
     let (mut parts, body) = req.into_parts();
     let (path, upgrade) = prepare(
         config,
@@ -123,7 +123,7 @@ pub async fn forward(
     _permit: Permit,
     identity: Option<&Identity>,
     canon: &CanonicalRequest,
-    req: Request<Incoming>,
+    req: Request<Outgoing>,
     origin: &Origin<'_>,
 ) -> Result<Response<Body>, GatewayError> {
     let (mut req, upgrade) = prepared(config, route, identity, canon, req, origin)?;
@@ -152,7 +152,7 @@ pub async fn forward(
         });
         let upgrade_value = resp.headers().get(UPGRADE).cloned();
         let (mut parts, _) = resp.into_parts();
-        remove_hop_by_hop(&mut parts.headers);
+        response_policy(config, route, &mut parts.headers);
         parts
             .headers
             .insert(CONNECTION, HeaderValue::from_static("upgrade"));
@@ -162,13 +162,20 @@ pub async fn forward(
         return Ok(Response::from_parts(parts, crate::body::empty()));
     }
     let (mut parts, body) = resp.into_parts();
-    remove_hop_by_hop(&mut parts.headers);
+    response_policy(config, route, &mut parts.headers);
     // Our answer speaks our HTTP version, not the upstream's: an HTTP/1.0 upstream's
     // close-delimited body reaches an HTTP/1.1 client chunked, on a connection kept alive.
     if parts.version == Version::HTTP_10 {
         parts.version = Version::HTTP_11;
     }
     Ok(Response::from_parts(parts, stream(body)))
+}
+
+/// [`headers::rewrite_response`], with an audit event for each gateway cookie it removed.
+fn response_policy(config: &Config, route: &Route, headers: &mut HeaderMap) {
+    for cookie in headers::rewrite_response(headers, &config.cookies).dropped_cookies {
+        crate::telemetry::audit::upstream_cookie_dropped(&route.name, &cookie);
+    }
 }
 
 #[cfg(test)]

@@ -31,6 +31,11 @@ pub fn sessions_revoked(user: &str, sids: &[String], reason: &'static str) {
     info!(target: "audit", event = "sessions_revoked", user, count = sids.len(), reason, "sessions revoked");
 }
 
+/// An upstream tried to set one of the gateway's cookies; the `Set-Cookie` was removed.
+pub fn upstream_cookie_dropped(route: &str, cookie: &str) {
+    warn!(target: "audit", event = "upstream_cookie_dropped", route, cookie, "the upstream tried to set a gateway cookie; removed");
+}
+
 pub fn config_reloaded(path: &str, routes: usize, users: usize) {
     info!(target: "audit", event = "config_reloaded", path, routes, users, "configuration reloaded");
 }
