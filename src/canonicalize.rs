@@ -6,12 +6,22 @@
 //! characters decoded once (so `%2e%2e` is `..`), other escapes kept with uppercase hex,
 //! `//` merged, dot segments resolved. Refused with 400: an encoded `/` (`%2F`), any `\` or
 //! `%5C`, `%00`, `#` or `%23`, bad escapes, control characters, and `..` above the root.
+//!
+//! Path parameters: servlet containers (Tomcat, Jetty, Spring) cut every segment at its first
+//! `;` and then resolve dot segments, so `/public/..;/admin` is `/admin` to them while it is a
+//! segment named `..;` to anyone else. A segment that is empty, `.` or `..` apart from its
+//! parameters (`;x`, `.;x`, `..;x`, also with `%3B` or encoded dots) is refused with 400: no
+//! reading of it is safe for both kinds of upstream. Routes and rules are matched against the
+//! path with each segment's parameters removed ([`CanonicalRequest::match_path`]).
 
 /// A request whose host and path are canonical. Built only by [`canonicalize`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CanonicalRequest {
     host: String,
     path: String,
+    /// The path with every segment's parameters (`;…`) removed, as a servlet container reads
+    /// it, when the path has any: what routes, rules and public prefixes are matched against.
+    matched: Option<String>,
     query: Option<String>,
 }
 
@@ -19,8 +29,15 @@ impl CanonicalRequest {
     pub fn host(&self) -> &str {
         &self.host
     }
+    /// The path that is forwarded (segment parameters kept: `;jsessionid=…` is the app's).
     pub fn path(&self) -> &str {
         &self.path
+    }
+    /// The path that routes and rules are matched against: [`path`](Self::path) with each
+    /// segment's parameters removed, so `/admin;x/panel` meets the rules of `/admin/panel`
+    /// that a servlet container will serve it as.
+    pub fn match_path(&self) -> &str {
+        self.matched.as_deref().unwrap_or(&self.path)
     }
     pub fn query(&self) -> Option<&str> {
         self.query.as_deref()
@@ -54,6 +71,8 @@ pub enum CanonicalError {
     Control,
     #[error("the path climbs above the root")]
     AboveRoot,
+    #[error("a path segment is empty, `.` or `..` apart from its parameters")]
+    DotSegmentParameter,
 }
 
 pub fn canonicalize(
@@ -72,9 +91,11 @@ fn with_host(
     if query.is_some_and(|q| q.contains('#')) {
         return Err(CanonicalError::Fragment);
     }
+    let path = canonical_path(path)?;
     Ok(CanonicalRequest {
         host: host?,
-        path: canonical_path(path)?,
+        matched: (path.contains(';') || path.contains("%3B")).then(|| without_parameters(&path)),
+        path,
         query: query.map(str::to_string),
     })
 }
@@ -240,6 +261,10 @@ fn rebuild_path(raw: &str) -> Result<String, CanonicalError> {
     let mut trailing_slash = false;
     for segment in decoded.split('/').skip(1) {
         trailing_slash = false;
+        let (name, has_parameters) = segment_name(segment);
+        if has_parameters && matches!(name, "" | "." | "..") {
+            return Err(CanonicalError::DotSegmentParameter);
+        }
         match segment {
             "" => trailing_slash = true,
             "." => trailing_slash = true,
@@ -267,7 +292,7 @@ fn rebuild_path(raw: &str) -> Result<String, CanonicalError> {
 fn already_canonical(raw: &str) -> bool {
     let bytes = raw.as_bytes();
     let plain = bytes.iter().fold(true, |ok, &b| {
-        ok & (b > 0x20) & (b < 0x7f) & (b != b'%') & (b != b'\\') & (b != b'#')
+        ok & (b > 0x20) & (b < 0x7f) & (b != b'%') & (b != b'\\') & (b != b'#') & (b != b';')
     });
     if !plain {
         return false;
@@ -280,6 +305,30 @@ fn already_canonical(raw: &str) -> bool {
         }
     }
     true
+}
+
+/// A decoded segment's name before its parameters, and whether it has any: a `;`, or a `%3B`
+/// that a container decoding before it cuts would read as one.
+fn segment_name(segment: &str) -> (&str, bool) {
+    let semicolon = segment.find(';');
+    let encoded = segment.find("%3B");
+    match (semicolon, encoded) {
+        (None, None) => (segment, false),
+        (Some(a), Some(b)) => (&segment[..a.min(b)], true),
+        (Some(at), None) | (None, Some(at)) => (&segment[..at], true),
+    }
+}
+
+/// A canonical path with each segment cut at its first `;` (or `%3B`).
+fn without_parameters(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for (i, segment) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(segment_name(segment).0);
+    }
+    out
 }
 
 /// Whether `path` is under `prefix` on a segment boundary: `/admin` covers `/admin`,

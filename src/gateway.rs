@@ -333,7 +333,7 @@ pub(crate) fn request_span(ctx: &RequestCtx, method: &Method) -> tracing::Span {
 }
 
 async fn process(
-    gw: &Gateway,
+    gw: &Arc<Gateway>,
     config: &Config,
     req: Request<Incoming>,
     ctx: &RequestCtx,
@@ -373,6 +373,11 @@ async fn process(
         ..
     } = admitted;
     // 6. forward
+    let upgrading = req.headers().contains_key(http::header::UPGRADE);
+    let tunnel_watch = identity.as_ref().filter(|_| upgrading).map(|id| {
+        let (gw, sid) = (gw.clone(), id.sid().to_string());
+        Box::new(move || !gw.store.is_revoked(&sid)) as forward::TunnelWatch
+    });
     let mut response = forward::forward(
         &gw.client,
         config,
@@ -382,6 +387,7 @@ async fn process(
         &canon,
         req.map(Outgoing::Streamed),
         &ctx.origin(),
+        tunnel_watch,
     )
     .await?;
     for cookie in set_cookies {

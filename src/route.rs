@@ -93,7 +93,7 @@ impl RouteTable {
     }
 
     pub fn lookup<'a>(&'a self, req: &CanonicalRequest, method: &Method) -> Option<Matched<'a>> {
-        let path = req.path();
+        let path = req.match_path();
         let route = self
             .routes
             .iter()

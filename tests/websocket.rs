@@ -102,3 +102,47 @@ async fn an_upgrade_without_a_session_or_on_a_route_without_websocket_is_refused
     );
     gw.stop().await;
 }
+
+/// A tunnel carries many messages on one authentication: when its session is revoked (here:
+/// logout from another tab), the gateway closes it within a second (SPEC §7, hardening).
+#[tokio::test]
+async fn a_websocket_closes_within_a_second_when_its_session_is_revoked() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(&base_yaml(&up.url(), &routes(true))).await;
+    let c = gw.client();
+    c.login("alice", "alice-pw").await;
+    let cookie = format!("gatehouse_access={}", c.cookie("gatehouse_access").unwrap());
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(upgrade_request(Some(&cookie)).as_bytes())
+        .await
+        .unwrap();
+    let head = read_head(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    s.write_all(b"ping").await.unwrap();
+    let mut back = [0u8; 4];
+    s.read_exact(&mut back).await.unwrap();
+    assert_eq!(&back, b"ping", "the tunnel works before the logout");
+
+    assert_eq!(
+        c.post_form("/.gatehouse/logout", &[]).await.status,
+        http::StatusCode::SEE_OTHER
+    );
+    let revoked = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the tunnel outlived the session");
+    assert!(
+        revoked.elapsed() < Duration::from_millis(1000),
+        "closed after {:?}",
+        revoked.elapsed()
+    );
+    gw.stop().await;
+}

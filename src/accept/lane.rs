@@ -283,6 +283,7 @@ where
             &canon,
             req,
             &ctx.origin(),
+            None, // the lane serves no upgrades
         )
         .await
     }

@@ -109,11 +109,21 @@ mod fast_path {
 
     #[test]
     fn the_fast_path_takes_plain_paths_and_leaves_the_rest() {
-        for plain in ["/", "/a", "/a/b/", "/a.b/c;d=e", "/..a/b.", "/~u/x-y_z"] {
+        for plain in ["/", "/a", "/a/b/", "/..a/b.", "/~u/x-y_z"] {
             assert!(already_canonical(plain), "{plain}");
         }
         for other in [
-            "//", "/a//b", "/.", "/a/./b", "/a/..", "/%41", "/a\\b", "/a b", "/\u{e9}",
+            "//",
+            "/a//b",
+            "/.",
+            "/a/./b",
+            "/a/..",
+            "/%41",
+            "/a\\b",
+            "/a b",
+            "/\u{e9}",
+            // Segment parameters are checked by the rebuild.
+            "/a.b/c;d=e",
         ] {
             assert!(!already_canonical(other), "{other}");
         }
@@ -150,4 +160,43 @@ mod raw_host {
             }
         }
     }
+}
+
+#[test]
+fn servlet_path_parameters_on_dot_or_empty_segments_are_refused() {
+    // What Tomcat, Jetty and Spring resolve to another path than the one we would check.
+    for path in [
+        "/public/..;/admin",
+        "/public/..;x=1/admin",
+        "/;/admin",
+        "/.;/admin",
+        "/;jsessionid=1/admin",
+        "/a/.;x",
+        "/public/%2e%2e;/admin",
+        "/public/.%2E;/admin",
+        "/public/..%3B/admin",
+        "/public/..%3b/admin",
+        "/%2e;/admin",
+        "/x//;a/admin",
+    ] {
+        assert_eq!(
+            canonicalize(Some("h"), path, None),
+            Err(CanonicalError::DotSegmentParameter),
+            "{path}"
+        );
+    }
+}
+
+#[test]
+fn routes_match_the_path_a_servlet_container_serves() {
+    let c = |p: &str| canonicalize(Some("h"), p, None).unwrap();
+    // Forwarded as sent (the parameter is the app's), matched without it.
+    let r = c("/admin;jsessionid=1/panel");
+    assert_eq!(r.path(), "/admin;jsessionid=1/panel");
+    assert_eq!(r.match_path(), "/admin/panel");
+    assert_eq!(c("/admin%3Bx/panel").match_path(), "/admin/panel");
+    assert_eq!(c("/app/page;jsessionid=A1").match_path(), "/app/page");
+    // A parameter on a named segment is fine; so is a plain path.
+    assert_eq!(c("/a;b=c/d").path(), "/a;b=c/d");
+    assert_eq!(c("/plain/path").match_path(), "/plain/path");
 }

@@ -323,7 +323,11 @@ pub fn build(
         );
     }
 
-    let identity = build_identity(&mut ctx, &f.identity_headers);
+    let strip = build_strip(&mut ctx, &f.server.strip_client_headers);
+    let identity = build_identity(&mut ctx, &f.identity_headers).map(|mut identity| {
+        identity.strip = strip;
+        identity
+    });
 
     let backend = &f.store.backend;
     let store = match backend.value.0.as_str() {
@@ -961,5 +965,55 @@ fn build_identity(ctx: &mut Ctx<'_>, h: &file::IdentityHeaders) -> Option<Identi
         email,
         roles,
         assertion,
+        strip: Vec::new(),
     })
+}
+
+/// `server.strip_client_headers`: the built-in list, plus `add`, less `keep`.
+fn build_strip(ctx: &mut Ctx<'_>, s: &file::StripClientHeaders) -> Vec<String> {
+    let mut check = |t: &S<Text>, key: String| {
+        let name = t.value.trim();
+        let bare = name.strip_suffix('*').unwrap_or(name);
+        if bare.is_empty() || HeaderName::from_bytes(bare.as_bytes()).is_err() {
+            ctx.err(
+                t.referenced,
+                &key,
+                format!("`{name}` is not a header name (write `X-Name`, or `X-Prefix-*` for every name it begins)"),
+            );
+            return None;
+        }
+        Some(super::loose_header_name(name))
+    };
+    let add: Vec<String> = s
+        .add
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| check(t, format!("server.strip_client_headers.add[{i}]")))
+        .collect();
+    let keep: Vec<(usize, String)> = s
+        .keep
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| {
+            check(t, format!("server.strip_client_headers.keep[{i}]")).map(|n| (i, n))
+        })
+        .collect();
+    for (i, name) in &keep {
+        if !super::DEFAULT_STRIPPED.contains(&name.as_str()) {
+            ctx.err(
+                s.keep[*i].referenced,
+                &format!("server.strip_client_headers.keep[{i}]"),
+                format!(
+                    "`{name}` is not in the built-in list, so there is nothing to keep; the list is: {}",
+                    super::DEFAULT_STRIPPED.join(", ")
+                ),
+            );
+        }
+    }
+    super::DEFAULT_STRIPPED
+        .iter()
+        .map(|n| n.to_string())
+        .filter(|n| !keep.iter().any(|(_, k)| k == n))
+        .chain(add)
+        .collect()
 }

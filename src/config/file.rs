@@ -53,6 +53,21 @@ pub struct Server {
     pub trusted_proxies: Vec<S<Text>>,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub strip_client_headers: StripClientHeaders,
+}
+
+/// `server.strip_client_headers`: changes to the built-in list of headers removed from every
+/// client request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StripClientHeaders {
+    /// More names to remove (`X-Name`, or `X-Prefix-*`).
+    #[serde(default)]
+    pub add: Vec<S<Text>>,
+    /// Names from the built-in list to let through after all.
+    #[serde(default)]
+    pub keep: Vec<S<Text>>,
 }
 
 fn default_auth_prefix() -> S<Text> {

@@ -96,7 +96,42 @@ pub struct IdentityHeaders {
     pub email: HeaderName,
     pub roles: HeaderName,
     pub assertion: Option<HeaderName>,
+    /// Other headers removed from every client request (`server.strip_client_headers`), as
+    /// [`loose_header_name`]s; one ending in `*` removes every name it begins.
+    pub strip: Vec<String>,
 }
+
+/// The headers removed from every client request unless `server.strip_client_headers.keep`
+/// lets one through: each would let a client speak for the gateway to some upstream.
+/// - `X-Original-URL`, `X-Original-URI`, `X-Rewrite-URL`: path overrides that Symfony, Zend,
+///   IIS URL Rewrite and others route on, after we checked the real path;
+/// - `X-Forwarded-Prefix`: the path base Spring and ASP.NET build links and redirects from;
+/// - `X-HTTP-Method-Override`, `X-HTTP-Method`, `X-Method-Override`: the method frameworks
+///   (Express `method-override`, Symfony, Rails, Google APIs) act on, after a rule checked the
+///   real one;
+/// - `Remote-User`, `Remote-Groups`, `Remote-Email`, `Remote-Name` (Authelia), `X-Remote-*`,
+///   `X-Auth-Request-*` and `X-Forwarded-Preferred-Username`, `X-Forwarded-Access-Token`
+///   (oauth2-proxy), `X-WebAuth-User` (Grafana), `X-Authenticated-User`: identity headers
+///   of other gateways, which an app migrated from one still believes.
+pub const DEFAULT_STRIPPED: [&str; 17] = [
+    "x-original-url",
+    "x-original-uri",
+    "x-rewrite-url",
+    "x-forwarded-prefix",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "remote-user",
+    "remote-groups",
+    "remote-email",
+    "remote-name",
+    "x-remote-*",
+    "x-auth-request-*",
+    "x-forwarded-preferred-username",
+    "x-forwarded-access-token",
+    "x-webauth-user",
+    "x-authenticated-user",
+];
 
 /// Header names compared the way some servers do: case-insensitive, `_` equal to `-`.
 pub fn loose_header_name(name: &str) -> String {
@@ -116,6 +151,18 @@ pub fn loose_header_eq(a: &str, b: &str) -> bool {
 }
 
 impl IdentityHeaders {
+    /// Whether a client-sent header is one `strip` removes (any case, `_` = `-`).
+    pub fn is_stripped(&self, name: &str) -> bool {
+        self.strip
+            .iter()
+            .any(|entry| match entry.strip_suffix('*') {
+                Some(prefix) => {
+                    name.len() >= prefix.len() && loose_header_eq(&name[..prefix.len()], prefix)
+                }
+                None => loose_header_eq(name, entry),
+            })
+    }
+
     /// Whether a client-sent header is a spelling of one of ours (SPEC §7).
     pub fn is_spelling_of_ours(&self, name: &str) -> bool {
         [&self.user, &self.email, &self.roles]

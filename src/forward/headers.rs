@@ -4,8 +4,11 @@
 //!    §7.6.1) — otherwise `Connection: close, X-Forwarded-User` would make a compliant hop
 //!    drop the identity we add;
 //! 2. every spelling of an identity header (case-insensitive, `_` = `-`) is removed — some
-//!    servers (CGI, PHP, Django) fold `X_Forwarded_User` into the same variable;
-//! 3. the gateway's cookies and bearer token are removed;
+//!    servers (CGI, PHP, Django) fold `X_Forwarded_User` into the same variable — and so is
+//!    every header of `server.strip_client_headers` (path and method overrides, other
+//!    gateways' identity headers: see `config::DEFAULT_STRIPPED`);
+//! 3. the gateway's cookies are removed, and every `Authorization` value that carries one of
+//!    our access tokens, whatever its scheme, spacing, quoting or place in a list;
 //! 4. `X-Forwarded-For/-Proto/-Host` are set, keeping incoming values only from
 //!    `trusted_proxies`; `X-Request-Id` is kept or generated;
 //! 5. identity headers are set from the verified [`Identity`].
@@ -16,13 +19,15 @@ use http::header::{AUTHORIZATION, CONNECTION, COOKIE, HOST, SET_COOKIE, UPGRADE}
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::authenticate::cookies::CookiePolicy;
-use crate::authenticate::credentials::{bearer, cookie_segments, scan_cookies, CookieScan};
+use crate::authenticate::credentials::{cookie_segments, scan_cookies, CookieScan};
 use crate::authenticate::Identity;
 use crate::canonicalize::trim;
 use crate::config::{loose_header_eq, IdentityHeaders};
 
-/// RFC 9110 §7.6.1 and the de-facto ones (`Keep-Alive`, `Proxy-Connection`).
-static HOP_BY_HOP: [HeaderName; 9] = [
+/// RFC 9110 §7.6.1, the de-facto ones (`Keep-Alive`, `Proxy-Connection`), and
+/// `HTTP2-Settings`, which belongs to the connection it asks to upgrade (RFC 7540 §3.2.1): an
+/// `h2c` upgrade is never passed on (see [`websocket_upgrade`]).
+static HOP_BY_HOP: [HeaderName; 10] = [
     CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -32,6 +37,7 @@ static HOP_BY_HOP: [HeaderName; 9] = [
     http::header::TRAILER,
     http::header::TRANSFER_ENCODING,
     UPGRADE,
+    HeaderName::from_static("http2-settings"),
 ];
 
 fn is_hop_by_hop(name: &HeaderName) -> bool {
@@ -48,6 +54,7 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
             | "trailer"
             | "transfer-encoding"
             | "upgrade"
+            | "http2-settings"
     )
 }
 
@@ -65,8 +72,29 @@ const REBUILT: [&str; 5] = [
     "forwarded",
 ];
 
-/// Removes hop-by-hop headers and those named in `Connection`. Returns the `Upgrade`
-/// value if the request asked for one.
+/// Headers a `Connection` option can never remove: a client must not be able to drop `Host`
+/// (so `preserve_host` holds and name-based virtual hosts serve the site that was checked) or
+/// the forwarding headers a trusted proxy sent.
+const NEVER_CONNECTION_OPTIONS: [&str; 5] = [
+    "host",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-request-id",
+];
+
+/// The `Upgrade` value a request may pass on: exactly the `websocket` token (RFC 6455 §4.1).
+/// Any other protocol — `h2c` above all, whose tunnel would carry requests past every route
+/// rule and identity header — is dropped, and the request goes on as a plain one.
+pub fn websocket_upgrade(value: HeaderValue) -> Option<HeaderValue> {
+    value
+        .to_str()
+        .is_ok_and(|v| v.trim().eq_ignore_ascii_case("websocket"))
+        .then_some(value)
+}
+
+/// Removes hop-by-hop headers and those named in `Connection` (never those in
+/// [`NEVER_CONNECTION_OPTIONS`]). Returns the `Upgrade` value if the request asked for one.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
     // Most requests and responses carry none: one pass over the names, no lookups.
     if !headers.keys().any(is_hop_by_hop) {
@@ -85,6 +113,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) -> Option<HeaderValue> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .filter(|name| !NEVER_CONNECTION_OPTIONS.contains(&name.as_str()))
         .collect();
     for name in named {
         headers.remove(name);
@@ -111,15 +140,45 @@ pub struct Origin<'a> {
     pub request_id: &'a str,
 }
 
-fn is_our_bearer(headers: &HeaderMap) -> bool {
-    // Any JWT claiming to be an access token is ours to consume, valid or not.
-    bearer(headers).is_some_and(|token| {
-        jsonwebtoken::decode_header(token).is_ok_and(|h| {
-            h.typ.as_deref().is_some_and(|t| {
-                t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
+/// Whether a credential header value carries one of our access tokens anywhere: any JWT whose
+/// header says `typ: at+jwt` is ours to consume, valid or not, whatever scheme names it
+/// (`Bearer`, `bearer<TAB>`, `DPoP`, none), however it is quoted, and wherever it stands in a
+/// list. An upstream that received one could replay it through the gateway as the user.
+pub fn carries_our_token(value: &[u8]) -> bool {
+    let jwt_byte = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
+    value
+        .split(|b| !jwt_byte(b))
+        .filter(|word| word.iter().filter(|&&b| b == b'.').count() == 2)
+        .filter_map(|word| std::str::from_utf8(word).ok())
+        .any(|word| {
+            jsonwebtoken::decode_header(word).is_ok_and(|h| {
+                h.typ.as_deref().is_some_and(|t| {
+                    t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
+                })
             })
         })
-    })
+}
+
+/// Removes every `Authorization` value that carries one of our tokens; the app's own
+/// credentials (another scheme, another issuer's token) pass unchanged and in order.
+fn strip_our_tokens(headers: &mut HeaderMap) {
+    if !headers
+        .get_all(AUTHORIZATION)
+        .iter()
+        .any(|v| carries_our_token(v.as_bytes()))
+    {
+        return;
+    }
+    let kept: Vec<HeaderValue> = headers
+        .get_all(AUTHORIZATION)
+        .iter()
+        .filter(|v| !carries_our_token(v.as_bytes()))
+        .cloned()
+        .collect();
+    headers.remove(AUTHORIZATION);
+    for value in kept {
+        headers.append(AUTHORIZATION, value);
+    }
 }
 
 /// Rewrites the headers of a request about to go upstream.
@@ -145,6 +204,7 @@ pub fn rewrite_request(
         .filter(|name| {
             identity_names.is_spelling_of_ours(name.as_str())
                 || REBUILT.iter().any(|r| loose_header_eq(name.as_str(), r))
+                || identity_names.is_stripped(name.as_str())
         })
         .cloned()
         .collect();
@@ -153,9 +213,7 @@ pub fn rewrite_request(
     }
     // 3. our credentials.
     strip_our_cookies(headers, cookies)?;
-    if is_our_bearer(headers) {
-        headers.remove(AUTHORIZATION);
-    }
+    strip_our_tokens(headers);
     // 4. forwarding headers.
     let mut xff = None;
     let mut proto = None;

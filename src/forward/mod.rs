@@ -65,7 +65,9 @@ pub fn prepare(
     uri_authority: Option<&Authority>,
     origin: &Origin<'_>,
 ) -> Result<(String, Option<HeaderValue>), GatewayError> {
-    let upgrade = remove_hop_by_hop(headers).filter(|_| route.websocket);
+    let upgrade = remove_hop_by_hop(headers)
+        .filter(|_| route.websocket)
+        .and_then(headers::websocket_upgrade);
     let original_host = headers
         .get(HOST)
         .cloned()
@@ -115,6 +117,15 @@ fn prepared(
     Ok((Request::from_parts(parts, body), upgrade))
 }
 
+/// Whether a spliced tunnel (a WebSocket) may stay open, asked every [`TUNNEL_CHECK`]: a tunnel
+/// carries many messages on one authentication, so the session behind it is checked again
+/// while it is open and the tunnel closed when it is revoked (logout, refresh-token reuse,
+/// admin revocation, a user removed or disabled).
+pub type TunnelWatch = Box<dyn Fn() -> bool + Send + Sync>;
+
+/// How often an open tunnel's session is checked.
+pub const TUNNEL_CHECK: std::time::Duration = std::time::Duration::from_millis(250);
+
 #[allow(clippy::too_many_arguments)]
 pub async fn forward(
     client: &UpstreamClient,
@@ -125,6 +136,7 @@ pub async fn forward(
     canon: &CanonicalRequest,
     req: Request<Outgoing>,
     origin: &Origin<'_>,
+    tunnel_watch: Option<TunnelWatch>,
 ) -> Result<Response<Body>, GatewayError> {
     let (mut req, upgrade) = prepared(config, route, identity, canon, req, origin)?;
     let client_upgrade = match &upgrade {
@@ -147,7 +159,21 @@ pub async fn forward(
         tokio::spawn(async move {
             if let (Ok(a), Ok(b)) = tokio::join!(client_upgrade, upstream_upgrade) {
                 let (mut a, mut b) = (TokioIo::new(a), TokioIo::new(b));
-                let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+                let splice = tokio::io::copy_bidirectional(&mut a, &mut b);
+                tokio::pin!(splice);
+                let mut check = tokio::time::interval(TUNNEL_CHECK);
+                loop {
+                    tokio::select! {
+                        _ = &mut splice => break,
+                        _ = check.tick() => {
+                            if tunnel_watch.as_ref().is_some_and(|alive| !alive()) {
+                                tracing::info!("the session behind a tunnel was revoked; tunnel closed");
+                                break;
+                            }
+                        }
+                    }
+                }
+                // Dropping both ends closes the client's and the upstream's connections.
             }
         });
         let upgrade_value = resp.headers().get(UPGRADE).cloned();
