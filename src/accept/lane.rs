@@ -388,7 +388,8 @@ where
         if chunked {
             if !data.is_empty() {
                 use std::io::Write;
-                let _ = write!(out, "{:x}\r\n", data.len());
+                // Uppercase hex, as hyper writes chunk sizes.
+                let _ = write!(out, "{:X}\r\n", data.len());
                 out.extend_from_slice(&data);
                 out.extend_from_slice(b"\r\n");
             }
@@ -459,6 +460,13 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Prefixed<IO> {
             let n = this.prefix.len().min(buf.remaining());
             buf.put_slice(&this.prefix[..n]);
             this.prefix.advance(n);
+            // And whatever the socket already holds, as one direct read would have given it:
+            // hyper decides some things (draining an unread body) on what one read brought,
+            // and must see the same bytes whether or not the lane read the head first. An
+            // error or the end of the stream shows at the next read.
+            if this.prefix.is_empty() && buf.remaining() > 0 {
+                let _ = std::pin::Pin::new(&mut this.io).poll_read(cx, buf);
+            }
             return Poll::Ready(Ok(()));
         }
         std::pin::Pin::new(&mut this.io).poll_read(cx, buf)
