@@ -653,7 +653,8 @@ pub(crate) fn record(
     error: Option<(Blame, String)>,
 ) {
     let elapsed = started.elapsed().as_secs_f64();
-    let latency_ms = elapsed * 1000.0;
+    // Microsecond resolution, printed as a short decimal (`0.039`, not `0.038627999999999996`).
+    let latency_ms = (elapsed * 1e6).round() / 1e3;
     let route = ctx.route.get().unwrap_or(&gw.metrics.no_route);
     gw.metrics.request_done(route, status, elapsed);
     if let Some(kind) = upstream_kind {

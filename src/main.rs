@@ -115,9 +115,7 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
 fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let config = load(path)?;
     gatehouse::telemetry::init(&config.logging);
-    for w in &config.warnings {
-        tracing::warn!(warning = %w, "config warning");
-    }
+    gatehouse::telemetry::log_warnings(&config);
     let listen = config.listen;
     let tls_listen = config.tls.as_ref().map(|t| t.listen);
     let admin = config.admin.as_ref().map(|a| a.listen);

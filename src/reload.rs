@@ -41,12 +41,13 @@ pub async fn reload(gw: &Gateway, path: &Path, lookup: EnvLookup) -> bool {
         }
         Ok(Err(errors)) => {
             gw.reject_config();
-            audit::config_rejected(&shown, &errors.to_string());
+            let each: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+            audit::config_rejected(&shown, &each);
             false
         }
         Err(join) => {
             gw.reject_config();
-            audit::config_rejected(&shown, &join.to_string());
+            audit::config_rejected(&shown, &[join.to_string()]);
             false
         }
     }

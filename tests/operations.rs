@@ -88,6 +88,12 @@ async fn a_broken_edit_is_rejected_while_traffic_keeps_flowing() {
     })
     .await;
     assert!(bin.log().contains("upstrem"), "the log names the bad key");
+    // Each error is a line of its own, readable as it stands: not one field with the whole
+    // report and its line breaks escaped into it.
+    for line in bin.log().lines().filter(|l| l.contains("config_rejected")) {
+        assert!(!line.contains("\\n"), "an escaped line break in: {line}");
+        assert!(line.contains("routes[0].upstrem"), "{line}");
+    }
     assert_eq!(
         admin_client.get("/readyz").await.status,
         StatusCode::SERVICE_UNAVAILABLE
@@ -175,4 +181,41 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
     };
     assert!(status.success(), "{status:?}");
     assert!(bin.log().contains("gatehouse stopped"));
+}
+
+/// A person reads the log in a file or a container console: no colour codes there, latency as a
+/// short number, and the warnings the config deserves.
+#[tokio::test]
+async fn the_log_is_plain_text_with_short_numbers_and_the_config_warnings() {
+    let up = Upstream::start().await;
+    let dir = temp_dir();
+    let (port, admin) = (external::free_port(), external::free_port());
+    let text = config(&up, port, admin, default_routes()).replace("format: json", "format: pretty");
+    let bin = start(&dir, &text, port, admin).await;
+    let c = Client::new(bin.addr);
+    c.login("bob", "bob-pw").await;
+    assert_eq!(c.get("/x").await.status, StatusCode::OK);
+    eventually(
+        "the request's log line",
+        Duration::from_secs(5),
+        async || bin.log().contains("latency_ms"),
+    )
+    .await;
+    let log = bin.log();
+    assert!(!log.contains('\u{1b}'), "colour codes in a log file: {log}");
+    assert!(
+        log.contains("cookies.secure is false"),
+        "the secure: false warning is printed: {log}"
+    );
+    for line in log.lines().filter(|l| l.contains("latency_ms=")) {
+        let value = line
+            .split("latency_ms=")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap();
+        let decimals = value.split('.').nth(1).map_or(0, str::len);
+        assert!(decimals <= 3, "latency {value} in: {line}");
+    }
 }

@@ -34,6 +34,7 @@ impl Ctx<'_> {
             column: at.column(),
             key: key.to_string(),
             message: message.into(),
+            snippet: None,
         });
     }
 }
@@ -51,6 +52,15 @@ fn parse_error(file: &str, text: &str, err: &serde_saphyr::Error) -> ConfigError
         .and_then(|m| m.split_once(": "))
         .map(|(_, rest)| rest.to_string())
         .unwrap_or(rendered);
+    // The first line says what is wrong; the rest is the library's snippet, which names the
+    // text `<input>`: name the file instead.
+    let (message, snippet) = match message.split_once('\n') {
+        Some((first, rest)) => (
+            first.to_string(),
+            Some(rest.replace("<input>", file)).filter(|s| !s.trim().is_empty()),
+        ),
+        None => (message, None),
+    };
     ConfigError {
         file: file.to_string(),
         line,
@@ -61,6 +71,7 @@ fn parse_error(file: &str, text: &str, err: &serde_saphyr::Error) -> ConfigError
             String::new()
         },
         message,
+        snippet,
     }
 }
 
@@ -427,6 +438,7 @@ pub fn build(
             column: 0,
             key: String::new(),
             message: "the configuration is incomplete".into(),
+            snippet: None,
         }]));
     };
     if !cookies.secure {

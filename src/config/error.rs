@@ -11,7 +11,10 @@ pub struct ConfigError {
     pub column: u64,
     /// e.g. `routes[0].upstream`.
     pub key: String,
+    /// One line: what is wrong and what was expected.
     pub message: String,
+    /// The lines around the place, marked (parse errors), for the full report.
+    pub snippet: Option<String>,
 }
 
 impl fmt::Display for ConfigError {
@@ -47,6 +50,11 @@ impl fmt::Display for ConfigErrors {
         )?;
         for e in &self.0 {
             write!(f, "\n  {e}")?;
+            if let Some(snippet) = &e.snippet {
+                for line in snippet.lines() {
+                    write!(f, "\n    {line}")?;
+                }
+            }
         }
         Ok(())
     }

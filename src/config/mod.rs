@@ -214,6 +214,7 @@ pub fn load(
                 column: 0,
                 key: String::new(),
                 message: format!("cannot read the file: {e}"),
+                snippet: None,
             }])
         })?;
     parse(&text, path, lookup)

@@ -40,6 +40,11 @@ pub fn config_reloaded(path: &str, routes: usize, users: usize) {
     info!(target: "audit", event = "config_reloaded", path, routes, users, "configuration reloaded");
 }
 
-pub fn config_rejected(path: &str, error: &str) {
-    warn!(target: "audit", event = "config_rejected", path, error, "configuration rejected; the previous one stays in force");
+/// A reload was refused: one line per error, each readable on its own.
+pub fn config_rejected(path: &str, errors: &[String]) {
+    let count = errors.len();
+    for (i, error) in errors.iter().enumerate() {
+        let n = i + 1;
+        warn!(target: "audit", event = "config_rejected", path, n, count, error = %error, "configuration rejected; the previous one stays in force");
+    }
 }

@@ -4,7 +4,15 @@
 pub mod audit;
 pub mod metrics;
 
-use crate::config::Logging;
+use crate::config::{Config, Logging};
+
+/// Logs the config's warnings (things that load but deserve a look), one line each: at
+/// start-up, for the binary and the demo alike.
+pub fn log_warnings(config: &Config) {
+    for w in &config.warnings {
+        tracing::warn!(warning = %w, "config warning");
+    }
+}
 
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides `logging.level`.
 pub fn init(logging: &Logging) {
@@ -13,8 +21,11 @@ pub fn init(logging: &Logging) {
         .and_then(|f| EnvFilter::try_new(f).ok())
         .or_else(|| EnvFilter::try_new(&logging.level).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
+    // Colours only for a person at a terminal: a file, a pipe or a container log gets none.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = if logging.json {
         builder
