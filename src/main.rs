@@ -1,4 +1,4 @@
-//! The `gatehouse` command (SPEC §2): run | check | hash-password | gen-key.
+//! The `gatehouse` command: run | check | hash-password | gen-key | health.
 //! Exit codes: 0 ok, 1 invalid config or input, 2 usage error.
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -14,44 +14,82 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use gatehouse::authenticate::{keygen, tokens, users};
 use gatehouse::config::{self, Config};
 
+const EXAMPLES: &str = "\
+Examples:
+  gatehouse gen-key --out keys/signing.pem     a signing key (EdDSA), readable only by you
+  gatehouse hash-password                      hash a password for gateway.yaml (no echo)
+  gatehouse check                              validate ./gateway.yaml and print a summary
+  gatehouse                                    serve ./gateway.yaml (same as `gatehouse run`)
+  gatehouse health                             exit 0 when the running gateway answers /healthz
+
+Reload: edit gateway.yaml (or the users file, or the TLS files) and the running gateway
+reloads within a second; `kill -HUP <pid>` reloads at once. A bad edit is logged and the
+previous config keeps serving. SIGTERM or Ctrl-C drains open requests, then exits.";
+
 #[derive(Parser)]
 #[command(
     name = "gatehouse",
     version,
-    about = "A reverse-proxy authentication gateway"
+    about = "A reverse-proxy authentication gateway: a login in front of web apps that have none",
+    after_help = EXAMPLES
 )]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+#[derive(clap::Args, Default)]
+struct ConfigArg {
     /// Config file (default ./gateway.yaml, or $GATEHOUSE_CONFIG).
-    #[arg(long, global = true, env = "GATEHOUSE_CONFIG")]
+    #[arg(long, env = "GATEHOUSE_CONFIG")]
     config: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run the gateway (the default).
-    Run,
+    Run(ConfigArg),
     /// Validate the config and print a summary.
-    Check,
+    Check(ConfigArg),
     /// Read a password from stdin and print its argon2id PHC hash.
     HashPassword,
-    /// Print a new PEM private key for signing tokens.
+    /// Write a new PEM private key for signing tokens (to stdout, or --out FILE).
     GenKey {
-        #[arg(long, value_parser = ["EdDSA", "ES256", "RS256"])]
+        /// The algorithm: EdDSA (the default), ES256 or RS256.
+        #[arg(long, default_value = "EdDSA", value_parser = ["EdDSA", "ES256", "RS256"])]
         alg: String,
+        /// Write the key to this file (mode 0600; an existing file is never overwritten).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Exit 0 when the running gateway's health check answers 200 (for container health
+    /// checks); 1 otherwise.
+    Health {
+        /// The health URL (default: the plain listener of the config, at
+        /// {auth_prefix}/healthz, on loopback when it listens on every address).
+        #[arg(long)]
+        url: Option<String>,
+        #[command(flatten)]
+        config: ConfigArg,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     gatehouse::install_crypto_providers();
-    let path = cli.config.unwrap_or_else(|| PathBuf::from("gateway.yaml"));
-    let result = match cli.command.unwrap_or(Command::Run) {
-        Command::Run => run(&path),
-        Command::Check => check(&path),
+    let config_path = |sub: ConfigArg| {
+        sub.config
+            .or(cli.config.config.clone())
+            .unwrap_or_else(|| PathBuf::from("gateway.yaml"))
+    };
+    let result = match cli.command.unwrap_or(Command::Run(ConfigArg::default())) {
+        Command::Run(c) => run(&config_path(c)),
+        Command::Check(c) => check(&config_path(c)),
         Command::HashPassword => hash_password(),
-        Command::GenKey { alg } => gen_key(&alg),
+        Command::GenKey { alg, out } => gen_key(&alg, out.as_deref()),
+        Command::Health { url, config } => health(url, &config_path(config)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -224,9 +262,87 @@ fn hash_password() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn gen_key(alg: &str) -> anyhow::Result<()> {
+fn gen_key(alg: &str, out: Option<&std::path::Path>) -> anyhow::Result<()> {
     let alg = tokens::parse_algorithm(alg)?;
     let pem = keygen::generate(alg)?;
-    std::io::stdout().write_all(pem.as_bytes())?;
+    match out {
+        None => std::io::stdout().write_all(pem.as_bytes())?,
+        Some(path) => {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::AlreadyExists => anyhow::anyhow!(
+                        "{} already exists; a key is never overwritten (remove it first, or choose another name)",
+                        path.display()
+                    ),
+                    _ => anyhow::anyhow!("cannot create {}: {e}", path.display()),
+                })?;
+            file.write_all(pem.as_bytes())?;
+            eprintln!("wrote a new {alg:?} key to {} (mode 600)", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// `gatehouse health`: one `GET` with a 5 s limit; 200 is healthy.
+fn health(url: Option<String>, path: &std::path::Path) -> anyhow::Result<()> {
+    let url = match url {
+        Some(url) => url,
+        None => {
+            let c = load(path)?;
+            let Some(mut addr) = c.listen else {
+                anyhow::bail!(
+                    "{} has no plain server.listen to ask; pass --url (e.g. the admin listener's http://127.0.0.1:9090/healthz)",
+                    path.display()
+                );
+            };
+            if addr.ip().is_unspecified() {
+                addr.set_ip(if addr.is_ipv4() {
+                    std::net::Ipv4Addr::LOCALHOST.into()
+                } else {
+                    std::net::Ipv6Addr::LOCALHOST.into()
+                });
+            }
+            format!("http://{addr}{}/healthz", c.auth_prefix)
+        }
+    };
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{url} is not a URL: {e}"))?;
+    if uri.scheme_str() != Some("http") {
+        anyhow::bail!("{url}: only http:// URLs are checked (use the plain or the admin listener)");
+    }
+    let authority = uri
+        .authority()
+        .ok_or_else(|| anyhow::anyhow!("{url} has no host"))?
+        .clone();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let status = runtime.block_on(async {
+        let ask = async {
+            let port = authority.port_u16().unwrap_or(80);
+            let stream = tokio::net::TcpStream::connect((authority.host(), port)).await?;
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+            tokio::spawn(conn);
+            let req = http::Request::get(uri.path_and_query().map_or("/", |p| p.as_str()))
+                .header(http::header::HOST, authority.as_str())
+                .body(http_body_util::Empty::<bytes::Bytes>::new())?;
+            anyhow::Ok(sender.send_request(req).await?.status())
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(5), ask)
+            .await
+            .map_err(|_| anyhow::anyhow!("{url} did not answer within 5 s"))?
+            .map_err(|e| anyhow::anyhow!("cannot reach {url}: {e}"))
+    })?;
+    if status != http::StatusCode::OK {
+        anyhow::bail!("{url} answered {status}");
+    }
+    println!("{url}: ok");
     Ok(())
 }

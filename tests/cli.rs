@@ -195,3 +195,160 @@ fn gen_key_prints_keys_the_config_accepts() {
         );
     }
 }
+
+#[test]
+fn gen_key_defaults_to_eddsa_and_out_writes_a_private_file_it_never_overwrites() {
+    let dir = support::temp_dir();
+    let path = dir.join("signing.pem");
+    let out = gatehouse()
+        .args(["gen-key", "--out"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let pem = std::fs::read_to_string(&path).unwrap();
+    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "{pem}");
+    // EdDSA: an Ed25519 PKCS#8 key is 48 bytes of DER, one base64 line.
+    assert_eq!(pem.lines().count(), 3, "an Ed25519 key: {pem}");
+    let again = gatehouse()
+        .args(["gen-key", "--out"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        pem,
+        "the key is untouched"
+    );
+}
+
+#[test]
+fn check_warns_about_a_key_file_others_can_read() {
+    let dir = support::temp_dir();
+    let key = dir.join("k.pem");
+    let out = gatehouse()
+        .args(["gen-key", "--out"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let yaml = format!(
+        "server:\n  listen: \"127.0.0.1:0\"\ntokens:\n  signing_key: \"{}\"\nusers: []\nroutes:\n  - name: a\n    upstream: \"http://127.0.0.1:9\"\n",
+        key.display()
+    );
+    let config = dir.join("gateway.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    let check = || {
+        let out = gatehouse()
+            .args(["check", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(!check().contains("can be read by other users"));
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let stdout = check();
+    assert!(
+        stdout.contains("tokens.signing_key") && stdout.contains("chmod 600"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn help_shows_examples_and_reload_and_hash_password_lists_no_config_flag() {
+    let out = gatehouse().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("Examples:") && help.contains("kill -HUP"),
+        "{help}"
+    );
+    assert!(help.contains("gen-key --out"), "{help}");
+    let out = gatehouse()
+        .args(["hash-password", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(!help.contains("--config"), "{help}");
+}
+
+#[tokio::test]
+async fn health_exits_0_for_a_running_gateway_and_1_otherwise() {
+    let up = support::Upstream::start().await;
+    let gw = support::TestGateway::start(&support::base_yaml(&up.url(), support::default_routes()))
+        .await;
+    let url = format!("http://{}/.gatehouse/healthz", gw.addr);
+    let out = tokio::task::spawn_blocking(move || {
+        gatehouse()
+            .args(["health", "--url", &url])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The default URL comes from the config's listener.
+    let dir = support::temp_dir();
+    let config = dir.join("gateway.yaml");
+    std::fs::write(
+        &config,
+        support::base_yaml(&up.url(), support::default_routes())
+            .replace("127.0.0.1:0", &gw.addr.to_string())
+            .replace("${TEST_SECRET}", support::SECRET),
+    )
+    .unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        gatehouse()
+            .args(["health", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    gw.stop().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead = format!("http://127.0.0.1:{port}/.gatehouse/healthz");
+    let out = tokio::task::spawn_blocking(move || {
+        gatehouse()
+            .args(["health", "--url", &dead])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
+}

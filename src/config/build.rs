@@ -75,6 +75,20 @@ fn parse_error(file: &str, text: &str, err: &serde_saphyr::Error) -> ConfigError
     }
 }
 
+/// A private key file that other users can read (any group or other permission bit): anyone
+/// on the machine could sign tokens or impersonate the server with it.
+fn readable_by_others(key: &str, path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "{key}: `{}` can be read by other users (mode {mode:o}); make it private: chmod 600 {}",
+            path.display(),
+            path.display()
+        )
+    })
+}
+
 fn resolve(base: &Path, p: &str) -> PathBuf {
     let p = Path::new(p);
     if p.is_absolute() {
@@ -441,6 +455,20 @@ pub fn build(
             snippet: None,
         }]));
     };
+    let key_files = f
+        .tokens
+        .signing_key
+        .iter()
+        .map(|k| ("tokens.signing_key", &k.value))
+        .chain(
+            f.server
+                .tls
+                .iter()
+                .map(|t| ("server.tls.key", &t.value.key.value)),
+        );
+    for (key, path) in key_files {
+        warnings.extend(readable_by_others(key, &resolve(&base, path)));
+    }
     if !cookies.secure {
         warnings.push(
             "cookies.secure is false: cookies travel over plain HTTP; use only for development"
