@@ -18,6 +18,7 @@ use crate::canonicalize::CanonicalError;
 use crate::config::Config;
 use crate::forward::client::UpstreamError;
 use crate::store::StoreError;
+use crate::ui;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -48,8 +49,14 @@ pub enum GatewayError {
         login: String,
         clear_cookies: bool,
     },
-    #[error("forbidden: {0}")]
-    Forbidden(#[from] Forbidden),
+    #[error("forbidden: {reason}")]
+    Forbidden {
+        reason: Forbidden,
+        /// Who is signed in (the 403 page says so).
+        user: String,
+        /// The request's path and query, for "sign in as someone else" to come back to.
+        back_to: String,
+    },
     #[error("forward-auth headers from a peer outside trusted_proxies")]
     UntrustedForwardAuth,
     #[error("cross-site request refused")]
@@ -95,6 +102,13 @@ fn json_error(status: StatusCode, code: &str) -> Response<Body> {
     r
 }
 
+/// How an error is shown: as a page (the client reads HTML) or as JSON, and the request id.
+#[derive(Debug, Clone, Copy)]
+pub struct Shown<'a> {
+    pub wants_html: bool,
+    pub request_id: &'a str,
+}
+
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     let mut r = Response::new(full(body));
     *r.status_mut() = status;
@@ -117,7 +131,7 @@ impl GatewayError {
             | GatewayError::Unauthenticated { .. }
             | GatewayError::ForwardAuthUnauthenticated { .. }
             | GatewayError::UntrustedForwardAuth
-            | GatewayError::Forbidden(_)
+            | GatewayError::Forbidden { .. }
             | GatewayError::CrossSite
             | GatewayError::PayloadTooLarge
             | GatewayError::BodyTimeout
@@ -129,21 +143,59 @@ impl GatewayError {
         }
     }
 
-    pub fn into_response(self, config: &Config) -> Response<Body> {
+    /// The response for this error. `shown` says whether the client reads HTML (an error page,
+    /// SPEC §6) or JSON, and the request id the page quotes.
+    pub fn into_response(self, config: &Config, shown: Shown<'_>) -> Response<Body> {
+        use ui::Remedy;
+        let page = |status: StatusCode, code: &str, sentence: &str, remedy: Remedy| {
+            if shown.wants_html {
+                ui::error_page(
+                    status,
+                    sentence,
+                    remedy,
+                    ui::ErrorPage {
+                        branding: &config.ui,
+                        auth_prefix: &config.auth_prefix,
+                        request_id: shown.request_id,
+                        user: None,
+                        back_to: "/",
+                    },
+                )
+            } else {
+                json_error(status, code)
+            }
+        };
         let mut response = match &self {
-            GatewayError::BadPath(_) => text(StatusCode::BAD_REQUEST, "bad request\n"),
-            GatewayError::MalformedBody(_) => {
-                json_error(StatusCode::BAD_REQUEST, "invalid_request")
-            }
-            GatewayError::UnsupportedMediaType => {
-                json_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
-            }
-            GatewayError::NoRoute | GatewayError::NotFound => {
-                text(StatusCode::NOT_FOUND, "not found\n")
-            }
-            GatewayError::MethodNotAllowed => {
-                text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
-            }
+            GatewayError::BadPath(_) => page(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "This address is not one the site can serve.",
+                Remedy::None,
+            ),
+            GatewayError::MalformedBody(_) => page(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "The request could not be read.",
+                Remedy::None,
+            ),
+            GatewayError::UnsupportedMediaType => page(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "The request was sent in a form this page does not take.",
+                Remedy::None,
+            ),
+            GatewayError::NoRoute | GatewayError::NotFound => page(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "There is no page at this address.",
+                Remedy::None,
+            ),
+            GatewayError::MethodNotAllowed => page(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "This page cannot be used that way.",
+                Remedy::None,
+            ),
             GatewayError::Unauthenticated { failure, login, .. } => match login {
                 Some(location) => {
                     let mut r = text(StatusCode::FOUND, "login required\n");
@@ -168,37 +220,100 @@ impl GatewayError {
                 }
                 r
             }
-            GatewayError::Forbidden(_)
-            | GatewayError::CrossSite
-            | GatewayError::UntrustedForwardAuth => json_error(StatusCode::FORBIDDEN, "forbidden"),
-            GatewayError::PayloadTooLarge => {
-                json_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+            GatewayError::Forbidden { user, back_to, .. } => {
+                if shown.wants_html {
+                    ui::error_page(
+                        StatusCode::FORBIDDEN,
+                        "You do not have access to this page.",
+                        Remedy::SwitchUser,
+                        ui::ErrorPage {
+                            branding: &config.ui,
+                            auth_prefix: &config.auth_prefix,
+                            request_id: shown.request_id,
+                            user: Some(user),
+                            back_to,
+                        },
+                    )
+                } else {
+                    json_error(StatusCode::FORBIDDEN, "forbidden")
+                }
             }
+            GatewayError::CrossSite => page(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "The request came from another site, so it was refused.",
+                Remedy::None,
+            ),
+            // Only proxies call forward-auth: they read JSON.
+            GatewayError::UntrustedForwardAuth => json_error(StatusCode::FORBIDDEN, "forbidden"),
+            GatewayError::PayloadTooLarge => page(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "The request is larger than this page takes.",
+                Remedy::None,
+            ),
             GatewayError::BodyTimeout => {
                 // The rest of the body may still come: the connection cannot be reused.
-                let mut r = json_error(StatusCode::REQUEST_TIMEOUT, "request_timeout");
+                let mut r = page(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    "The request took too long to arrive.",
+                    Remedy::TryAgain,
+                );
                 r.headers_mut()
                     .insert(CONNECTION, HeaderValue::from_static("close"));
                 r
             }
             GatewayError::LockedOut { retry_after } => {
-                let mut r = json_error(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts");
+                let mut r = page(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_attempts",
+                    "There were too many failed sign-ins for this account or this network.",
+                    Remedy::WaitSeconds(*retry_after),
+                );
                 r.headers_mut()
                     .insert(RETRY_AFTER, HeaderValue::from(*retry_after));
                 r
             }
             GatewayError::Overloaded(_) => {
-                let mut r = json_error(StatusCode::SERVICE_UNAVAILABLE, "overloaded");
+                let mut r = page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "overloaded",
+                    "The sign-in service is busy.",
+                    Remedy::TryAgain,
+                );
                 r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(1u64));
                 r
             }
-            GatewayError::Store(_) => {
-                json_error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
-            }
-            GatewayError::Upstream(e) => e.response(),
-            GatewayError::Internal(_) => {
-                text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
-            }
+            GatewayError::Store(_) => page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "The session service cannot be reached.",
+                Remedy::TryAgain,
+            ),
+            GatewayError::Upstream(UpstreamError::Timeout) => page(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                "The application did not answer in time.",
+                Remedy::TryAgain,
+            ),
+            GatewayError::Upstream(
+                UpstreamError::Unreachable(_)
+                | UpstreamError::Broken(_)
+                | UpstreamError::UnexpectedUpgrade
+                | UpstreamError::Malformed(_),
+            ) => page(
+                StatusCode::BAD_GATEWAY,
+                "upstream_unavailable",
+                "The application behind this site could not be reached, or answered with something that is not a valid response.",
+                Remedy::TryAgain,
+            ),
+            GatewayError::Internal(_) => page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "Something went wrong on the gateway's side.",
+                Remedy::TryAgain,
+            ),
         };
         let clear = matches!(
             &self,

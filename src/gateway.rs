@@ -19,7 +19,7 @@ use crate::authenticate::throttle::{Locked, Throttle, ThrottlePolicy};
 use crate::authenticate::{
     refresh_in_proxy, verify_access, AuthFailure, Identity, Unauthenticated,
 };
-use crate::authorize::{authorize, public, Permit};
+use crate::authorize::{authorize, public, Forbidden, Permit};
 use crate::body::Body;
 use crate::canonicalize::{canonicalize, under_prefix, CanonicalError, CanonicalRequest};
 use crate::config::Config;
@@ -232,6 +232,8 @@ pub struct RequestCtx {
     pub peer_trusted: bool,
     pub proto: &'static str,
     pub now: u64,
+    /// The client reads HTML (`Accept` names `text/html`): errors are pages, not JSON.
+    pub wants_html: bool,
     /// The route name once known: the metrics label.
     pub route: OnceLock<RouteName>,
 }
@@ -281,12 +283,16 @@ fn client_ip(config: &Config, headers: &HeaderMap, peer: IpAddr) -> (IpAddr, boo
 
 /// A top-level browser navigation gets a login redirect; anything else gets a 401.
 pub fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
-    (method == Method::GET || method == Method::HEAD)
-        && headers
-            .get_all(ACCEPT)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| v.contains("text/html"))
+    (method == Method::GET || method == Method::HEAD) && accepts_html(headers)
+}
+
+/// The 403 for an identity the route or rule does not admit.
+fn forbidden(reason: Forbidden, identity: &Identity, canon: &CanonicalRequest) -> GatewayError {
+    GatewayError::Forbidden {
+        reason,
+        user: identity.user().to_string(),
+        back_to: canon.path_and_query(),
+    }
 }
 
 /// The size of the per-request future, for the benchmark that keeps it small.
@@ -316,8 +322,19 @@ pub(crate) fn request_ctx(config: &Config, headers: &HeaderMap, conn: Conn) -> R
         peer_trusted,
         proto: if conn.tls { "https" } else { "http" },
         now: clock::now(),
+        wants_html: accepts_html(headers),
         route: OnceLock::new(),
     }
+}
+
+/// Whether the client reads HTML: a browser names `text/html` in `Accept` on navigations and
+/// form posts alike; API clients and scripts do not.
+pub fn accepts_html(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/html"))
 }
 
 /// The span every line about one request is logged in.
@@ -449,7 +466,7 @@ impl Admitted<'_> {
 
 fn record_refusal(gw: &Gateway, e: &GatewayError) {
     match e {
-        GatewayError::Forbidden(_) => gw.metrics.auth_decision("forbidden"),
+        GatewayError::Forbidden { .. } => gw.metrics.auth_decision("forbidden"),
         GatewayError::Unauthenticated { .. } => gw.metrics.auth_decision("unauthenticated"),
         _ => {}
     }
@@ -497,7 +514,8 @@ impl<'c> PendingRefresh<'c, '_> {
                 result: None,
             }),
             (None, Ok(a)) => {
-                let permit = authorize(&self.matched, &a.identity)?;
+                let permit = authorize(&self.matched, &a.identity)
+                    .map_err(|reason| forbidden(reason, &a.identity, self.canon))?;
                 Ok(Admitted {
                     matched: self.matched,
                     permit,
@@ -534,7 +552,7 @@ pub(crate) fn decide<'c, 'h>(
                 Some(permit) => (permit, None),
                 None => match authorize(&matched, &identity) {
                     Ok(permit) => (permit, Some("allowed")),
-                    Err(forbidden) => return Decision::Refuse(forbidden.into()),
+                    Err(reason) => return Decision::Refuse(forbidden(reason, &identity, canon)),
                 },
             };
             return Decision::Forward(Admitted {
@@ -623,7 +641,11 @@ pub(crate) fn finish(
         Err(e) => {
             let blame = e.blame();
             let message = e.to_string();
-            (e.into_response(config), Some((blame, message)))
+            let shown = crate::error::Shown {
+                wants_html: ctx.wants_html,
+                request_id: &ctx.request_id,
+            };
+            (e.into_response(config, shown), Some((blame, message)))
         }
     };
     if let Ok(v) = http::HeaderValue::from_str(&ctx.request_id) {

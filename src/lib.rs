@@ -37,6 +37,7 @@ pub mod reload;
 pub mod route;
 pub mod store;
 pub mod telemetry;
+pub mod ui;
 
 pub use accept::{serve, serve_tls};
 pub use admin::serve_admin;

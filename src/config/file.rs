@@ -31,6 +31,18 @@ pub struct File {
     pub store: Store,
     #[serde(default)]
     pub logging: Logging,
+    #[serde(default)]
+    pub ui: Ui,
+}
+
+/// `ui:` (branding of the login and error pages).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ui {
+    pub title: Option<S<Text>>,
+    pub logo: Option<S<Text>>,
+    pub accent_color: Option<S<Text>>,
+    pub css: Option<S<Text>>,
 }
 
 /// The schema of `users_file`.

@@ -48,6 +48,8 @@ pub struct Config {
     pub routes: RouteTable,
     pub identity: IdentityHeaders,
     pub logging: Logging,
+    /// Branding of the login and error pages (`ui`).
+    pub ui: crate::ui::Branding,
     /// Things that load but deserve an operator's look (printed at start and by `check`).
     pub warnings: Vec<String>,
 }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use http::header::{CONTENT_TYPE, LOCATION, SET_COOKIE};
+use http::header::{LOCATION, SET_COOKIE};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::Deserialize;
@@ -14,106 +14,47 @@ use super::{body_kind, json, read_body, refuse_cross_site, BodyKind};
 use crate::authenticate::credentials::extract;
 use crate::authenticate::sessions::{self, LoginContext};
 use crate::authenticate::users::canonical_username;
-use crate::body::{full, Body};
+use crate::body::Body;
 use crate::canonicalize::CanonicalRequest;
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::gateway::{Gateway, RequestCtx};
 use crate::telemetry::audit;
+use crate::ui::{self, escape, html};
 
 const FAILURE: &str = "Invalid username or password.";
 
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-fn page_html(action: &str, rd: &str, username: &str, error: Option<&str>) -> String {
+fn page_html(config: &Config, rd: &str, username: &str, error: Option<&str>) -> String {
+    let action = format!("{}/login", config.auth_prefix);
     let error = error
         .map(|e| {
             format!(
-                "<p class=\"error\" role=\"alert\" id=\"error\">{}</p>",
+                "<p class=\"error\" role=\"alert\" id=\"error\">{}</p>\n",
                 escape(e)
             )
         })
         .unwrap_or_default();
-    format!(
-        r#"<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Sign in</title>
-<style>
-body{{font-family:system-ui,sans-serif;background:#f4f5f7;margin:0;display:flex;min-height:100vh;align-items:center;justify-content:center}}
-main{{background:#fff;padding:2rem 2.5rem;border-radius:8px;box-shadow:0 1px 4px rgba(0,0,0,.15);width:100%;max-width:22rem}}
-h1{{font-size:1.4rem;margin:0 0 1.2rem}}
-label{{display:block;margin:.8rem 0 .3rem;font-weight:600}}
-input{{width:100%;box-sizing:border-box;padding:.55rem;font-size:1rem;border:1px solid #bbb;border-radius:4px}}
-button{{margin-top:1.4rem;width:100%;padding:.65rem;font-size:1rem;border:0;border-radius:4px;background:#2d5be3;color:#fff;cursor:pointer}}
-.error{{color:#a4161a;background:#fde8e8;padding:.6rem;border-radius:4px}}
-</style>
-</head>
-<body>
-<main>
-<h1>Sign in</h1>
-{error}
-<form method="post" action="{action}">
+    let form = format!(
+        r#"{error}<form method="post" action="{action}">
 <input type="hidden" name="rd" value="{rd}">
 <label for="username">Username</label>
 <input id="username" name="username" type="text" autocomplete="username" value="{username}" required autofocus>
 <label for="password">Password</label>
 <input id="password" name="password" type="password" autocomplete="current-password" required>
 <button type="submit">Sign in</button>
-</form>
-</main>
-</body>
-</html>
-"#,
-        action = escape(action),
+</form>"#,
+        action = escape(&action),
         rd = escape(rd),
         username = escape(username),
-    )
-}
-
-fn html(status: StatusCode, body: String) -> Response<Body> {
-    let mut r = Response::new(full(body));
-    *r.status_mut() = status;
-    let h = r.headers_mut();
-    h.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
     );
-    h.insert(
-        http::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
-    // The page needs nothing from anywhere: no scripts, no frames, forms only to us.
-    h.insert(
-        http::header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
-    );
-    h.insert(
-        http::header::X_FRAME_OPTIONS,
-        HeaderValue::from_static("DENY"),
-    );
-    // `same-origin`, not `no-referrer`: with `no-referrer` browsers send `Origin: null` on the
-    // form POST, which the cross-site check rightly refuses (found by the browser test).
-    h.insert(
-        http::header::REFERRER_POLICY,
-        HeaderValue::from_static("same-origin"),
-    );
-    r
+    let branding = &config.ui;
+    // A branded page says whose it is, then what it is for.
+    let (heading, sub) = if branding.title == "Sign in" {
+        ("Sign in", None)
+    } else {
+        (branding.title.as_str(), Some("Sign in"))
+    };
+    ui::page(branding, &config.auth_prefix, heading, sub, &form)
 }
 
 fn query_param(canon: &CanonicalRequest, name: &str) -> Option<String> {
@@ -129,8 +70,7 @@ pub fn page(
     _ctx: &RequestCtx,
 ) -> Result<Response<Body>, GatewayError> {
     let rd = safe_return(query_param(canon, "rd").as_deref());
-    let action = format!("{}/login", config.auth_prefix);
-    let mut r = html(StatusCode::OK, page_html(&action, &rd, "", None));
+    let mut r = html(StatusCode::OK, page_html(config, &rd, "", None));
     // Stale cookies are cleared, so a broken session cannot loop a browser back here.
     let creds = extract(req.headers(), &config.cookies);
     if creds.access_cookie.is_some() || creds.refresh_cookie.is_some() {
@@ -272,6 +212,10 @@ pub async fn submit(
     gw.metrics.login("success");
     let mut r = match attempt.kind {
         BodyKind::Json => json(StatusCode::OK, &token_body(&issued)),
+        BodyKind::Form if cookies_will_be_dropped(config, &headers, ctx) => {
+            // A redirect would bring the browser back here without its cookies: say why.
+            html(StatusCode::OK, insecure_page(config, &attempt.rd))
+        }
         BodyKind::Form => {
             let mut r = Response::new(crate::body::empty());
             *r.status_mut() = StatusCode::SEE_OTHER;
@@ -283,6 +227,50 @@ pub async fn submit(
     };
     set_token_cookies(config, &mut r, &issued);
     Ok(r)
+}
+
+/// Whether a browser will drop this login's cookies: they are `Secure`, the request came over
+/// plain HTTP straight from the client (no TLS listener, no trusted proxy that may have
+/// terminated TLS), and the host is not loopback (which browsers treat as secure).
+fn cookies_will_be_dropped(config: &Config, headers: &HeaderMap, ctx: &RequestCtx) -> bool {
+    if !config.cookies.secure || ctx.proto == "https" || ctx.peer_trusted {
+        return false;
+    }
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| crate::canonicalize::canonical_host(h).ok())
+        .unwrap_or_default();
+    let loopback = host == "localhost"
+        || host.ends_with(".localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    !loopback
+}
+
+fn insecure_page(config: &Config, rd: &str) -> String {
+    let body = format!(
+        "<p class=\"error\" role=\"alert\">Your password was right, but this browser will not keep \
+         you signed in here.</p>\n\
+         <p>This site is served over plain HTTP, and its sign-in cookies are marked <code>Secure</code>: \
+         browsers only keep such cookies over HTTPS. Signing in again will not help.</p>\n\
+         <p>Open the site with <code>https://</code> if it has it. If you run this gateway: serve \
+         HTTPS (<code>server.tls</code>), or put a TLS-terminating proxy in front and list it in \
+         <code>server.trusted_proxies</code>; for plain-HTTP development only, set \
+         <code>cookies.secure: false</code>.</p>\n\
+         <p class=\"muted\"><a href=\"{}\">Continue anyway</a></p>",
+        escape(rd)
+    );
+    ui::page(
+        &config.ui,
+        &config.auth_prefix,
+        "Signed in, but not kept",
+        Some(&config.ui.title),
+        &body,
+    )
 }
 
 /// The JSON token response of login and refresh.
@@ -317,12 +305,9 @@ fn failure(config: &Config, attempt: &Attempt) -> Response<Body> {
             StatusCode::UNAUTHORIZED,
             &serde_json::json!({"error": "invalid_credentials"}),
         ),
-        BodyKind::Form => {
-            let action = format!("{}/login", config.auth_prefix);
-            html(
-                StatusCode::UNAUTHORIZED,
-                page_html(&action, &attempt.rd, &attempt.username, Some(FAILURE)),
-            )
-        }
+        BodyKind::Form => html(
+            StatusCode::UNAUTHORIZED,
+            page_html(config, &attempt.rd, &attempt.username, Some(FAILURE)),
+        ),
     }
 }

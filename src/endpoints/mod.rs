@@ -46,12 +46,42 @@ pub async fn serve(
             forward_auth::forward_auth(gw, config, &req, ctx).await
         }
         ("/healthz", Method::GET | Method::HEAD) => Ok(text(StatusCode::OK, "ok\n")),
+        (crate::ui::LOGO_PATH, Method::GET | Method::HEAD) => logo(config),
         (
-            "/login" | "/refresh" | "/logout" | "/userinfo" | "/jwks.json" | "/healthz" | "/auth",
+            "/login"
+            | "/refresh"
+            | "/logout"
+            | "/userinfo"
+            | "/jwks.json"
+            | "/healthz"
+            | "/auth"
+            | crate::ui::LOGO_PATH,
             _,
         ) => Err(GatewayError::MethodNotAllowed),
         _ => Err(GatewayError::NotFound),
     }
+}
+
+/// `ui.logo`, as the config loaded it (404 when there is none).
+fn logo(config: &Config) -> Result<Response<Body>, GatewayError> {
+    let (bytes, kind) = config.ui.logo.clone().ok_or(GatewayError::NotFound)?;
+    let mut r = Response::new(full(bytes));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(kind));
+    // An SVG is a document: it may show itself, and nothing else.
+    r.headers_mut().insert(
+        http::header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
+    );
+    r.headers_mut().insert(
+        http::header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    r.headers_mut().insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    Ok(r)
 }
 
 pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {

@@ -22,8 +22,6 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::body::{full, Body};
-
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     #[error("the upstream refused or could not be reached")]
@@ -49,23 +47,6 @@ impl UpstreamError {
             | UpstreamError::UnexpectedUpgrade
             | UpstreamError::Malformed(_) => "protocol",
         }
-    }
-
-    pub fn response(&self) -> Response<Body> {
-        let (status, body) = match self {
-            UpstreamError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n"),
-            UpstreamError::Unreachable(_)
-            | UpstreamError::Broken(_)
-            | UpstreamError::UnexpectedUpgrade
-            | UpstreamError::Malformed(_) => (StatusCode::BAD_GATEWAY, "upstream unavailable\n"),
-        };
-        let mut r = Response::new(full(body));
-        *r.status_mut() = status;
-        r.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        r
     }
 }
 
