@@ -352,3 +352,58 @@ async fn health_exits_0_for_a_running_gateway_and_1_otherwise() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
 }
+
+/// The image's default config (examples/docker/gateway.yaml, at /etc/gatehouse/gateway.yaml)
+/// works with what the Dockerfile's commands mount next to it, and says what to do when the
+/// key is not mounted.
+#[test]
+fn the_container_config_works_with_the_documented_mounts() {
+    let dir = support::temp_dir();
+    let config = dir.join("gateway.yaml");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/docker/gateway.yaml"),
+        &config,
+    )
+    .unwrap();
+    let check = || {
+        gatehouse()
+            .args(["check", "--config"])
+            .arg(&config)
+            .env("GATEHOUSE_UPSTREAM", "http://host.docker.internal:3000")
+            .output()
+            .unwrap()
+    };
+    // Nothing mounted yet: the error names the key file and how to make one.
+    let out = check();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("tokens.signing_key") && stderr.contains("gatehouse gen-key --out"),
+        "{stderr}"
+    );
+    std::fs::create_dir_all(dir.join("keys")).unwrap();
+    let key = gatehouse()
+        .args(["gen-key", "--out"])
+        .arg(dir.join("keys/signing.pem"))
+        .output()
+        .unwrap();
+    assert_eq!(key.status.code(), Some(0));
+    std::fs::write(
+        dir.join("users.yaml"),
+        format!(
+            "users:\n  - username: alice\n    password_hash: \"{}\"\n",
+            support::hash_of("pw")
+        ),
+    )
+    .unwrap();
+    let out = check();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("listener: http://0.0.0.0:8080"), "{stdout}");
+    assert!(stdout.contains("host.docker.internal:3000"), "{stdout}");
+}

@@ -604,10 +604,19 @@ fn build_tokens(ctx: &mut Ctx<'_>, t: &file::Tokens, base: &Path) -> Option<Toke
             let path = resolve(base, &p.value);
             read_bounded(&path)
                 .map_err(|e| {
+                    // A missing key is the first thing a new operator (or container) meets.
+                    let hint = if e.kind() == std::io::ErrorKind::NotFound {
+                        format!(
+                            "; create one with `gatehouse gen-key --out {}` (in a container, mount the folder that holds it)",
+                            path.display()
+                        )
+                    } else {
+                        String::new()
+                    };
                     ctx.err(
                         p.referenced,
                         key,
-                        format!("cannot read `{}`: {e}", path.display()),
+                        format!("cannot read `{}`: {e}{hint}", path.display()),
                     )
                 })
                 .ok()
