@@ -39,6 +39,48 @@ impl Ctx<'_> {
     }
 }
 
+/// The operator's words for the mistakes people make most, from the parser's structured error
+/// (never its text): a key written twice, one value where a list belongs, one value where a
+/// section belongs. The fix is built from the line itself.
+fn plain_words(err: &serde_saphyr::Error, text: &str, line: u64) -> Option<String> {
+    let source = usize::try_from(line)
+        .ok()
+        .and_then(|l| text.lines().nth(l.checked_sub(1)?))
+        .unwrap_or("");
+    let (key, value) = match source.trim().trim_start_matches("- ").split_once(':') {
+        Some((k, v)) => (k.trim(), v.trim()),
+        None => ("", source.trim()),
+    };
+    // The error itself, under the snippet and alias wrappers the parser puts around it.
+    let mut err = err;
+    while let serde_saphyr::Error::WithSnippet { error, .. }
+    | serde_saphyr::Error::AliasError { error, .. } = err
+    {
+        err = error;
+    }
+    match err {
+        serde_saphyr::Error::DuplicateMappingKey { key: Some(k), .. } => Some(format!(
+            "`{k}` is written twice in the same section; write it once (merge the two into one)"
+        )),
+        serde_saphyr::Error::DuplicateMappingKey { key: None, .. } => {
+            Some("a key is written twice in the same section; write it once".into())
+        }
+        serde_saphyr::Error::Unexpected {
+            expected: "sequence start",
+            ..
+        } if !key.is_empty() => Some(format!(
+            "`{key}` takes a list; write it in brackets, e.g. `{key}: [{value}]`"
+        )),
+        serde_saphyr::Error::Unexpected {
+            expected: "mapping start",
+            ..
+        } if !key.is_empty() => Some(format!(
+            "`{key}` is a section, not a value: put its keys on the lines below it, indented"
+        )),
+        _ => None,
+    }
+}
+
 fn parse_error(file: &str, text: &str, err: &serde_saphyr::Error) -> ConfigError {
     let (line, column) = err
         .location()
@@ -61,6 +103,7 @@ fn parse_error(file: &str, text: &str, err: &serde_saphyr::Error) -> ConfigError
         ),
         None => (message, None),
     };
+    let message = plain_words(err, text, line).unwrap_or(message);
     ConfigError {
         file: file.to_string(),
         line,
@@ -484,6 +527,13 @@ pub fn build(
                  server.trusted_proxies; for plain-HTTP development only, set cookies.secure: false"
             ));
         }
+    }
+    if users.is_empty() {
+        warnings.push(
+            "no users: nobody can sign in (public paths still work); add some under `users:` or \
+             in a users_file, each with a hash from `gatehouse hash-password`"
+                .into(),
+        );
     }
     if !cookies.secure {
         warnings.push(

@@ -220,3 +220,49 @@ fn loose_header_comparison_matches_the_allocating_one() {
         );
     }
 }
+
+#[test]
+fn yaml_mistakes_are_named_in_the_operator_s_words_with_the_fix() {
+    let base = yaml("routes:\n  - name: app\n    upstream: \"http://127.0.0.1:3000\"\n");
+    // A section written twice.
+    let e = only_error(&format!("{base}server:\n  listen: \"127.0.0.1:1\"\n"));
+    assert_eq!(e.key, "server");
+    assert!(e.message.contains("`server` is written twice"), "{e}");
+    assert!(!e.message.contains("DuplicateKeyPolicy"), "{e}");
+    // One value where a list belongs.
+    let e = only_error(&base.replace("roles: [", "roles: admin\n    x: ["));
+    assert_eq!(e.key, "users[0].roles");
+    assert!(e.message.contains("`roles: [admin]`"), "{e}");
+    // One value where a section belongs.
+    let e = only_error(&format!("{base}store: memory\n"));
+    assert!(e.message.contains("`store` is a section"), "{e}");
+    // The snippet names the file, not `<input>`.
+    let e = only_error(&base.replace("    upstream:", "    upstrem:"));
+    let snippet = e.snippet.clone().expect("a snippet");
+    assert!(
+        snippet.contains("gateway.yaml:") && !snippet.contains("<input>"),
+        "{snippet}"
+    );
+    assert!(!e.to_string().contains('\n'), "one line: {e}");
+}
+
+#[test]
+fn a_config_without_users_says_nobody_can_sign_in() {
+    let with_users = load(&yaml(
+        "routes:\n  - name: app\n    upstream: \"http://127.0.0.1:3000\"\n",
+    ))
+    .unwrap();
+    assert!(!with_users.warnings.iter().any(|w| w.contains("no users")));
+    let text = yaml("routes:\n  - name: app\n    upstream: \"http://127.0.0.1:3000\"\n");
+    let start = text.find("users:").unwrap();
+    let end = text[start..].find("routes:").unwrap() + start;
+    let without = load(&format!("{}{}", &text[..start], &text[end..])).unwrap();
+    assert!(
+        without
+            .warnings
+            .iter()
+            .any(|w| w.contains("no users") && w.contains("gatehouse hash-password")),
+        "{:?}",
+        without.warnings
+    );
+}
