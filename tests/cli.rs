@@ -335,11 +335,7 @@ async fn health_exits_0_for_a_running_gateway_and_1_otherwise() {
         String::from_utf8_lossy(&out.stderr)
     );
     gw.stop().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::unused_port();
     let dead = format!("http://127.0.0.1:{port}/.gatehouse/healthz");
     let out = tokio::task::spawn_blocking(move || {
         gatehouse()

@@ -85,11 +85,7 @@ async fn gateway_errors_are_pages_for_browsers_and_json_for_everyone_else() {
     gw.stop().await;
 
     // The upstream is gone: 502, with a page that says to try again and quote the id.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = unused_port();
     let gw = TestGateway::start(&base_yaml(
         &format!("http://127.0.0.1:{port}"),
         default_routes(),

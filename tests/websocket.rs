@@ -38,8 +38,9 @@ async fn read_head(s: &mut TcpStream) -> String {
     String::from_utf8_lossy(&head).into_owned()
 }
 
-#[tokio::test]
-async fn an_authenticated_websocket_is_spliced_through_with_identity() {
+/// A gateway on a WebSocket route, alice signed in, and her upgraded connection (asserted 101)
+/// with its response head.
+async fn alice_s_websocket() -> (Upstream, TestGateway, Client, TcpStream, String) {
     let up = Upstream::start().await;
     let gw = TestGateway::start(&base_yaml(&up.url(), &routes(true))).await;
     let c = gw.client();
@@ -51,6 +52,12 @@ async fn an_authenticated_websocket_is_spliced_through_with_identity() {
         .unwrap();
     let head = read_head(&mut s).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    (up, gw, c, s, head)
+}
+
+#[tokio::test]
+async fn an_authenticated_websocket_is_spliced_through_with_identity() {
+    let (up, gw, _c, mut s, head) = alice_s_websocket().await;
     assert!(
         head.to_ascii_lowercase()
             .contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
@@ -107,17 +114,7 @@ async fn an_upgrade_without_a_session_or_on_a_route_without_websocket_is_refused
 /// logout from another tab), the gateway closes it within a second (SPEC §7, hardening).
 #[tokio::test]
 async fn a_websocket_closes_within_a_second_when_its_session_is_revoked() {
-    let up = Upstream::start().await;
-    let gw = TestGateway::start(&base_yaml(&up.url(), &routes(true))).await;
-    let c = gw.client();
-    c.login("alice", "alice-pw").await;
-    let cookie = format!("gatehouse_access={}", c.cookie("gatehouse_access").unwrap());
-    let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    s.write_all(upgrade_request(Some(&cookie)).as_bytes())
-        .await
-        .unwrap();
-    let head = read_head(&mut s).await;
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let (_up, gw, c, mut s, _head) = alice_s_websocket().await;
     s.write_all(b"ping").await.unwrap();
     let mut back = [0u8; 4];
     s.read_exact(&mut back).await.unwrap();
