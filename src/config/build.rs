@@ -104,18 +104,94 @@ fn parse_error(file: &str, text: &str, err: &serde_saphyr::Error) -> ConfigError
         None => (message, None),
     };
     let message = plain_words(err, text, line).unwrap_or(message);
-    ConfigError {
+    let key = if line > 0 {
+        key_path_at(text, line)
+    } else {
+        String::new()
+    };
+    let error = ConfigError {
         file: file.to_string(),
         line,
         column,
-        key: if line > 0 {
-            key_path_at(text, line)
-        } else {
-            String::new()
-        },
+        key,
         message,
         snippet,
+    };
+    unclosed_quote(text, line)
+        .or_else(|| over_indented(text, line))
+        .map(|(line, key, message)| ConfigError {
+            line,
+            column: 1,
+            key,
+            message,
+            ..error.clone()
+        })
+        .unwrap_or(error)
+}
+
+/// The text's lines up to `line` (1-based), numbered, without blank and comment lines.
+fn lines_before(text: &str, line: u64) -> Vec<(u64, &str)> {
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| (i as u64 + 1, l))
+        .take_while(|(n, _)| *n <= line)
+        .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .collect()
+}
+
+/// A parse error after a line whose double quotes do not pair up: the parser reads on to the
+/// next quote and reports a later line, under a later key. Name the line that opened it.
+fn unclosed_quote(text: &str, line: u64) -> Option<(u64, String, String)> {
+    let (n, source) = lines_before(text, line)
+        .into_iter()
+        .filter(|(n, _)| *n < line)
+        .find(|(_, l)| {
+            // A double-quoted value whose quotes do not pair up on its line.
+            let value = l.split_once(": ").map_or(*l, |(_, v)| v).trim_start();
+            let unescaped = l.replace("\\\\", "").replace("\\\"", "");
+            value.starts_with('"') && unescaped.matches('"').count() % 2 == 1
+        })?;
+    let key = key_path_at(text, n);
+    Some((
+        n,
+        key,
+        format!(
+            "this value opens a quote it does not close: `{}`; add the closing `\"`",
+            source.trim()
+        ),
+    ))
+}
+
+/// A parse error on a key indented deeper than the `key: value` line above it: YAML reads it as
+/// part of that value. Name both keys and say how to indent.
+fn over_indented(text: &str, line: u64) -> Option<(u64, String, String)> {
+    let mut lines = lines_before(text, line).into_iter().rev();
+    let (n, here) = lines.next().filter(|(n, _)| *n == line)?;
+    let (_, above) = lines.next()?;
+    let indent = |l: &str| l.len() - l.trim_start().trim_start_matches("- ").len();
+    let (key_here, _) = here.trim().split_once(':')?;
+    let (key_above, value_above) = above.trim().trim_start_matches("- ").split_once(':')?;
+    if indent(here) <= indent(above) || value_above.trim().is_empty() {
+        return None;
     }
+    let parent = key_path_at(text, n - 1);
+    let parent = parent.rsplit_once('.').map_or("", |(p, _)| p);
+    let key = if parent.is_empty() {
+        key_here.trim().to_string()
+    } else {
+        format!("{parent}.{}", key_here.trim())
+    };
+    Some((
+        n,
+        key,
+        format!(
+            "`{}` is indented more than `{}` above it, so YAML reads it as part of that value; \
+             indent it exactly like `{}`",
+            key_here.trim(),
+            key_above.trim(),
+            key_above.trim()
+        ),
+    ))
 }
 
 /// A private key file that other users can read (any group or other permission bit): anyone

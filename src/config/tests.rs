@@ -266,3 +266,31 @@ fn a_config_without_users_says_nobody_can_sign_in() {
         without.warnings
     );
 }
+
+#[test]
+fn an_unclosed_quote_and_an_over_indented_key_are_named_where_they_are() {
+    let base = yaml("routes:\n  - name: app\n    upstream: \"http://127.0.0.1:3000\"\n");
+    // The quote opened on the password_hash line closes on a later line; the parser stumbles
+    // there, but the error names the line that opened it.
+    let unclosed = base.replacen("password_hash: \"", "password_hash: \"x\n    roles2: \"", 1);
+    let line = unclosed
+        .lines()
+        .position(|l| l.contains("password_hash"))
+        .unwrap() as u64
+        + 1;
+    let e = only_error(&unclosed);
+    assert_eq!(e.line, line, "{e}");
+    assert_eq!(e.key, "users[0].password_hash", "{e}");
+    assert!(e.message.contains("does not close"), "{e}");
+    // A key indented under a `key: value` line.
+    let deeper = base.replace("    upstream:", "      upstream:");
+    let line = deeper
+        .lines()
+        .position(|l| l.contains("upstream:"))
+        .unwrap() as u64
+        + 1;
+    let e = only_error(&deeper);
+    assert_eq!(e.line, line, "{e}");
+    assert_eq!(e.key, "routes[0].upstream", "{e}");
+    assert!(e.message.contains("indent it exactly like `name`"), "{e}");
+}
