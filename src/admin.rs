@@ -116,7 +116,7 @@ async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
 }
 
 async fn admin_api(gw: &Gateway, req: Request<Incoming>, config: &crate::Config) -> Response<Body> {
-    let now = crate::clock::now();
+    let now = crate::clock::now_ms();
     let ttl = config.tokens.revocation_ttl();
     let path = req.uri().path().to_string();
     let method = req.method().clone();
@@ -145,9 +145,10 @@ async fn admin_api(gw: &Gateway, req: Request<Incoming>, config: &crate::Config)
                         .into_iter()
                         .map(|s| {
                             serde_json::json!({
-                                "sid": s.sid, "user": s.user, "created_at": s.created_at,
-                                "expires_at": s.expires_at, "last_refresh": s.last_refresh,
-                                "idle_expires_at": s.idle_expires_at,
+                                // Unix seconds (the store keeps milliseconds).
+                                "sid": s.sid, "user": s.user, "created_at": s.created_at / 1000,
+                                "expires_at": s.expires_at / 1000, "last_refresh": s.last_refresh / 1000,
+                                "idle_expires_at": s.idle_expires_at / 1000,
                                 "client_ip": s.client_ip, "user_agent": s.user_agent,
                             })
                         })

@@ -64,7 +64,7 @@ impl Gateway {
             }
             crate::config::StoreSettings::Memory { path: Some(path) } => {
                 // Blocking, once, at start: loading the database before serving.
-                let open = || crate::store::DurableStore::open(path, clock::now());
+                let open = || crate::store::DurableStore::open(path, clock::now_ms());
                 let multi_thread = tokio::runtime::Handle::try_current().is_ok_and(|h| {
                     h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
                 });
@@ -107,7 +107,7 @@ impl Gateway {
     /// tokens stop working now rather than at their `exp`.
     pub async fn apply_config(&self, new: Config) {
         let old = self.config.load_full();
-        let now = clock::now();
+        let now = clock::now_ms();
         let ttl = new.tokens.revocation_ttl().max(old.tokens.revocation_ttl());
         let gone: Vec<String> = old
             .users
@@ -210,7 +210,7 @@ impl Gateway {
 
     /// Drops expired sessions, revocations and throttle counters.
     pub fn sweep(&self) {
-        let now = clock::now();
+        let now = clock::now_ms();
         self.store.sweep(now);
         self.throttle.sweep(now, self.config.load().throttle);
     }
@@ -231,7 +231,10 @@ pub struct RequestCtx {
     pub peer_ip: IpAddr,
     pub peer_trusted: bool,
     pub proto: &'static str,
+    /// Whole seconds: for JWT claims.
     pub now: u64,
+    /// The same instant in milliseconds: for every time the gateway keeps itself.
+    pub now_ms: u64,
     /// The client reads HTML (`Accept` names `text/html`): errors are pages, not JSON.
     pub wants_html: bool,
     /// The route name once known: the metrics label.
@@ -315,13 +318,15 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, conn: Conn) -> Res
 /// What every phase may read about a request, from its headers and connection.
 pub(crate) fn request_ctx(config: &Config, headers: &HeaderMap, conn: Conn) -> RequestCtx {
     let (client_ip, peer_trusted) = client_ip(config, headers, conn.peer.ip());
+    let now_ms = clock::now_ms();
     RequestCtx {
         request_id: incoming_request_id(headers).unwrap_or_else(ids::request_id),
         client_ip,
         peer_ip: conn.peer.ip(),
         peer_trusted,
         proto: if conn.tls { "https" } else { "http" },
-        now: clock::now(),
+        now: now_ms / 1000,
+        now_ms,
         wants_html: accepts_html(headers),
         route: OnceLock::new(),
     }
@@ -377,7 +382,7 @@ async fn process(
         Decision::Refresh(pending) => {
             // Boxed: rotation (and its store I/O) is rare next to plain verification; keep
             // its state out of every request's future.
-            let admitted = Box::pin(pending.refresh(gw, config, ctx.now)).await;
+            let admitted = Box::pin(pending.refresh(gw, config, ctx.now_ms)).await;
             admitted.inspect_err(|e| record_refusal(gw, e))?
         }
     };
@@ -483,11 +488,12 @@ pub(crate) struct PendingRefresh<'c, 'h> {
 }
 
 impl<'c> PendingRefresh<'c, '_> {
+    /// `now_ms`: the request's time in milliseconds.
     pub(crate) async fn refresh(
         self,
         gw: &Gateway,
         config: &Config,
-        now: u64,
+        now_ms: u64,
     ) -> Result<Admitted<'c>, GatewayError> {
         let refreshed = refresh_in_proxy(
             config,
@@ -495,7 +501,7 @@ impl<'c> PendingRefresh<'c, '_> {
             &gw.metrics,
             self.token,
             self.failure,
-            now,
+            now_ms,
         )
         .await;
         match (public(&self.matched), refreshed) {

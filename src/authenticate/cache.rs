@@ -104,13 +104,7 @@ impl VerifiedCache {
 /// The part of a verified token's check that depends on the clock: `exp` and `nbf`, with
 /// leeway. Everything else about verified claims stays true while the config does.
 pub fn in_time(claims: &AccessClaims, now: u64, leeway: u64) -> Result<(), TokenError> {
-    if now > claims.exp.saturating_add(leeway) {
-        return Err(TokenError::Expired);
-    }
-    if claims.nbf > now.saturating_add(leeway) {
-        return Err(TokenError::NotYetValid);
-    }
-    Ok(())
+    super::tokens::in_window(claims.exp, claims.nbf, now, leeway)
 }
 
 #[cfg(test)]

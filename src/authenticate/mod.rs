@@ -138,6 +138,7 @@ pub fn verify_access(
 
 /// Transparent refresh (SPEC §7): no access token verified (`failure` says why) but a refresh
 /// cookie is there, so it is rotated inside the proxy and the new cookies ride on the answer.
+/// `now` in milliseconds.
 pub async fn refresh_in_proxy(
     config: &crate::config::Config,
     store: &Store,
@@ -178,15 +179,15 @@ pub async fn refresh_in_proxy(
 }
 
 /// [`verify_access`], then [`refresh_in_proxy`] when it fails and a refresh cookie is there:
-/// for the gateway's own pages that need an identity (`/userinfo`).
+/// for the gateway's own pages that need an identity (`/userinfo`). `now_ms` in milliseconds.
 pub async fn authenticate(
     config: &crate::config::Config,
     store: &Store,
     metrics: &crate::telemetry::metrics::Metrics,
     creds: &credentials::Credentials<'_>,
-    now: u64,
+    now_ms: u64,
 ) -> Result<Authenticated, Unauthenticated> {
-    let failure = match verify_access(&config.tokens, store, creds, now) {
+    let failure = match verify_access(&config.tokens, store, creds, now_ms / 1000) {
         Ok(identity) => {
             return Ok(Authenticated {
                 identity,
@@ -199,7 +200,7 @@ pub async fn authenticate(
     match creds.refresh_cookie {
         Some(token) => {
             Box::pin(refresh_in_proxy(
-                config, store, metrics, token, failure, now,
+                config, store, metrics, token, failure, now_ms,
             ))
             .await
         }
@@ -211,7 +212,7 @@ pub async fn authenticate(
     }
 }
 
-/// Refresh plus its audit events and metrics (SPEC §9).
+/// Refresh plus its audit events and metrics; `now` in milliseconds (SPEC §9).
 pub async fn refresh_with_audit(
     config: &crate::config::Config,
     store: &Store,

@@ -9,8 +9,8 @@ use serde::Serialize;
 use super::tokens::{AccessClaims, Expectations, KeySet, SignError, TokenError, ACCESS_TOKEN_TYP};
 use super::users::{canonical_username, User, Users};
 use super::Identity;
-use crate::ids;
 use crate::store::{hash_token, RotateOutcome, RotationPolicy, SessionRecord, Store, StoreError};
+use crate::{clock, ids};
 
 /// The `tokens:` section, built.
 #[derive(Debug)]
@@ -51,17 +51,19 @@ impl TokenSettings {
         }
     }
 
+    /// The store's lifetimes, in milliseconds.
     pub fn rotation_policy(&self) -> RotationPolicy {
         RotationPolicy {
-            refresh_ttl: self.refresh_ttl,
-            reuse_grace: self.reuse_grace,
+            refresh_ttl: clock::ms(self.refresh_ttl),
+            reuse_grace: clock::ms(self.reuse_grace),
             revocation_ttl: self.revocation_ttl(),
         }
     }
 
-    /// A revocation must outlive every access token issued before it.
+    /// How long a revocation is remembered, in milliseconds: it must outlive every access
+    /// token issued before it (whose `exp` is at most `access_ttl` away, checked with `leeway`).
     pub fn revocation_ttl(&self) -> u64 {
-        self.access_ttl + self.leeway + 1
+        clock::ms(self.access_ttl + self.leeway + 1)
     }
 }
 
@@ -70,11 +72,13 @@ impl TokenSettings {
 pub struct Issued {
     pub identity: Identity,
     pub access_token: String,
-    /// Seconds until the access token expires (cookie `Max-Age`, `expires_in`).
+    /// Whole seconds until the access token expires (cookie `Max-Age`, `expires_in`).
     pub access_max_age: u64,
-    /// A new refresh token and its `Max-Age`; `None` when a reuse inside the grace window
-    /// yields only an access token.
+    /// A new refresh token and its `Max-Age` in whole seconds (rounded down, so the cookie
+    /// never outlives the token); `None` when a reuse inside the grace window yields only an
+    /// access token.
     pub refresh: Option<(String, u64)>,
+    /// When the session ends, in Unix milliseconds.
     pub session_expires_at: u64,
 }
 
@@ -107,12 +111,16 @@ pub struct LoginContext {
     pub user_agent: String,
 }
 
+/// The access token's claims. JWT times are whole seconds (RFC 7519 §2): `iat` is the second
+/// `now_ms` falls in, and `exp` the last whole second not later than both `now_ms +
+/// access_ttl` and the session's end, so the token never outlives either.
 fn access_claims(
     settings: &TokenSettings,
     session: &SessionRecord,
     user: &User,
-    now: u64,
+    now_ms: u64,
 ) -> AccessClaims {
+    let now = now_ms / 1000;
     AccessClaims {
         iss: settings.issuer.clone(),
         aud: settings.audience.clone(),
@@ -122,7 +130,7 @@ fn access_claims(
         iat: now,
         nbf: now,
         // An access token never outlives its session.
-        exp: (now + settings.access_ttl).min(session.expires_at),
+        exp: (now_ms + clock::ms(settings.access_ttl)).min(session.expires_at) / 1000,
         email: user.email.clone(),
         roles: user.roles.clone(),
         header_values: Default::default(),
@@ -137,12 +145,14 @@ fn issue(
     session: &SessionRecord,
     user: &User,
     refresh: Option<(String, u64)>,
-    now: u64,
+    now_ms: u64,
 ) -> Result<Issued, SignError> {
-    let claims = access_claims(settings, session, user, now);
+    let claims = access_claims(settings, session, user, now_ms);
     let access_token = settings.keys.sign(ACCESS_TOKEN_TYP, &Wire(&claims).0)?;
     Ok(Issued {
-        access_max_age: claims.exp.saturating_sub(now),
+        // The token's own lifetime in whole seconds: `access_ttl`, or less when the session
+        // ends first (SPEC §5).
+        access_max_age: claims.exp.saturating_sub(claims.iat),
         identity: Identity::from_claims(Arc::new(claims)),
         access_token,
         refresh,
@@ -150,7 +160,7 @@ fn issue(
     })
 }
 
-/// Starts a session for a user whose password was just verified.
+/// Starts a session for a user whose password was just verified. `now` in milliseconds.
 pub async fn login(
     settings: &TokenSettings,
     store: &Store,
@@ -158,8 +168,8 @@ pub async fn login(
     context: LoginContext,
     now: u64,
 ) -> Result<Issued, SessionError> {
-    let expires_at = now + settings.session_max_age;
-    let idle_expires_at = (now + settings.refresh_ttl).min(expires_at);
+    let expires_at = now + clock::ms(settings.session_max_age);
+    let idle_expires_at = (now + clock::ms(settings.refresh_ttl)).min(expires_at);
     let session = SessionRecord {
         sid: ids::session_id(),
         user: canonical_username(&user.username),
@@ -175,7 +185,7 @@ pub async fn login(
     store
         .create_session(session.clone(), hash_token(&refresh))
         .await?;
-    let refresh_age = idle_expires_at - now;
+    let refresh_age = (idle_expires_at - now) / 1000;
     Ok(issue(
         settings,
         &session,
@@ -186,6 +196,7 @@ pub async fn login(
 }
 
 /// Rotates a refresh token (SPEC §4) and issues new tokens for the current user record.
+/// `now` in milliseconds.
 pub async fn refresh(
     settings: &TokenSettings,
     store: &Store,
@@ -204,7 +215,7 @@ pub async fn refresh(
         .await?;
     let (session, refresh) = match outcome {
         RotateOutcome::Rotated(session) => {
-            let age = session.idle_expires_at.saturating_sub(now);
+            let age = session.idle_expires_at.saturating_sub(now) / 1000;
             (session, Some((successor, age)))
         }
         RotateOutcome::WithinGrace(session) => (session, None),

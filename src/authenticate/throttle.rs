@@ -7,6 +7,8 @@ use std::net::IpAddr;
 
 use dashmap::DashMap;
 
+/// Durations in seconds, as configured; the throttle keeps its times in milliseconds (`now`
+/// is Unix milliseconds) and every window and lock ends at its instant.
 #[derive(Debug, Clone, Copy)]
 pub struct ThrottlePolicy {
     pub max_failures: u32,
@@ -29,7 +31,7 @@ struct Counter {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Locked {
-    /// Seconds until the lock lifts.
+    /// Whole seconds until the lock lifts, rounded up: retrying then is never too early.
     pub retry_after: u64,
 }
 
@@ -53,7 +55,7 @@ impl Throttle {
             .iter()
             .filter_map(|k| self.counters.get(k).map(|c| c.locked_until))
             .filter(|until| *until > now)
-            .map(|until| until - now)
+            .map(|until| (until - now).div_ceil(1000))
             .max();
         match retry_after {
             Some(retry_after) => Err(Locked { retry_after }),
@@ -72,13 +74,16 @@ impl Throttle {
         let mut locked = None;
         for key in Self::keys(user, ip) {
             let mut c = self.counters.entry(key).or_default();
-            if now >= c.window_start.saturating_add(policy.failure_window) {
+            if now
+                >= c.window_start
+                    .saturating_add(crate::clock::ms(policy.failure_window))
+            {
                 c.window_start = now;
                 c.failures = 0;
             }
             c.failures += 1;
             if c.failures >= policy.max_failures.max(1) {
-                c.locked_until = now.saturating_add(policy.lockout);
+                c.locked_until = now.saturating_add(crate::clock::ms(policy.lockout));
                 c.failures = 0;
                 locked = Some(Locked {
                     retry_after: policy.lockout,
@@ -96,7 +101,10 @@ impl Throttle {
 
     pub fn sweep(&self, now: u64, policy: ThrottlePolicy) {
         self.counters.retain(|_, c| {
-            c.locked_until > now || now < c.window_start.saturating_add(policy.failure_window)
+            c.locked_until > now
+                || now
+                    < c.window_start
+                        .saturating_add(crate::clock::ms(policy.failure_window))
         });
     }
 }
@@ -115,20 +123,37 @@ mod tests {
     #[test]
     fn the_nth_failure_locks_and_the_lock_expires() {
         let t = Throttle::new();
-        assert_eq!(t.record_failure("alice", IP, 100, POLICY), None);
-        assert_eq!(t.record_failure("alice", IP, 101, POLICY), None);
-        assert!(t.check("alice", IP, 101).is_ok());
-        assert!(t.record_failure("alice", IP, 102, POLICY).is_some());
-        assert_eq!(t.check("alice", IP, 103), Err(Locked { retry_after: 599 }));
-        assert!(t.check("alice", IP, 702).is_ok());
+        assert_eq!(t.record_failure("alice", IP, 100000, POLICY), None);
+        assert_eq!(t.record_failure("alice", IP, 101000, POLICY), None);
+        assert!(t.check("alice", IP, 101000).is_ok());
+        assert!(t.record_failure("alice", IP, 102000, POLICY).is_some());
+        assert_eq!(
+            t.check("alice", IP, 103000),
+            Err(Locked { retry_after: 599 })
+        );
+        assert!(t.check("alice", IP, 702000).is_ok());
+    }
+
+    #[test]
+    fn a_lock_ends_at_its_instant_to_the_millisecond() {
+        let t = Throttle::new();
+        for at in [0, 1, 2] {
+            t.record_failure("carol", IP, 10_000 + at, POLICY);
+        }
+        // Locked at 10.002 s for 600 s: until 610.002 s, not a second later.
+        assert_eq!(
+            t.check("carol", IP, 610_001),
+            Err(Locked { retry_after: 1 })
+        );
+        assert!(t.check("carol", IP, 610_002).is_ok());
     }
 
     #[test]
     fn failures_outside_the_window_do_not_add_up() {
         let t = Throttle::new();
         t.record_failure("bob", IP, 0, POLICY);
-        t.record_failure("bob", IP, 1, POLICY);
-        assert_eq!(t.record_failure("bob", IP, 100, POLICY), None);
+        t.record_failure("bob", IP, 1000, POLICY);
+        assert_eq!(t.record_failure("bob", IP, 100000, POLICY), None);
     }
 
     #[test]
@@ -138,7 +163,7 @@ mod tests {
         t.record_failure("u1", IP, 0, POLICY);
         t.record_failure("u2", IP, 0, POLICY);
         t.record_failure("u3", IP, 0, POLICY);
-        assert!(t.check("u4", IP, 1).is_err());
-        assert!(t.check("u4", other, 1).is_ok());
+        assert!(t.check("u4", IP, 1000).is_err());
+        assert!(t.check("u4", other, 1000).is_ok());
     }
 }

@@ -413,12 +413,7 @@ impl KeySet {
         if !c.aud.0.iter().any(|a| a == expect.audience) {
             return Err(TokenError::WrongAudience);
         }
-        if now > c.exp.saturating_add(expect.leeway) {
-            return Err(TokenError::Expired);
-        }
-        if c.nbf > now.saturating_add(expect.leeway) {
-            return Err(TokenError::NotYetValid);
-        }
+        in_window(c.exp, c.nbf, now, expect.leeway)?;
         Ok(AccessClaims {
             iss: c.iss,
             aud: expect.audience.to_string(),
@@ -433,6 +428,19 @@ impl KeySet {
             header_values: HeaderValuesOnce::default(),
         })
     }
+}
+
+/// Whether whole-second `now` lies in a token's window, with `leeway` on both sides. Expiry is
+/// exclusive (RFC 7519 §4.1.4: "on or after" `exp` the token MUST NOT be accepted); `nbf` is
+/// inclusive (§4.1.5: not accepted "before" it).
+pub fn in_window(exp: u64, nbf: u64, now: u64, leeway: u64) -> Result<(), TokenError> {
+    if now >= exp.saturating_add(leeway) {
+        return Err(TokenError::Expired);
+    }
+    if nbf > now.saturating_add(leeway) {
+        return Err(TokenError::NotYetValid);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

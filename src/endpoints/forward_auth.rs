@@ -131,7 +131,7 @@ pub async fn forward_auth(
         Decision::Forward(admitted) => admitted,
         Decision::Refuse(e) => return Err(as_forward_auth(e)),
         Decision::Refresh(pending) => pending
-            .refresh(gw, config, ctx.now)
+            .refresh(gw, config, ctx.now_ms)
             .await
             .map_err(as_forward_auth)?,
     };

@@ -148,7 +148,10 @@ pub async fn submit(
     let canonical = canonical_username(&attempt.username);
     let ip = ctx.client_ip.to_string();
 
-    if let Err(locked) = gw.throttle_check(&canonical, ctx.client_ip, ctx.now).await {
+    if let Err(locked) = gw
+        .throttle_check(&canonical, ctx.client_ip, ctx.now_ms)
+        .await
+    {
         audit::login_locked(&canonical, &ip, locked.retry_after);
         gw.metrics.login("locked");
         return Err(GatewayError::LockedOut {
@@ -181,7 +184,7 @@ pub async fn submit(
             audit::login_failed(&canonical, &ip, reason);
             gw.metrics.login("failure");
             if let Some(locked) = gw
-                .throttle_failure(&canonical, ctx.client_ip, ctx.now, config.throttle)
+                .throttle_failure(&canonical, ctx.client_ip, ctx.now_ms, config.throttle)
                 .await
             {
                 audit::login_locked(&canonical, &ip, locked.retry_after);
@@ -205,7 +208,7 @@ pub async fn submit(
             client_ip: ip.clone(),
             user_agent,
         },
-        ctx.now,
+        ctx.now_ms,
     )
     .await?;
     audit::login_succeeded(&canonical, issued.identity.sid(), &ip);

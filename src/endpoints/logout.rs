@@ -55,10 +55,10 @@ pub async fn logout(
     let ttl = config.tokens.revocation_ttl();
     if let Some((user, sid)) = session {
         if all {
-            let sids = gw.store.revoke_user(&user, ctx.now, ttl).await?;
+            let sids = gw.store.revoke_user(&user, ctx.now_ms, ttl).await?;
             audit::sessions_revoked(&user, &sids, "logout_all");
         } else {
-            gw.store.revoke_session(&sid, ctx.now, ttl).await?;
+            gw.store.revoke_session(&sid, ctx.now_ms, ttl).await?;
         }
         audit::logout(&user, &sid, all);
     }

@@ -43,7 +43,7 @@ pub async fn refresh(
     let Some(presented) = from_body.or(cookie) else {
         return Ok(invalid(config));
     };
-    match refresh_with_audit(config, &gw.store, &gw.metrics, &presented, ctx.now).await {
+    match refresh_with_audit(config, &gw.store, &gw.metrics, &presented, ctx.now_ms).await {
         Ok(issued) => {
             let mut r = json(StatusCode::OK, &token_body(&issued));
             set_token_cookies(config, &mut r, &issued);

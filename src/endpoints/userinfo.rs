@@ -22,7 +22,7 @@ pub async fn userinfo(
     ctx: &RequestCtx,
 ) -> Result<Response<Body>, GatewayError> {
     let creds = extract(req.headers(), &config.cookies);
-    let auth = authenticate(config, &gw.store, &gw.metrics, &creds, ctx.now)
+    let auth = authenticate(config, &gw.store, &gw.metrics, &creds, ctx.now_ms)
         .await
         .map_err(|unauth| {
             if let Some(e) = unauth.store_error {
@@ -36,7 +36,10 @@ pub async fn userinfo(
         })?;
     let id = &auth.identity;
     let session = gw.store.session(id.sid()).await?;
-    let expires_at = session.map(|s| s.expires_at).unwrap_or(id.token_exp());
+    // Unix seconds, like the token's claims (the store keeps milliseconds).
+    let expires_at = session
+        .map(|s| s.expires_at / 1000)
+        .unwrap_or(id.token_exp());
     let mut r = json(
         StatusCode::OK,
         &serde_json::json!({

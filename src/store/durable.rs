@@ -61,7 +61,9 @@ impl DurableStore {
         {
             let (_, v) = row.map_err(|e| err(&e))?;
             if let Ok(s) = serde_json::from_slice::<SessionRecord>(v.value()) {
-                if s.expires_at >= now && s.idle_expires_at >= now {
+                // A database written before times were milliseconds is read as seconds.
+                let s = s.with_ms_times();
+                if now < s.expires_at && now < s.idle_expires_at {
                     sessions.push(s);
                 }
             }
@@ -79,7 +81,8 @@ impl DurableStore {
             ) else {
                 continue;
             };
-            if r.expires_at >= now {
+            let r = r.with_ms_times();
+            if now < r.expires_at {
                 refresh.push((hash, r));
             }
         }
@@ -90,8 +93,9 @@ impl DurableStore {
             .map_err(|e| err(&e))?
         {
             let (k, v) = row.map_err(|e| err(&e))?;
-            if v.value() > now {
-                revoked.push((k.value().to_string(), v.value()));
+            let until = crate::clock::legacy_to_ms(v.value());
+            if now < until {
+                revoked.push((k.value().to_string(), until));
             }
         }
         drop(rx);
@@ -242,19 +246,23 @@ impl DurableStore {
                     let mut sessions = tx.open_table(SESSIONS).map_err(fail)?;
                     sessions
                         .retain(|_, v| {
-                            serde_json::from_slice::<SessionRecord>(v)
-                                .is_ok_and(|s| s.expires_at >= now && s.idle_expires_at >= now)
+                            serde_json::from_slice::<SessionRecord>(v).is_ok_and(|s| {
+                                let s = s.with_ms_times();
+                                now < s.expires_at && now < s.idle_expires_at
+                            })
                         })
                         .map_err(fail)?;
                     let mut refresh = tx.open_table(REFRESH).map_err(fail)?;
                     refresh
                         .retain(|_, v| {
                             serde_json::from_slice::<RefreshRecord>(v)
-                                .is_ok_and(|r| r.expires_at >= now)
+                                .is_ok_and(|r| now < r.with_ms_times().expires_at)
                         })
                         .map_err(fail)?;
                     let mut revoked = tx.open_table(REVOKED).map_err(fail)?;
-                    revoked.retain(|_, until| until > now).map_err(fail)?;
+                    revoked
+                        .retain(|_, until| now < crate::clock::legacy_to_ms(until))
+                        .map_err(fail)?;
                 }
                 tx.commit().map_err(fail)
             })();

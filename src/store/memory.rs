@@ -2,8 +2,7 @@
 //! token's shard lock, flips it to used, and only then inserts the successor, so no shard
 //! lock is ever held while another is taken.
 //!
-//! Times are whole Unix seconds; an expiry is inclusive of its last second, so rounding never
-//! ends a session early.
+//! Times are Unix milliseconds; every expiry is exclusive (live while `now < expires_at`).
 
 use dashmap::DashMap;
 
@@ -20,6 +19,18 @@ pub(super) struct RefreshRecord {
     pub(super) sid: String,
     pub(super) expires_at: u64,
     pub(super) state: RefreshState,
+}
+
+impl RefreshRecord {
+    /// The record with times a version before millisecond times wrote in seconds converted.
+    pub(super) fn with_ms_times(mut self) -> RefreshRecord {
+        use crate::clock::legacy_to_ms;
+        self.expires_at = legacy_to_ms(self.expires_at);
+        if let RefreshState::Used { rotated_at } = &mut self.state {
+            *rotated_at = legacy_to_ms(*rotated_at);
+        }
+        self
+    }
 }
 
 #[derive(Default)]
@@ -60,7 +71,7 @@ impl MemoryStore {
             return None;
         }
         let session = self.sessions.get(sid)?;
-        (session.expires_at >= now && session.idle_expires_at >= now).then(|| session.clone())
+        (now < session.expires_at && now < session.idle_expires_at).then(|| session.clone())
     }
 
     pub fn rotate(
@@ -74,7 +85,7 @@ impl MemoryStore {
             let Some(mut record) = self.refresh.get_mut(presented) else {
                 return RotateOutcome::Invalid;
             };
-            if record.expires_at < now {
+            if now >= record.expires_at {
                 Step::Invalid
             } else {
                 match record.state {
@@ -86,7 +97,7 @@ impl MemoryStore {
                         None => Step::Invalid,
                     },
                     RefreshState::Used { rotated_at } => {
-                        if now <= rotated_at.saturating_add(policy.reuse_grace) {
+                        if now < rotated_at.saturating_add(policy.reuse_grace) {
                             match self.live_session(&record.sid, now) {
                                 Some(session) => Step::Grace(session),
                                 None => Step::Invalid,
@@ -203,8 +214,8 @@ impl MemoryStore {
 
     pub fn sweep(&self, now: u64) {
         self.sessions
-            .retain(|_, s| s.expires_at >= now && s.idle_expires_at >= now);
-        self.refresh.retain(|_, r| r.expires_at >= now);
+            .retain(|_, s| now < s.expires_at && now < s.idle_expires_at);
+        self.refresh.retain(|_, r| now < r.expires_at);
         self.revoked.retain(|_, until| *until > now);
     }
 

@@ -1,6 +1,7 @@
 //! Sessions, refresh-token records and revocations (SPEC §4, §8). The store deals in ids,
-//! token hashes and `now` (Unix seconds), never in HTTP types, so one test suite runs on
-//! every backend.
+//! token hashes and `now`, never in HTTP types, so one test suite runs on every backend.
+//! Every time and duration here is in **milliseconds** (Unix epoch), and every expiry is
+//! exclusive: a record is live while `now < expires_at`.
 //!
 //! Guarantees every backend keeps:
 //! - a refresh token is stored only as its SHA-256 hash;
@@ -46,9 +47,22 @@ pub struct SessionRecord {
     pub credential_fingerprint: String,
 }
 
+impl SessionRecord {
+    /// The record with times a version before millisecond times wrote in seconds converted.
+    pub fn with_ms_times(mut self) -> SessionRecord {
+        use crate::clock::legacy_to_ms;
+        self.created_at = legacy_to_ms(self.created_at);
+        self.expires_at = legacy_to_ms(self.expires_at);
+        self.last_refresh = legacy_to_ms(self.last_refresh);
+        self.idle_expires_at = legacy_to_ms(self.idle_expires_at);
+        self
+    }
+}
+
 /// The lifetimes a rotation needs.
 #[derive(Debug, Clone, Copy)]
 pub struct RotationPolicy {
+    /// All in milliseconds.
     pub refresh_ttl: u64,
     pub reuse_grace: u64,
     /// How long a revocation is remembered: the longest an access token issued before it

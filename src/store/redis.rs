@@ -26,31 +26,35 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(1);
 const RECONNECT_EVERY: Duration = Duration::from_millis(200);
 
 const ROTATE: &str = r#"
+-- Times are milliseconds; a version before that wrote seconds (below 1e11).
+local function ms(v) if v > 0 and v < 100000000000 then return v * 1000 end return v end
 local r = redis.call('HMGET', KEYS[1], 'sid', 'exp', 'used_at')
 if not r[1] then return {'invalid'} end
-local sid, exp, used_at = r[1], tonumber(r[2]), tonumber(r[3])
+local sid, exp, used_at = r[1], ms(tonumber(r[2])), ms(tonumber(r[3]))
 local now, grace, ttl, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-if exp < now then return {'invalid'} end
+if exp <= now then return {'invalid'} end
 if redis.call('ZSCORE', prefix .. 'revoked', sid) then return {'invalid'} end
 local skey = prefix .. 'session:' .. sid
 local s = redis.call('GET', skey)
 if not s then return {'invalid'} end
 local sess = cjson.decode(s)
-if sess.expires_at < now or sess.idle_expires_at < now then return {'invalid'} end
+sess.created_at, sess.last_refresh = ms(sess.created_at), ms(sess.last_refresh)
+sess.expires_at, sess.idle_expires_at = ms(sess.expires_at), ms(sess.idle_expires_at)
+if sess.expires_at <= now or sess.idle_expires_at <= now then return {'invalid'} end
 if used_at == 0 then
   redis.call('HSET', KEYS[1], 'used_at', now)
   local new_exp = math.min(now + ttl, sess.expires_at)
   redis.call('HSET', KEYS[2], 'sid', sid, 'exp', new_exp, 'used_at', 0)
-  redis.call('EXPIREAT', KEYS[2], sess.expires_at + 1)
+  redis.call('PEXPIREAT', KEYS[2], sess.expires_at)
   sess.last_refresh = now
   sess.idle_expires_at = new_exp
   local enc = cjson.encode(sess)
-  redis.call('SET', skey, enc, 'EXAT', sess.expires_at + 1)
+  redis.call('SET', skey, enc, 'PXAT', sess.expires_at)
   return {'rotated', enc}
-elseif now <= used_at + grace then
-  return {'grace', s}
+elseif now < used_at + grace then
+  return {'grace', cjson.encode(sess)}
 else
-  return {'reuse', s}
+  return {'reuse', cjson.encode(sess)}
 end
 "#;
 
@@ -176,8 +180,8 @@ impl RedisStore {
             .cmd("SET")
             .arg(self.key("session", &s.sid))
             .arg(json)
-            .arg("EXAT")
-            .arg(s.expires_at + 1)
+            .arg("PXAT")
+            .arg(s.expires_at)
             .ignore()
             .cmd("HSET")
             .arg(&rkey)
@@ -188,22 +192,22 @@ impl RedisStore {
             .arg("used_at")
             .arg(0)
             .ignore()
-            .cmd("EXPIREAT")
+            .cmd("PEXPIREAT")
             .arg(&rkey)
-            .arg(s.expires_at + 1)
+            .arg(s.expires_at)
             .ignore()
             .cmd("SADD")
             .arg(&ukey)
             .arg(&s.sid)
             .ignore()
-            .cmd("EXPIREAT")
+            .cmd("PEXPIREAT")
             .arg(&ukey)
-            .arg(s.expires_at + 1)
+            .arg(s.expires_at)
             .arg("GT")
             .ignore()
-            .cmd("EXPIREAT")
+            .cmd("PEXPIREAT")
             .arg(&ukey)
-            .arg(s.expires_at + 1)
+            .arg(s.expires_at)
             .arg("NX")
             .ignore();
         self.timed(pipe.query_async::<()>(&mut c)).await
@@ -250,7 +254,9 @@ impl RedisStore {
         }
         let mut c = self.conn()?;
         let json: Option<String> = self.timed(c.get(self.key("session", sid))).await?;
-        Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
+        Ok(json
+            .and_then(|j| serde_json::from_str::<SessionRecord>(&j).ok())
+            .map(SessionRecord::with_ms_times))
     }
 
     pub async fn session_of_refresh(
@@ -326,13 +332,17 @@ impl RedisStore {
     }
 
     pub fn sweep(&self, now: u64) {
-        self.revoked.retain(|_, until| *until > now);
+        self.revoked.retain(|_, until| now < *until);
         let Ok(mut c) = self.conn() else { return };
         let revoked = format!("{}revoked", self.prefix);
         let pattern = format!("{}session:*", self.prefix);
         let seen = self.sessions_seen.clone();
         tokio::spawn(async move {
-            let _: redis::RedisResult<()> = c.zrembyscore(&revoked, "-inf", now).await;
+            // Milliseconds; entries a version before wrote in seconds sit below 1e11.
+            let _: redis::RedisResult<()> = c
+                .zrembyscore(&revoked, "-inf", format!("({}", now / 1000))
+                .await;
+            let _: redis::RedisResult<()> = c.zrembyscore(&revoked, 100_000_000_000u64, now).await;
             let mut count = 0usize;
             if let Ok(mut keys) = c.scan_match::<_, String>(&pattern).await {
                 while keys.next().await.is_some() {
@@ -417,7 +427,7 @@ async fn sync_loop(
                     let payload: String = msg.get_payload().unwrap_or_default();
                     if let Some((sid, until)) = payload.split_once(' ') {
                         if let Ok(until) = until.parse::<u64>() {
-                            revoked.insert(sid.to_string(), until);
+                            revoked.insert(sid.to_string(), crate::clock::legacy_to_ms(until));
                         }
                     }
                 }
@@ -458,12 +468,16 @@ async fn subscribe_and_load(
         .load_full()
         .map(|c| (*c).clone())
         .ok_or_else(|| redis::RedisError::from((redis::ErrorKind::IoError, "no connection")))?;
-    let now = crate::clock::now();
+    // From now in seconds: that takes entries a version before wrote in seconds too.
+    let now = crate::clock::now_ms();
     let live: Vec<(String, u64)> = c
-        .zrangebyscore_withscores(format!("{prefix}revoked"), now, "+inf")
+        .zrangebyscore_withscores(format!("{prefix}revoked"), now / 1000, "+inf")
         .await?;
     for (sid, until) in live {
-        revoked.insert(sid, until);
+        let until = crate::clock::legacy_to_ms(until);
+        if now < until {
+            revoked.insert(sid, until);
+        }
     }
     Ok(pubsub)
 }

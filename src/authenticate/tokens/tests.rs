@@ -80,9 +80,11 @@ fn short_secrets_are_refused() {
 fn expiry_and_not_before_use_leeway() {
     let keys = eddsa();
     let token = keys.sign(ACCESS_TOKEN_TYP, &claims()).unwrap();
-    assert!(keys.verify(&token, &expect(), NOW + 330).is_ok());
+    // `exp` is NOW + 300 and leeway 30 s: accepted before NOW + 330, refused at it (RFC 7519
+    // §4.1.4: "on or after").
+    assert!(keys.verify(&token, &expect(), NOW + 329).is_ok());
     assert_eq!(
-        keys.verify(&token, &expect(), NOW + 331),
+        keys.verify(&token, &expect(), NOW + 330),
         Err(TokenError::Expired)
     );
     assert!(keys.verify(&token, &expect(), NOW - 30).is_ok());
