@@ -43,9 +43,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("  Stop with Ctrl-C.");
         println!();
         let gw = gatehouse::Gateway::new(config)?;
-        gw.set_express_lane(gatehouse::accept::lane::wanted(
-            gatehouse::config::process_env,
-        ));
         gatehouse::serve(listener, gw, async {
             let _ = tokio::signal::ctrl_c().await;
         })

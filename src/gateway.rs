@@ -80,6 +80,7 @@ impl Gateway {
         };
         let metrics = Metrics::new();
         metrics.prime(config.routes.routes().iter().map(|r| r.name.as_str()));
+        let express_lane = config.express_lane;
         Ok(Arc::new(Gateway {
             config: ArcSwap::from_pointee(config),
             store,
@@ -88,7 +89,7 @@ impl Gateway {
             client,
             metrics,
             config_ok: AtomicBool::new(true),
-            express_lane: AtomicBool::new(false),
+            express_lane: AtomicBool::new(express_lane),
             lane_served: std::sync::atomic::AtomicU64::new(0),
         }))
     }
@@ -122,6 +123,13 @@ impl Gateway {
             .collect();
         self.metrics
             .prime(new.routes.routes().iter().map(|r| r.name.as_str()));
+        if new.express_lane != old.express_lane {
+            tracing::info!(
+                express_lane = new.express_lane,
+                "express lane switched for new connections"
+            );
+        }
+        self.set_express_lane(new.express_lane);
         self.config.store(Arc::new(new));
         self.config_ok.store(true, Ordering::SeqCst);
         for user in gone {

@@ -118,6 +118,10 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
     }
     println!("auth prefix: {}", c.auth_prefix);
     println!(
+        "express lane: {}",
+        if c.express_lane { "on" } else { "off" }
+    );
+    println!(
         "tokens: {:?}, access {}s, refresh {}s, session {}s",
         c.tokens.keys.algorithm(),
         c.tokens.access_ttl,
@@ -195,7 +199,6 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
         let runtime = if one_cpu { "current_thread" } else { "multi_thread" };
         tracing::info!(http = ?listen, https = ?tls_listen, admin = ?admin, routes = config.routes.routes().len(), runtime, "gatehouse listening");
         let gw = gatehouse::Gateway::new(config)?;
-        gw.set_express_lane(gatehouse::accept::lane::wanted(config::process_env));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;

@@ -903,3 +903,22 @@ async fn bearer_requests_are_forwarded_exactly_as_hyper_forwards_them() {
     );
     gw.stop().await;
 }
+
+/// `server.express_lane` decides where new connections start; a reload switches it.
+#[tokio::test]
+async fn server_express_lane_is_read_from_the_config_and_reloaded() {
+    let up = Upstream::start().await;
+    let on = base_yaml(&up.url(), default_routes());
+    let off = on.replace("server:\n", "server:\n  express_lane: false\n");
+    let gw = TestGateway::start(&off).await;
+    let alice = logged_in(&gw, "alice", "alice-pw").await;
+    let before = gw.gw.lane_served();
+    on_one_connection(gw.addr, vec![get("/x", &alice, &[])]).await;
+    assert_eq!(gw.gw.lane_served(), before, "off in the config");
+    gw.apply(&on).await;
+    if gatehouse::accept::lane::wanted(gatehouse::config::process_env) {
+        on_one_connection(gw.addr, vec![get("/x", &alice, &[])]).await;
+        assert_eq!(gw.gw.lane_served(), before + 1, "on after the reload");
+    }
+    gw.stop().await;
+}

@@ -2,9 +2,9 @@
 //! gateway's traffic — a `GET` or `HEAD` without a body that the decision lets through — and
 //! hyper's server for everything else.
 //!
-//! Each plain-HTTP connection starts here (unless it is switched off:
-//! [`Gateway::set_express_lane`], which the binary, the demo and the test harness call with
-//! `false` when [`ENV`] is `0`). A request head is parsed in place with httparse; the lane
+//! Each plain-HTTP connection starts here unless it is switched off: `server.express_lane:
+//! false`, or [`ENV`] set to `0` (the config reads it; the test harness applies it too, through
+//! [`Gateway::set_express_lane`]). A request head is parsed in place with httparse; the lane
 //! answers it only when the head is plain and the decision says *forward*, and otherwise hands
 //! the connection, with the bytes it has read and not used, to hyper for the rest of its life —
 //! before it has written a byte for that request:
@@ -52,18 +52,12 @@ use crate::gateway::{
     canonical_request, decide, finish, request_ctx, request_span, Admitted, Conn, Decision, Gateway,
 };
 
-/// The environment variable that switches the lane off (`0`, `false`, `off`, `no`); it is on
-/// otherwise.
-pub const ENV: &str = "GATEHOUSE_EXPRESS_LANE";
+/// The environment variable that switches the lane off whatever the config says.
+pub use crate::config::EXPRESS_LANE_ENV as ENV;
 
-/// Whether the lane should be on, given the environment: yes unless [`ENV`] says no.
+/// Whether the environment lets the lane run: yes unless [`ENV`] says no.
 pub fn wanted(env: impl Fn(&str) -> Option<String>) -> bool {
-    !env(ENV).is_some_and(|v| {
-        matches!(
-            v.trim().to_ascii_lowercase().as_str(),
-            "0" | "false" | "off" | "no"
-        )
-    })
+    crate::config::express_lane_allowed(env)
 }
 
 /// Headers the lane parses in place; a head with more goes to hyper (which takes 100).

@@ -617,7 +617,10 @@ pub fn build(
                 .into(),
         );
     }
+    let express_lane =
+        f.server.express_lane.unwrap_or(true) && super::express_lane_allowed(&lookup);
     Ok(Config {
+        express_lane,
         source: source.to_path_buf(),
         store,
         admin,

@@ -67,6 +67,8 @@ pub struct Server {
     pub limits: Limits,
     #[serde(default)]
     pub strip_client_headers: StripClientHeaders,
+    /// Serve plain-HTTP GET/HEAD requests through the express lane (default true).
+    pub express_lane: Option<bool>,
 }
 
 /// `server.strip_client_headers`: changes to the built-in list of headers removed from every

@@ -39,6 +39,9 @@ pub struct Config {
     pub public_origin: Option<String>,
     pub auth_prefix: String,
     pub trusted_proxies: Vec<IpNet>,
+    /// New plain-HTTP connections start in the express lane (`server.express_lane`, unless
+    /// `GATEHOUSE_EXPRESS_LANE` says no).
+    pub express_lane: bool,
     pub limits: Limits,
     pub tokens: TokenSettings,
     pub cookies: CookiePolicy,
@@ -178,6 +181,20 @@ impl IdentityHeaders {
 pub struct Logging {
     pub json: bool,
     pub level: String,
+}
+
+/// The environment variable that switches the express lane off whatever the config says
+/// (`0`, `false`, `off`, `no`), for comparing the two paths without editing the config.
+pub const EXPRESS_LANE_ENV: &str = "GATEHOUSE_EXPRESS_LANE";
+
+/// Whether the environment lets the express lane run: yes unless [`EXPRESS_LANE_ENV`] says no.
+pub fn express_lane_allowed(env: impl Fn(&str) -> Option<String>) -> bool {
+    !env(EXPRESS_LANE_ENV).is_some_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "0" | "false" | "off" | "no"
+        )
+    })
 }
 
 /// Reads the environment for `${VAR}`. The one place that does.

@@ -294,3 +294,17 @@ fn an_unclosed_quote_and_an_over_indented_key_are_named_where_they_are() {
     assert_eq!(e.key, "routes[0].upstream", "{e}");
     assert!(e.message.contains("indent it exactly like `name`"), "{e}");
 }
+
+#[test]
+fn the_express_lane_is_a_config_key_the_environment_can_switch_off() {
+    let text = yaml("routes:\n  - name: app\n    upstream: \"http://127.0.0.1:3000\"\n");
+    assert!(load(&text).unwrap().express_lane, "on by default");
+    let off = text.replace("server:\n", "server:\n  express_lane: false\n");
+    assert!(!load(&off).unwrap().express_lane);
+    let lookup = |name: &str| match name {
+        "GATEHOUSE_EXPRESS_LANE" => Some("0".to_string()),
+        other => env(other),
+    };
+    let overridden = parse(&text, Path::new("gateway.yaml"), lookup).unwrap();
+    assert!(!overridden.express_lane, "the environment switches it off");
+}

@@ -269,8 +269,14 @@ pub struct TestGateway {
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
 
+/// The test configs' environment: the secret, and `GATEHOUSE_EXPRESS_LANE` from the real one
+/// (so `GATEHOUSE_EXPRESS_LANE=0 cargo test` keeps the lane off across reloads too).
 fn env(name: &str) -> Option<String> {
-    (name == "TEST_SECRET").then(|| SECRET.to_string())
+    match name {
+        "TEST_SECRET" => Some(SECRET.to_string()),
+        gatehouse::config::EXPRESS_LANE_ENV => gatehouse::config::process_env(name),
+        _ => None,
+    }
 }
 
 pub fn temp_dir() -> PathBuf {
@@ -350,10 +356,8 @@ impl TestGateway {
         let has_admin = config.admin.is_some();
         let has_tls = config.tls.is_some();
         let gw = gatehouse::Gateway::new(config).expect("the store opens");
-        // `GATEHOUSE_EXPRESS_LANE=0 cargo test` runs every test with the express lane off.
-        gw.set_express_lane(gatehouse::accept::lane::wanted(
-            gatehouse::config::process_env,
-        ));
+        // `GATEHOUSE_EXPRESS_LANE=0 cargo test` runs every test with the express lane off: the
+        // config reads it through `env`.
         let admin_addr = if has_admin {
             let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let admin_addr = admin.local_addr().unwrap();
