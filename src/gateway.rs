@@ -466,8 +466,10 @@ pub(crate) struct Admitted<'c> {
 }
 
 impl Admitted<'_> {
-    /// The auth-decision metric and the span's `user`, once the request goes on.
+    /// The auth-decision metric and the span's `route` and `user`, once the request goes on
+    /// (inside its span, on either path).
     pub(crate) fn record(&self, gw: &Gateway) {
+        tracing::Span::current().record("route", self.matched.route.name.as_str());
         if let Some(result) = self.result {
             gw.metrics.auth_decision(result);
             if let Some(identity) = &self.identity {

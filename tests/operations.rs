@@ -208,6 +208,13 @@ async fn the_log_is_plain_text_with_short_numbers_and_the_config_warnings() {
         "the secure: false warning is printed: {log}"
     );
     for line in log.lines().filter(|l| l.contains("latency_ms=")) {
+        // Whichever path served it, the request's line names its route and user.
+        if line.contains("status=200") {
+            assert!(
+                line.contains("route=\"app\"") && line.contains("user=\"bob\""),
+                "{line}"
+            );
+        }
         let value = line
             .split("latency_ms=")
             .nth(1)
