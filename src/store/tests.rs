@@ -2,8 +2,12 @@
 
 use super::*;
 
-/// Times are Unix milliseconds: every absolute time below is `B + n`.
-const B: u64 = 1_765_000_000_000;
+/// Times are Unix milliseconds: every absolute time below is `b() + n`, from one real instant
+/// of this test process (Redis expires keys by the wall clock).
+fn b() -> u64 {
+    static BASE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *BASE.get_or_init(crate::clock::now_ms)
+}
 
 const GRACE: u64 = 10;
 const POLICY: RotationPolicy = RotationPolicy {
@@ -26,6 +30,73 @@ fn session(sid: &str, user: &str, now: u64) -> SessionRecord {
     }
 }
 
+/// A redis-server of the test's own on a free loopback port, stopped when dropped.
+struct RedisServer(std::process::Child);
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The Redis backend against a fresh redis-server, when one is installed: `None` (after
+/// saying so) otherwise, and a failure under `GATEHOUSE_REQUIRE_EXTERNAL=1` (CI).
+#[allow(clippy::disallowed_methods)] // the test reads whether CI requires the program
+async fn redis_backend() -> Option<(Store, RedisServer)> {
+    let required = std::env::var("GATEHOUSE_REQUIRE_EXTERNAL").is_ok_and(|v| v == "1");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let child = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .args(["--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn();
+    let child = match child {
+        Ok(child) => RedisServer(child),
+        Err(e) if required => panic!("redis-server is required here: {e}"),
+        Err(e) => {
+            eprintln!("SKIPPING the store suite on Redis: no redis-server ({e})");
+            return None;
+        }
+    };
+    let client = ::redis::Client::open(format!("redis://127.0.0.1:{port}/0")).ok()?;
+    let store = RedisStore::start(client, "conformance:".into());
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !store.is_healthy() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Redis did not come up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    Some((Store::Redis(store), child))
+}
+
+/// Memory and durable, and Redis when a redis-server is there: the backends the protocol
+/// tests run on (counts and sweeping are exact on the first two only).
+async fn every_backend() -> (Vec<Store>, Option<RedisServer>) {
+    let mut stores = backends();
+    let server = match redis_backend().await {
+        Some((store, server)) => {
+            stores.push(store);
+            Some(server)
+        }
+        None => None,
+    };
+    (stores, server)
+}
+
 fn backends() -> Vec<Store> {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -34,7 +105,7 @@ fn backends() -> Vec<Store> {
     let _ = std::fs::remove_file(&path);
     vec![
         Store::Memory(MemoryStore::new()),
-        Store::Durable(DurableStore::open(&path, B).unwrap()),
+        Store::Durable(DurableStore::open(&path, b()).unwrap()),
     ]
 }
 
@@ -43,44 +114,44 @@ async fn the_durable_store_comes_back_as_it_was() {
     let path = std::env::temp_dir().join(format!("gatehouse-reopen-{}.redb", std::process::id()));
     let _ = std::fs::remove_file(&path);
     {
-        let store = Store::Durable(DurableStore::open(&path, B + 100).unwrap());
+        let store = Store::Durable(DurableStore::open(&path, b() + 100).unwrap());
         let (t0, t1) = (hash_token("t0"), hash_token("t1"));
         store
-            .create_session(session("s", "alice", B + 100), t0)
+            .create_session(session("s", "alice", b() + 100), t0)
             .await
             .unwrap();
-        store.rotate(&t0, t1, B + 101, POLICY).await.unwrap();
+        store.rotate(&t0, t1, b() + 101, POLICY).await.unwrap();
         store
-            .create_session(session("gone", "bob", B + 100), hash_token("b"))
+            .create_session(session("gone", "bob", b() + 100), hash_token("b"))
             .await
             .unwrap();
-        store.revoke_session("gone", B + 102, 400).await.unwrap();
+        store.revoke_session("gone", b() + 102, 400).await.unwrap();
     }
-    let store = Store::Durable(DurableStore::open(&path, B + 103).unwrap());
+    let store = Store::Durable(DurableStore::open(&path, b() + 103).unwrap());
     assert!(store.is_revoked("gone"));
     assert_eq!(store.session("gone").await.unwrap(), None);
     assert_eq!(
         store.session("s").await.unwrap().map(|s| s.last_refresh),
-        Some(B + 101)
+        Some(b() + 101)
     );
     // The used token is still known as used: within grace, then reuse.
     assert!(matches!(
         store
-            .rotate(&hash_token("t0"), hash_token("x"), B + 104, POLICY)
+            .rotate(&hash_token("t0"), hash_token("x"), b() + 104, POLICY)
             .await
             .unwrap(),
         RotateOutcome::WithinGrace(_)
     ));
     assert!(matches!(
         store
-            .rotate(&hash_token("t1"), hash_token("t2"), B + 104, POLICY)
+            .rotate(&hash_token("t1"), hash_token("t2"), b() + 104, POLICY)
             .await
             .unwrap(),
         RotateOutcome::Rotated(_)
     ));
     assert!(matches!(
         store
-            .rotate(&hash_token("t0"), hash_token("y"), B + 200, POLICY)
+            .rotate(&hash_token("t0"), hash_token("y"), b() + 200, POLICY)
             .await
             .unwrap(),
         RotateOutcome::ReuseDetected { .. }
@@ -90,31 +161,32 @@ async fn the_durable_store_comes_back_as_it_was() {
 
 #[tokio::test]
 async fn a_rotated_token_has_exactly_one_successor() {
-    for store in backends() {
+    let (stores, _redis) = every_backend().await;
+    for store in stores {
         let (t0, t1, t2) = (hash_token("t0"), hash_token("t1"), hash_token("t2"));
         store
-            .create_session(session("s", "alice", B + 100), t0)
+            .create_session(session("s", "alice", b() + 100), t0)
             .await
             .unwrap();
         assert!(matches!(
-            store.rotate(&t0, t1, B + 101, POLICY).await.unwrap(),
+            store.rotate(&t0, t1, b() + 101, POLICY).await.unwrap(),
             RotateOutcome::Rotated(_)
         ));
         // A second use inside grace: the session, and no successor.
         assert!(matches!(
-            store.rotate(&t0, t2, B + 102, POLICY).await.unwrap(),
+            store.rotate(&t0, t2, b() + 102, POLICY).await.unwrap(),
             RotateOutcome::WithinGrace(_)
         ));
         assert_eq!(
             store
-                .rotate(&t2, hash_token("x"), B + 103, POLICY)
+                .rotate(&t2, hash_token("x"), b() + 103, POLICY)
                 .await
                 .unwrap(),
             RotateOutcome::Invalid
         );
         // The successor works.
         assert!(matches!(
-            store.rotate(&t1, t2, B + 104, POLICY).await.unwrap(),
+            store.rotate(&t1, t2, b() + 104, POLICY).await.unwrap(),
             RotateOutcome::Rotated(_)
         ));
     }
@@ -122,15 +194,16 @@ async fn a_rotated_token_has_exactly_one_successor() {
 
 #[tokio::test]
 async fn reused_refresh_token_after_grace_revokes_the_session() {
-    for store in backends() {
+    let (stores, _redis) = every_backend().await;
+    for store in stores {
         let (t0, t1) = (hash_token("t0"), hash_token("t1"));
         store
-            .create_session(session("s", "alice", B + 100), t0)
+            .create_session(session("s", "alice", b() + 100), t0)
             .await
             .unwrap();
-        store.rotate(&t0, t1, B + 100, POLICY).await.unwrap();
+        store.rotate(&t0, t1, b() + 100, POLICY).await.unwrap();
         let reuse = store
-            .rotate(&t0, hash_token("t9"), B + 100 + GRACE + 1, POLICY)
+            .rotate(&t0, hash_token("t9"), b() + 100 + GRACE + 1, POLICY)
             .await
             .unwrap();
         assert_eq!(
@@ -144,7 +217,7 @@ async fn reused_refresh_token_after_grace_revokes_the_session() {
         // The legitimate successor dies with the session.
         assert_eq!(
             store
-                .rotate(&t1, hash_token("t2"), B + 112, POLICY)
+                .rotate(&t1, hash_token("t2"), b() + 112, POLICY)
                 .await
                 .unwrap(),
             RotateOutcome::Invalid
@@ -154,14 +227,15 @@ async fn reused_refresh_token_after_grace_revokes_the_session() {
 
 #[tokio::test]
 async fn expired_and_revoked_tokens_are_invalid() {
-    for store in backends() {
+    let (stores, _redis) = every_backend().await;
+    for store in stores {
         let t0 = hash_token("t0");
-        let mut s = session("s", "bob", B + 100);
-        s.idle_expires_at = B + 200;
+        let mut s = session("s", "bob", b() + 100);
+        s.idle_expires_at = b() + 200;
         store.create_session(s, t0).await.unwrap();
         assert_eq!(
             store
-                .rotate(&t0, hash_token("a"), B + 201, POLICY)
+                .rotate(&t0, hash_token("a"), b() + 201, POLICY)
                 .await
                 .unwrap(),
             RotateOutcome::Invalid
@@ -169,13 +243,13 @@ async fn expired_and_revoked_tokens_are_invalid() {
 
         let t1 = hash_token("t1");
         store
-            .create_session(session("s2", "bob", B + 100), t1)
+            .create_session(session("s2", "bob", b() + 100), t1)
             .await
             .unwrap();
-        assert!(store.revoke_session("s2", B + 101, 400).await.unwrap());
+        assert!(store.revoke_session("s2", b() + 101, 400).await.unwrap());
         assert_eq!(
             store
-                .rotate(&t1, hash_token("b"), B + 102, POLICY)
+                .rotate(&t1, hash_token("b"), b() + 102, POLICY)
                 .await
                 .unwrap(),
             RotateOutcome::Invalid
@@ -185,22 +259,24 @@ async fn expired_and_revoked_tokens_are_invalid() {
 
 #[tokio::test]
 async fn rotation_never_extends_past_the_session_end() {
-    for store in backends() {
+    let (stores, _redis) = every_backend().await;
+    for store in stores {
         let t0 = hash_token("t0");
-        let mut s = session("s", "carol", B + 100);
-        s.expires_at = B + 1000;
+        let mut s = session("s", "carol", b() + 100);
+        s.expires_at = b() + 60_000;
+        s.idle_expires_at = b() + 60_000;
         store.create_session(s, t0).await.unwrap();
         match store
-            .rotate(&t0, hash_token("t1"), B + 900, POLICY)
+            .rotate(&t0, hash_token("t1"), b() + 59_000, POLICY)
             .await
             .unwrap()
         {
-            RotateOutcome::Rotated(s) => assert_eq!(s.idle_expires_at, B + 1000),
+            RotateOutcome::Rotated(s) => assert_eq!(s.idle_expires_at, b() + 60_000),
             other => panic!("{other:?}"),
         }
         assert_eq!(
             store
-                .rotate(&hash_token("t1"), hash_token("t2"), B + 1001, POLICY)
+                .rotate(&hash_token("t1"), hash_token("t2"), b() + 60_001, POLICY)
                 .await
                 .unwrap(),
             RotateOutcome::Invalid
@@ -210,20 +286,21 @@ async fn rotation_never_extends_past_the_session_end() {
 
 #[tokio::test]
 async fn revoking_a_user_ends_all_their_sessions_only() {
-    for store in backends() {
+    let (stores, _redis) = every_backend().await;
+    for store in stores {
         store
-            .create_session(session("a1", "alice", B + 100), hash_token("1"))
+            .create_session(session("a1", "alice", b() + 100), hash_token("1"))
             .await
             .unwrap();
         store
-            .create_session(session("a2", "alice", B + 100), hash_token("2"))
+            .create_session(session("a2", "alice", b() + 100), hash_token("2"))
             .await
             .unwrap();
         store
-            .create_session(session("b1", "bob", B + 100), hash_token("3"))
+            .create_session(session("b1", "bob", b() + 100), hash_token("3"))
             .await
             .unwrap();
-        let mut revoked = store.revoke_user("alice", B + 101, 400).await.unwrap();
+        let mut revoked = store.revoke_user("alice", b() + 101, 400).await.unwrap();
         revoked.sort();
         assert_eq!(revoked, vec!["a1".to_string(), "a2".to_string()]);
         assert!(store.is_revoked("a1") && store.is_revoked("a2") && !store.is_revoked("b1"));
@@ -236,19 +313,19 @@ async fn revoking_a_user_ends_all_their_sessions_only() {
 async fn sweeping_bounds_memory_to_live_state() {
     for store in backends() {
         store
-            .create_session(session("s", "alice", B + 100), hash_token("1"))
+            .create_session(session("s", "alice", b() + 100), hash_token("1"))
             .await
             .unwrap();
-        store.revoke_session("s", B + 100, 400).await.unwrap();
+        store.revoke_session("s", b() + 100, 400).await.unwrap();
         store
-            .create_session(session("live", "bob", B + 100), hash_token("2"))
+            .create_session(session("live", "bob", b() + 100), hash_token("2"))
             .await
             .unwrap();
-        store.sweep(B + 499);
+        store.sweep(b() + 499);
         assert_eq!(store.counts().revocations, 1);
-        store.sweep(B + 500);
+        store.sweep(b() + 500);
         assert_eq!(store.counts().revocations, 0);
-        store.sweep(B + 100 + 3601);
+        store.sweep(b() + 100 + 3601);
         let c = store.counts();
         assert_eq!((c.sessions, c.refresh_tokens), (0, 0));
     }
@@ -259,7 +336,7 @@ async fn concurrent_rotations_of_one_token_create_one_successor() {
     let store = std::sync::Arc::new(Store::Memory(MemoryStore::new()));
     let t0 = hash_token("t0");
     store
-        .create_session(session("s", "alice", B + 100), t0)
+        .create_session(session("s", "alice", b() + 100), t0)
         .await
         .unwrap();
     let mut tasks = Vec::new();
@@ -267,7 +344,7 @@ async fn concurrent_rotations_of_one_token_create_one_successor() {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             store
-                .rotate(&t0, hash_token(&format!("succ{i}")), B + 101, POLICY)
+                .rotate(&t0, hash_token(&format!("succ{i}")), b() + 101, POLICY)
                 .await
                 .unwrap()
         }));
@@ -287,15 +364,16 @@ async fn concurrent_rotations_of_one_token_create_one_successor() {
 
 #[tokio::test]
 async fn every_expiry_is_exclusive() {
-    for store in backends() {
+    let (stores, _redis) = every_backend().await;
+    for store in stores {
         let t0 = hash_token("t0");
-        let mut s = session("s", "bob", B);
-        s.idle_expires_at = B + 200;
+        let mut s = session("s", "bob", b());
+        s.idle_expires_at = b() + 200;
         store.create_session(s, t0).await.unwrap();
         // At its instant, not a millisecond later, the refresh token is dead.
         assert_eq!(
             store
-                .rotate(&t0, hash_token("a"), B + 200, POLICY)
+                .rotate(&t0, hash_token("a"), b() + 200, POLICY)
                 .await
                 .unwrap(),
             RotateOutcome::Invalid
@@ -303,20 +381,23 @@ async fn every_expiry_is_exclusive() {
         // The grace window ends at its instant too.
         let t1 = hash_token("t1");
         store
-            .create_session(session("g", "bob", B), t1)
+            .create_session(session("g", "bob", b()), t1)
             .await
             .unwrap();
-        store.rotate(&t1, hash_token("n"), B, POLICY).await.unwrap();
+        store
+            .rotate(&t1, hash_token("n"), b(), POLICY)
+            .await
+            .unwrap();
         assert!(matches!(
             store
-                .rotate(&t1, hash_token("m"), B + GRACE - 1, POLICY)
+                .rotate(&t1, hash_token("m"), b() + GRACE - 1, POLICY)
                 .await
                 .unwrap(),
             RotateOutcome::WithinGrace(_)
         ));
         assert!(matches!(
             store
-                .rotate(&t1, hash_token("o"), B + GRACE, POLICY)
+                .rotate(&t1, hash_token("o"), b() + GRACE, POLICY)
                 .await
                 .unwrap(),
             RotateOutcome::ReuseDetected { .. }
@@ -330,7 +411,7 @@ async fn every_expiry_is_exclusive() {
 async fn a_durable_store_written_in_seconds_loads_as_milliseconds() {
     let path = std::env::temp_dir().join(format!("gatehouse-legacy-{}.redb", std::process::id()));
     let _ = std::fs::remove_file(&path);
-    let now_s = B / 1000;
+    let now_s = b() / 1000;
     {
         // The old code's values: whole seconds.
         let store = Store::Durable(DurableStore::open(&path, now_s).unwrap());
@@ -344,7 +425,7 @@ async fn a_durable_store_written_in_seconds_loads_as_milliseconds() {
             .unwrap();
         store.revoke_session("revoked", now_s, 400).await.unwrap();
     }
-    let store = Store::Durable(DurableStore::open(&path, B + 1000).unwrap());
+    let store = Store::Durable(DurableStore::open(&path, b() + 1000).unwrap());
     let s = store
         .session("old")
         .await
@@ -355,7 +436,7 @@ async fn a_durable_store_written_in_seconds_loads_as_milliseconds() {
     assert!(store.is_revoked("revoked"), "the revocation survived");
     assert!(matches!(
         store
-            .rotate(&hash_token("r"), hash_token("r2"), B + 2000, POLICY)
+            .rotate(&hash_token("r"), hash_token("r2"), b() + 2000, POLICY)
             .await
             .unwrap(),
         RotateOutcome::Rotated(_)
