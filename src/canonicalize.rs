@@ -116,19 +116,6 @@ pub fn canonical_host(raw: &str) -> Result<String, CanonicalError> {
     host_of(trim(raw).as_bytes())
 }
 
-/// [`canonical_host`] of a raw `Host` value (the express lane's borrowed head). Only spaces
-/// and tabs are trimmed, and only bytes a host may hold pass: a value `HeaderValue::to_str`
-/// would refuse never does, and any other value gives what `canonical_host` gives.
-pub fn canonical_host_bytes(raw: &[u8]) -> Result<String, CanonicalError> {
-    let blank = |b: &u8| *b == b' ' || *b == b'\t';
-    let start = raw.iter().position(|b| !blank(b)).unwrap_or(raw.len());
-    let end = raw
-        .iter()
-        .rposition(|b| !blank(b))
-        .map_or(start, |at| at + 1);
-    host_of(&raw[start..end])
-}
-
 /// The host of a trimmed `Host` value: lowercase, without port or trailing dot.
 fn host_of(raw: &[u8]) -> Result<String, CanonicalError> {
     // Only checked ASCII gets here.

@@ -292,9 +292,10 @@ fn client_ip(config: &Config, headers: &HeaderMap, peer: IpAddr) -> (IpAddr, boo
     (ip, true)
 }
 
-/// A top-level browser navigation gets a login redirect; anything else gets a 401.
-pub fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
-    (method == Method::GET || method == Method::HEAD) && accepts_html(headers)
+/// A top-level browser navigation (a `GET` or `HEAD` from a client that reads HTML) gets a
+/// login redirect; anything else gets a 401.
+fn is_navigation(method: &Method, ctx: &RequestCtx) -> bool {
+    (method == Method::GET || method == Method::HEAD) && ctx.wants_html
 }
 
 /// The 403 for an identity the route or rule does not admit.
@@ -581,7 +582,7 @@ pub(crate) fn decide<'c, 'h>(
         }
         Err(failure) => failure,
     };
-    let navigation = is_navigation(method, headers);
+    let navigation = is_navigation(method, ctx);
     if let Some(token) = creds.refresh_cookie {
         return Decision::Refresh(PendingRefresh {
             matched,

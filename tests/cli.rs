@@ -11,6 +11,28 @@ fn gatehouse() -> Command {
     c
 }
 
+/// Asserts that a finished command exited 0, showing its stderr otherwise; its stdout.
+fn succeeded(out: std::process::Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `gatehouse gen-key --out PATH`, which must succeed.
+fn gen_key(path: &std::path::Path) {
+    succeeded(
+        gatehouse()
+            .args(["gen-key", "--out"])
+            .arg(path)
+            .output()
+            .unwrap(),
+    );
+}
+
 #[test]
 fn check_accepts_the_example_config() {
     let out = gatehouse()
@@ -200,17 +222,7 @@ fn gen_key_prints_keys_the_config_accepts() {
 fn gen_key_defaults_to_eddsa_and_out_writes_a_private_file_it_never_overwrites() {
     let dir = support::temp_dir();
     let path = dir.join("signing.pem");
-    let out = gatehouse()
-        .args(["gen-key", "--out"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    gen_key(&path);
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
@@ -236,12 +248,7 @@ fn gen_key_defaults_to_eddsa_and_out_writes_a_private_file_it_never_overwrites()
 fn check_warns_about_a_key_file_others_can_read() {
     let dir = support::temp_dir();
     let key = dir.join("k.pem");
-    let out = gatehouse()
-        .args(["gen-key", "--out"])
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0));
+    gen_key(&key);
     let yaml = format!(
         "server:\n  listen: \"127.0.0.1:0\"\ntokens:\n  signing_key: \"{}\"\nusers: []\nroutes:\n  - name: a\n    upstream: \"http://127.0.0.1:9\"\n",
         key.display()
@@ -249,18 +256,13 @@ fn check_warns_about_a_key_file_others_can_read() {
     let config = dir.join("gateway.yaml");
     std::fs::write(&config, yaml).unwrap();
     let check = || {
-        let out = gatehouse()
-            .args(["check", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        succeeded(
+            gatehouse()
+                .args(["check", "--config"])
+                .arg(&config)
+                .output()
+                .unwrap(),
+        )
     };
     assert!(!check().contains("can be read by other users"));
     use std::os::unix::fs::PermissionsExt;
@@ -303,12 +305,7 @@ async fn health_exits_0_for_a_running_gateway_and_1_otherwise() {
     })
     .await
     .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(out);
     // The default URL comes from the config's listener.
     let dir = support::temp_dir();
     let config = dir.join("gateway.yaml");
@@ -328,12 +325,7 @@ async fn health_exits_0_for_a_running_gateway_and_1_otherwise() {
     })
     .await
     .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(out);
     gw.stop().await;
     let port = support::unused_port();
     let dead = format!("http://127.0.0.1:{port}/.gatehouse/healthz");
@@ -378,12 +370,7 @@ fn the_container_config_works_with_the_documented_mounts() {
         "{stderr}"
     );
     std::fs::create_dir_all(dir.join("keys")).unwrap();
-    let key = gatehouse()
-        .args(["gen-key", "--out"])
-        .arg(dir.join("keys/signing.pem"))
-        .output()
-        .unwrap();
-    assert_eq!(key.status.code(), Some(0));
+    gen_key(&dir.join("keys/signing.pem"));
     std::fs::write(
         dir.join("users.yaml"),
         format!(
@@ -392,14 +379,7 @@ fn the_container_config_works_with_the_documented_mounts() {
         ),
     )
     .unwrap();
-    let out = check();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = succeeded(check());
     assert!(stdout.contains("listener: http://0.0.0.0:8080"), "{stdout}");
     assert!(stdout.contains("host.docker.internal:3000"), "{stdout}");
 }

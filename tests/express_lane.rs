@@ -916,7 +916,7 @@ async fn server_express_lane_is_read_from_the_config_and_reloaded() {
     on_one_connection(gw.addr, vec![get("/x", &alice, &[])]).await;
     assert_eq!(gw.gw.lane_served(), before, "off in the config");
     gw.apply(&on).await;
-    if gatehouse::accept::lane::wanted(gatehouse::config::process_env) {
+    if gatehouse::config::express_lane_allowed(gatehouse::config::process_env) {
         on_one_connection(gw.addr, vec![get("/x", &alice, &[])]).await;
         assert_eq!(gw.gw.lane_served(), before + 1, "on after the reload");
     }

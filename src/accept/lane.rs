@@ -3,8 +3,8 @@
 //! hyper's server for everything else.
 //!
 //! Each plain-HTTP connection starts here unless it is switched off: `server.express_lane:
-//! false`, or [`ENV`] set to `0` (the config reads it; the test harness applies it too, through
-//! [`Gateway::set_express_lane`]). A request head is parsed in place with httparse; the lane
+//! false`, or `GATEHOUSE_EXPRESS_LANE=0` (read with the config; see
+//! [`crate::config::express_lane_allowed`]), or [`Gateway::set_express_lane`]. A request head is parsed in place with httparse; the lane
 //! answers it only when the head is plain and the decision says *forward*, and otherwise hands
 //! the connection, with the bytes it has read and not used, to hyper for the rest of its life —
 //! before it has written a byte for that request:
@@ -51,14 +51,6 @@ use crate::forward::client::Outgoing;
 use crate::gateway::{
     canonical_request, decide, finish, request_ctx, request_span, Admitted, Conn, Decision, Gateway,
 };
-
-/// The environment variable that switches the lane off whatever the config says.
-pub use crate::config::EXPRESS_LANE_ENV as ENV;
-
-/// Whether the environment lets the lane run: yes unless [`ENV`] says no.
-pub fn wanted(env: impl Fn(&str) -> Option<String>) -> bool {
-    crate::config::express_lane_allowed(env)
-}
 
 /// Headers the lane parses in place; a head with more goes to hyper (which takes 100).
 const MAX_HEADERS: usize = 64;

@@ -141,27 +141,6 @@ mod trim_fast {
     }
 }
 
-mod raw_host {
-    use super::super::{canonical_host, canonical_host_bytes};
-    use proptest::prelude::*;
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(20_000))]
-        /// The lane's reading of a raw `Host` agrees with hyper's path (`to_str`, then
-        /// `canonical_host`), and never accepts what `to_str` refuses.
-        #[test]
-        fn raw_hosts_read_as_hyper_s_path_reads_them(
-            raw in "[ \t\u{a0}\u{e9}aZ09.:_\\-\\[\\]/@\u{7f}\u{0}]{0,9}",
-        ) {
-            let ours = canonical_host_bytes(raw.as_bytes());
-            match http::HeaderValue::from_str(&raw).ok().and_then(|v| v.to_str().ok().map(str::to_owned)) {
-                Some(text) => prop_assert_eq!(ours, canonical_host(&text)),
-                None => prop_assert!(ours.is_err(), "{raw:?} passed"),
-            }
-        }
-    }
-}
-
 #[test]
 fn servlet_path_parameters_on_dot_or_empty_segments_are_refused() {
     // What Tomcat, Jetty and Spring resolve to another path than the one we would check.
