@@ -147,7 +147,13 @@ impl GatewayError {
     /// SPEC §6) or JSON, and the request id the page quotes.
     pub fn into_response(self, config: &Config, shown: Shown<'_>) -> Response<Body> {
         use ui::Remedy;
-        let page = |status: StatusCode, code: &str, sentence: &str, remedy: Remedy| {
+        // A page for a client that reads HTML, `{"error": code}` for the rest. `who`: the
+        // signed-in user and the path to come back to, for the 403 page.
+        let shown_as = |status: StatusCode,
+                        code: &str,
+                        sentence: &str,
+                        remedy: Remedy,
+                        who: Option<(&str, &str)>| {
             if shown.wants_html {
                 ui::error_page(
                     status,
@@ -157,14 +163,15 @@ impl GatewayError {
                         branding: &config.ui,
                         auth_prefix: &config.auth_prefix,
                         request_id: shown.request_id,
-                        user: None,
-                        back_to: "/",
+                        user: who.map(|(user, _)| user),
+                        back_to: who.map_or("/", |(_, back_to)| back_to),
                     },
                 )
             } else {
                 json_error(status, code)
             }
         };
+        let page = |status, code, sentence, remedy| shown_as(status, code, sentence, remedy, None);
         let mut response = match &self {
             GatewayError::BadPath(_) => page(
                 StatusCode::BAD_REQUEST,
@@ -220,24 +227,13 @@ impl GatewayError {
                 }
                 r
             }
-            GatewayError::Forbidden { user, back_to, .. } => {
-                if shown.wants_html {
-                    ui::error_page(
-                        StatusCode::FORBIDDEN,
-                        "You do not have access to this page.",
-                        Remedy::SwitchUser,
-                        ui::ErrorPage {
-                            branding: &config.ui,
-                            auth_prefix: &config.auth_prefix,
-                            request_id: shown.request_id,
-                            user: Some(user),
-                            back_to,
-                        },
-                    )
-                } else {
-                    json_error(StatusCode::FORBIDDEN, "forbidden")
-                }
-            }
+            GatewayError::Forbidden { user, back_to, .. } => shown_as(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "You do not have access to this page.",
+                Remedy::SwitchUser,
+                Some((user, back_to)),
+            ),
             GatewayError::CrossSite => page(
                 StatusCode::FORBIDDEN,
                 "forbidden",
