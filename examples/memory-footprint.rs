@@ -33,6 +33,7 @@ fn main() {
             client_ip: "203.0.113.7".into(),
             user_agent: "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0".into(),
             credential_fingerprint: "xV3b9Q2mN8kL1pR7tY4wEg".into(),
+            idp: None,
         };
         store.create_session(session, hash_token(&gatehouse::ids::refresh_token()));
     }

@@ -73,8 +73,29 @@ pub enum GatewayError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    #[error("identity provider login failed: {reason}")]
+    Oidc {
+        failure: OidcFailure,
+        /// The audit reason (logged, never shown).
+        reason: &'static str,
+    },
+    #[error("password sign-in is turned off (oidc.password_login: false)")]
+    PasswordLoginDisabled,
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// How a login through an identity provider failed (SPEC §11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OidcFailure {
+    /// 400: the `state` is missing, unknown, expired or used, or the answer is malformed.
+    BadState,
+    /// 401: the provider's tokens or answer are not acceptable.
+    BadToken,
+    /// 403: an allow-list (domains, roles, verified email, local names) says no.
+    Denied,
+    /// 503: the provider cannot be reached.
+    Unavailable,
 }
 
 impl From<SessionError> for GatewayError {
@@ -135,7 +156,12 @@ impl GatewayError {
             | GatewayError::CrossSite
             | GatewayError::PayloadTooLarge
             | GatewayError::BodyTimeout
-            | GatewayError::LockedOut { .. } => Blame::Client,
+            | GatewayError::LockedOut { .. }
+            | GatewayError::PasswordLoginDisabled => Blame::Client,
+            GatewayError::Oidc { failure, .. } => match failure {
+                OidcFailure::Unavailable => Blame::Upstream,
+                _ => Blame::Client,
+            },
             GatewayError::Upstream(_) => Blame::Upstream,
             GatewayError::Overloaded(_) | GatewayError::Store(_) | GatewayError::Internal(_) => {
                 Blame::Gateway
@@ -303,6 +329,41 @@ impl GatewayError {
                 "upstream_unavailable",
                 "The application behind this site could not be reached, or answered with something that is not a valid response.",
                 Remedy::TryAgain,
+            ),
+            GatewayError::Oidc { failure, .. } => {
+                let (status, code, sentence) = match failure {
+                    OidcFailure::BadState => (
+                        StatusCode::BAD_REQUEST,
+                        "invalid_state",
+                        "This sign-in link has expired or was already used.",
+                    ),
+                    OidcFailure::BadToken => (
+                        StatusCode::UNAUTHORIZED,
+                        "login_failed",
+                        "The sign-in provider's answer could not be accepted, so you are not signed in.",
+                    ),
+                    OidcFailure::Denied => (
+                        StatusCode::FORBIDDEN,
+                        "access_denied",
+                        "Your account at the sign-in provider is not allowed to use this site.",
+                    ),
+                    OidcFailure::Unavailable => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "provider_unavailable",
+                        "The sign-in provider cannot be reached right now.",
+                    ),
+                };
+                let mut r = page(status, code, sentence, Remedy::SignInAgain);
+                if *failure == OidcFailure::Unavailable {
+                    r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(5u64));
+                }
+                r
+            }
+            GatewayError::PasswordLoginDisabled => page(
+                StatusCode::FORBIDDEN,
+                "password_login_disabled",
+                "Signing in with a password is turned off here; use your organisation's sign-in.",
+                Remedy::SignInAgain,
             ),
             GatewayError::Internal(_) => page(
                 StatusCode::INTERNAL_SERVER_ERROR,

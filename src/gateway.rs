@@ -40,6 +40,8 @@ pub struct Gateway {
     pub(crate) throttle: Throttle,
     pub(crate) hasher: Hasher,
     pub(crate) client: UpstreamClient,
+    /// Identity providers' discovery and keys (SPEC §11).
+    pub(crate) oidc: Arc<crate::oidc::Oidc>,
     pub metrics: Metrics,
     /// False after a reload was rejected, until a good one loads (`/readyz`).
     pub(crate) config_ok: AtomicBool,
@@ -81,7 +83,10 @@ impl Gateway {
         let metrics = Metrics::new();
         metrics.prime(config.routes.routes().iter().map(|r| r.name.as_str()));
         let express_lane = config.express_lane;
+        let oidc = Arc::new(crate::oidc::Oidc::new());
+        oidc.apply(config.oidc.as_ref());
         Ok(Arc::new(Gateway {
+            oidc,
             config: ArcSwap::from_pointee(config),
             store,
             throttle: Throttle::new(),
@@ -130,6 +135,8 @@ impl Gateway {
             );
         }
         self.set_express_lane(new.express_lane);
+        // A reload fetches every provider's discovery again.
+        self.oidc.apply(new.oidc.as_ref());
         self.config.store(Arc::new(new));
         self.config_ok.store(true, Ordering::SeqCst);
         for user in gone {
@@ -510,6 +517,7 @@ impl<'c> PendingRefresh<'c, '_> {
             config,
             &gw.store,
             &gw.metrics,
+            &gw.oidc,
             self.token,
             self.failure,
             now_ms,

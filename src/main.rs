@@ -106,6 +106,20 @@ fn load(path: &std::path::Path) -> anyhow::Result<Config> {
 
 fn check(path: &std::path::Path) -> anyhow::Result<()> {
     let c = load(path)?;
+    // Each identity provider's discovery document and keys, fetched now (SPEC §11).
+    if let Some(oidc) = c.oidc.as_ref().filter(|o| !o.providers.is_empty()) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let problems = runtime.block_on(gatehouse::oidc::Oidc::new().check(oidc));
+        if !problems.is_empty() {
+            anyhow::bail!(
+                "{}: an identity provider cannot be used:\n  {}",
+                path.display(),
+                problems.join("\n  ")
+            );
+        }
+    }
     println!("{}: configuration is valid", path.display());
     if let Some(addr) = c.listen {
         println!("listener: http://{addr}");
@@ -129,6 +143,18 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
         c.tokens.session_max_age
     );
     println!("users: {}", c.users.len());
+    if let Some(oidc) = &c.oidc {
+        println!(
+            "password login: {}",
+            if oidc.password_login { "on" } else { "off" }
+        );
+        for p in &oidc.providers {
+            println!(
+                "  oidc provider {} ({}): {} — redirect URI {}, back-channel logout {}",
+                p.id, p.name, p.issuer, p.redirect_uri, p.backchannel_uri
+            );
+        }
+    }
     println!("routes: {}", c.routes.routes().len());
     for r in c.routes.routes() {
         let host = match &r.host {

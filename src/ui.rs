@@ -65,6 +65,9 @@ label{display:block;margin:.8rem 0 .3rem;font-weight:600}
 input{width:100%;padding:.55rem;font-size:1rem;border:1px solid var(--line);border-radius:4px;background:var(--card);color:var(--text)}
 button,.button{display:block;text-align:center;text-decoration:none;margin-top:1rem;width:100%;padding:.65rem;font-size:1rem;border:0;border-radius:4px;background:var(--accent);color:#fff;cursor:pointer}
 button.secondary{background:transparent;color:var(--accent);border:1px solid var(--accent)}
+.providers .button{margin-top:.6rem}
+.divider{display:flex;align-items:center;gap:.6rem;color:var(--muted);font-size:.9rem;margin:1.4rem 0 0}
+.divider::before,.divider::after{content:'';flex:1;border-top:1px solid var(--line)}
 a{color:var(--accent)}
 button:focus-visible,a:focus-visible,input:focus-visible{outline:3px solid var(--accent);outline-offset:2px}
 .error{color:var(--err);background:var(--err-bg);padding:.6rem;border-radius:4px}
@@ -153,6 +156,8 @@ pub enum Remedy {
     WaitSeconds(u64),
     /// Try again, quoting the request id (5xx).
     TryAgain,
+    /// Start over from the login page (a failed sign-in through a provider).
+    SignInAgain,
 }
 
 /// An error page: `status`, one sentence of what happened, and what the person can do.
@@ -187,6 +192,9 @@ pub fn error_page(
         Remedy::WaitSeconds(seconds) => body.push_str(&format!(
             "<p>Try again in {}.</p>\n",
             escape(&human_wait(seconds))
+        )),
+        Remedy::SignInAgain => body.push_str(&format!(
+            "<p><a href=\"{prefix}/login\">Back to sign-in</a></p>\n"
         )),
         Remedy::TryAgain => body.push_str(
             "<p>Try again in a moment. If it keeps happening, tell the site's operator the request id below.</p>\n",

@@ -143,11 +143,12 @@ pub async fn refresh_in_proxy(
     config: &crate::config::Config,
     store: &Store,
     metrics: &crate::telemetry::metrics::Metrics,
+    oidc: &crate::oidc::Oidc,
     refresh_token: &str,
     failure: AuthFailure,
     now: u64,
 ) -> Result<Authenticated, Unauthenticated> {
-    match refresh_with_audit(config, store, metrics, refresh_token, now).await {
+    match refresh_with_audit(config, store, metrics, oidc, refresh_token, now).await {
         Ok(issued) => {
             let mut set_cookies = vec![config
                 .cookies
@@ -184,6 +185,7 @@ pub async fn authenticate(
     config: &crate::config::Config,
     store: &Store,
     metrics: &crate::telemetry::metrics::Metrics,
+    oidc: &crate::oidc::Oidc,
     creds: &credentials::Credentials<'_>,
     now_ms: u64,
 ) -> Result<Authenticated, Unauthenticated> {
@@ -200,7 +202,7 @@ pub async fn authenticate(
     match creds.refresh_cookie {
         Some(token) => {
             Box::pin(refresh_in_proxy(
-                config, store, metrics, token, failure, now_ms,
+                config, store, metrics, oidc, token, failure, now_ms,
             ))
             .await
         }
@@ -217,11 +219,24 @@ pub async fn refresh_with_audit(
     config: &crate::config::Config,
     store: &Store,
     metrics: &crate::telemetry::metrics::Metrics,
+    oidc: &crate::oidc::Oidc,
     presented: &str,
     now: u64,
 ) -> Result<sessions::Issued, sessions::RefreshError> {
     use crate::telemetry::audit;
-    let result = sessions::refresh(&config.tokens, store, &config.users, presented, now).await;
+    let providers = sessions::Providers {
+        settings: config.oidc.as_ref(),
+        runtime: oidc,
+    };
+    let result = sessions::refresh(
+        &config.tokens,
+        store,
+        &config.users,
+        providers,
+        presented,
+        now,
+    )
+    .await;
     let label = match &result {
         Ok(issued) => {
             audit::refresh_rotated(
@@ -242,6 +257,15 @@ pub async fn refresh_with_audit(
         Err(sessions::RefreshError::UserChanged { sid, user }) => {
             audit::sessions_revoked(user, std::slice::from_ref(sid), "user_changed");
             "user_changed"
+        }
+        Err(sessions::RefreshError::IdpRefused {
+            sid,
+            user,
+            provider,
+            reason,
+        }) => {
+            audit::sessions_revoked_by_provider(user, std::slice::from_ref(sid), provider, reason);
+            "idp_refused"
         }
         Err(sessions::RefreshError::Invalid) => "invalid",
         Err(sessions::RefreshError::Store(_) | sessions::RefreshError::Sign(_)) => "error",

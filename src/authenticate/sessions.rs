@@ -9,7 +9,10 @@ use serde::Serialize;
 use super::tokens::{AccessClaims, Expectations, KeySet, SignError, TokenError, ACCESS_TOKEN_TYP};
 use super::users::{canonical_username, User, Users};
 use super::Identity;
-use crate::store::{hash_token, RotateOutcome, RotationPolicy, SessionRecord, Store, StoreError};
+use crate::oidc::{Oidc, OidcError, OidcSettings, ProviderSettings};
+use crate::store::{
+    hash_token, IdpLink, RotateOutcome, RotationPolicy, SessionRecord, Store, StoreError,
+};
 use crate::{clock, ids};
 
 /// The `tokens:` section, built.
@@ -25,6 +28,8 @@ pub struct TokenSettings {
     pub leeway: u64,
     /// Verified tokens of this config snapshot.
     pub cache: super::cache::VerifiedCache,
+    /// Seals an IdP's refresh token in the session record, and the OIDC login cookie.
+    pub seal: crate::seal::SealKey,
 }
 
 impl TokenSettings {
@@ -98,6 +103,15 @@ pub enum RefreshError {
     ReuseDetected { sid: String, user: String },
     #[error("the user was removed, disabled or changed password; the session is revoked")]
     UserChanged { sid: String, user: String },
+    #[error(
+        "the identity provider no longer stands behind the user ({reason}); the session is revoked"
+    )]
+    IdpRefused {
+        sid: String,
+        user: String,
+        provider: String,
+        reason: &'static str,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -168,10 +182,63 @@ pub async fn login(
     context: LoginContext,
     now: u64,
 ) -> Result<Issued, SessionError> {
+    let fingerprint = user.credential_fingerprint();
+    start_session(
+        settings,
+        store,
+        user,
+        ids::session_id(),
+        fingerprint,
+        None,
+        context,
+        now,
+    )
+    .await
+}
+
+/// Starts a session for a user an identity provider just vouched for; the provider's refresh
+/// token (if it gave one) is sealed to the new session. `now` in milliseconds.
+pub async fn login_with_provider(
+    settings: &TokenSettings,
+    store: &Store,
+    user: &User,
+    mut link: IdpLink,
+    idp_refresh_token: Option<&str>,
+    context: LoginContext,
+    now: u64,
+) -> Result<Issued, SessionError> {
+    let sid = ids::session_id();
+    link.refresh_token =
+        idp_refresh_token.and_then(|t| settings.seal.seal(t.as_bytes(), sid.as_bytes()));
+    let fingerprint = provider_fingerprint(&link.provider);
+    start_session(
+        settings,
+        store,
+        user,
+        sid,
+        fingerprint,
+        Some(link),
+        context,
+        now,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn start_session(
+    settings: &TokenSettings,
+    store: &Store,
+    user: &User,
+    sid: String,
+    credential_fingerprint: String,
+    idp: Option<IdpLink>,
+    context: LoginContext,
+    now: u64,
+) -> Result<Issued, SessionError> {
     let expires_at = now + clock::ms(settings.session_max_age);
     let idle_expires_at = (now + clock::ms(settings.refresh_ttl)).min(expires_at);
     let session = SessionRecord {
-        sid: ids::session_id(),
+        sid,
         user: canonical_username(&user.username),
         created_at: now,
         expires_at,
@@ -179,7 +246,8 @@ pub async fn login(
         idle_expires_at,
         client_ip: context.client_ip,
         user_agent: context.user_agent,
-        credential_fingerprint: user.credential_fingerprint(),
+        credential_fingerprint,
+        idp,
     };
     let refresh = ids::refresh_token();
     store
@@ -195,12 +263,132 @@ pub async fn login(
     )?)
 }
 
-/// Rotates a refresh token (SPEC §4) and issues new tokens for the current user record.
-/// `now` in milliseconds.
+/// A provider session does not depend on a password: its fingerprint names the provider.
+fn provider_fingerprint(provider: &str) -> String {
+    format!("oidc:{provider}")
+}
+
+/// Where a session's user comes from besides the config's `users`.
+#[derive(Clone, Copy)]
+pub struct Providers<'a> {
+    pub settings: Option<&'a OidcSettings>,
+    pub runtime: &'a Oidc,
+}
+
+/// The user a provider login stands for: a local user of the same name only when that user
+/// names the provider (`oidc: ID`) and is not disabled — then with the local roles and the
+/// provider's added — otherwise a user of the provider's own. `Err`: the audit reason.
+pub fn provider_user(
+    users: &Users,
+    provider: &str,
+    username: &str,
+    email: Option<&str>,
+    roles: &[String],
+) -> Result<User, &'static str> {
+    match users.get(&canonical_username(username)) {
+        Some(local) if local.oidc.as_deref() != Some(provider) => Err("local_user_conflict"),
+        Some(local) if local.disabled => Err("disabled"),
+        Some(local) => {
+            let mut merged = local.roles.clone();
+            merged.extend(roles.iter().filter(|r| !local.roles.contains(r)).cloned());
+            Ok(User {
+                username: local.username.clone(),
+                password_hash: String::new(),
+                email: email.map(str::to_string).or_else(|| local.email.clone()),
+                roles: merged,
+                disabled: false,
+                oidc: Some(provider.to_string()),
+            })
+        }
+        None => Ok(User {
+            username: canonical_username(username),
+            password_hash: String::new(),
+            email: email.map(str::to_string),
+            roles: roles.to_vec(),
+            disabled: false,
+            oidc: Some(provider.to_string()),
+        }),
+    }
+}
+
+/// What asking the IdP again said.
+enum Recheck {
+    Confirmed(IdpLink),
+    Refused(&'static str),
+    /// Unreachable or no refresh token to ask with: the session goes on, asked next time.
+    Skipped,
+}
+
+/// Uses the IdP's refresh token (SPEC §11 `recheck_interval`): a refusal ends the session; new
+/// claims (roles, email) from a fresh ID token are taken.
+async fn recheck(
+    settings: &TokenSettings,
+    oidc: &Oidc,
+    p: &ProviderSettings,
+    session: &SessionRecord,
+    link: &IdpLink,
+    now: u64,
+) -> Recheck {
+    let Some(sealed) = &link.refresh_token else {
+        return Recheck::Skipped;
+    };
+    let Some(plain) = settings
+        .seal
+        .open(sealed, session.sid.as_bytes())
+        .and_then(|b| String::from_utf8(b).ok())
+    else {
+        // Sealed under a signing key that has since been replaced: the IdP cannot be asked.
+        return Recheck::Refused("idp_token_unreadable");
+    };
+    let answer = match oidc.refresh_at_idp(p, &plain).await {
+        Ok(answer) => answer,
+        Err(OidcError::Unavailable(reason)) => {
+            tracing::warn!(provider = %p.id, session = %session.sid, reason, "identity provider unreachable at recheck; the session goes on and is checked at its next refresh");
+            return Recheck::Skipped;
+        }
+        Err(OidcError::Refused(reason) | OidcError::BadToken(reason)) => {
+            return Recheck::Refused(reason)
+        }
+    };
+    let mut new = link.clone();
+    new.checked_at = now;
+    if let Some(token) = answer.refresh_token {
+        new.refresh_token = settings.seal.seal(token.as_bytes(), session.sid.as_bytes());
+    }
+    if let Some(id_token) = answer.id_token {
+        match oidc
+            .verify_id_token(p, &id_token, None, settings.leeway, now / 1000)
+            .await
+        {
+            Ok(claims) => {
+                if claims.get("sub").and_then(|v| v.as_str()) != Some(link.sub.as_str()) {
+                    return Recheck::Refused("sub_changed");
+                }
+                match crate::oidc::map_claims(p, &claims) {
+                    Ok(id) => {
+                        new.email = id.email;
+                        new.roles = id.roles;
+                    }
+                    // An allow-list now says no.
+                    Err(r) if r.status == 403 => return Recheck::Refused(r.reason),
+                    // A refreshed ID token may carry fewer claims: keep what login saw.
+                    Err(_) => {}
+                }
+            }
+            Err(OidcError::Unavailable(_)) => {}
+            Err(OidcError::Refused(r) | OidcError::BadToken(r)) => return Recheck::Refused(r),
+        }
+    }
+    Recheck::Confirmed(new)
+}
+
+/// Rotates a refresh token (SPEC §4) and issues new tokens for the current user record; for a
+/// provider session past its `recheck_interval`, asks the IdP first. `now` in milliseconds.
 pub async fn refresh(
     settings: &TokenSettings,
     store: &Store,
     users: &Users,
+    providers: Providers<'_>,
     presented: &str,
     now: u64,
 ) -> Result<Issued, RefreshError> {
@@ -224,7 +412,61 @@ pub async fn refresh(
         }
         RotateOutcome::Invalid => return Err(RefreshError::Invalid),
     };
-    let user = current_user(users, &session);
+    let rotated = refresh.is_some();
+    let mut session = session;
+    let mut user = match &session.idp {
+        None => current_user(users, &session),
+        Some(link) => providers
+            .settings
+            .and_then(|o| o.provider(&link.provider))
+            .and_then(|_| {
+                provider_user(
+                    users,
+                    &link.provider,
+                    &session.user,
+                    link.email.as_deref(),
+                    &link.roles,
+                )
+                .ok()
+            })
+            .map(Arc::new),
+    };
+    // Only the rotation that made a successor asks the IdP: a reuse within the grace window
+    // (parallel tabs) must not spend the IdP's refresh token twice.
+    let due = session.idp.as_ref().filter(|_| rotated).and_then(|link| {
+        let p = providers.settings?.provider(&link.provider)?;
+        (now >= link.checked_at.saturating_add(p.recheck_interval))
+            .then(|| (p.clone(), link.clone()))
+    });
+    if let (Some((p, link)), Some(_)) = (due, &user) {
+        match recheck(settings, providers.runtime, &p, &session, &link, now).await {
+            Recheck::Confirmed(new) => {
+                store.update_idp(&session.sid, &new).await?;
+                user = provider_user(
+                    users,
+                    &p.id,
+                    &session.user,
+                    new.email.as_deref(),
+                    &new.roles,
+                )
+                .ok()
+                .map(Arc::new);
+                session.idp = Some(new);
+            }
+            Recheck::Skipped => {}
+            Recheck::Refused(reason) => {
+                store
+                    .revoke_session(&session.sid, now, settings.revocation_ttl())
+                    .await?;
+                return Err(RefreshError::IdpRefused {
+                    sid: session.sid,
+                    user: session.user,
+                    provider: p.id.clone(),
+                    reason,
+                });
+            }
+        }
+    }
     let Some(user) = user else {
         store
             .revoke_session(&session.sid, now, settings.revocation_ttl())

@@ -16,6 +16,9 @@ pub struct User {
     pub email: Option<String>,
     pub roles: Vec<String>,
     pub disabled: bool,
+    /// `oidc: PROVIDER_ID`: that provider's user of the same name may sign in as this user
+    /// (without it, a provider login with this name is refused: no takeover by name).
+    pub oidc: Option<String>,
 }
 
 impl User {
@@ -153,6 +156,7 @@ mod tests {
             email: None,
             roles: vec![],
             disabled: false,
+            oidc: None,
         }]);
         let dummy = users.dummy_hash();
         let parsed = PasswordHash::new(&dummy).unwrap();

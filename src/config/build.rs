@@ -24,6 +24,8 @@ struct Ctx<'a> {
     file: String,
     text: &'a str,
     errors: &'a mut Vec<ConfigError>,
+    /// Users' `oidc:` links (where, key, provider id), checked once providers are known.
+    links: Vec<(Location, String, String)>,
 }
 
 impl Ctx<'_> {
@@ -233,6 +235,7 @@ pub fn build(
         file: name.clone(),
         text,
         errors: &mut errors,
+        links: Vec::new(),
     };
     let _ = ctx.text;
 
@@ -433,8 +436,14 @@ pub fn build(
                             file: uname,
                             text: &text,
                             errors: ctx.errors,
+                            links: Vec::new(),
                         };
                         collect_users(&mut uctx, "users", &uf.users, &mut users, &mut seen);
+                        for (at, key, id) in uctx.links {
+                            // Reported against the main file's context below; keep the place.
+                            ctx.links
+                                .push((at, format!("{} ({key})", path.display()), id));
+                        }
                     }
                 }
             }
@@ -467,6 +476,27 @@ pub fn build(
         );
     }
 
+    let oidc = build_oidc(
+        &mut ctx,
+        f.oidc.as_ref(),
+        public_origin.as_deref(),
+        auth_prefix.as_deref(),
+        f.server.public_url.as_ref().map(|u| u.referenced),
+    );
+    for (at, key, id) in std::mem::take(&mut ctx.links) {
+        let known = oidc
+            .as_ref()
+            .is_some_and(|o| o.providers.iter().any(|p| p.id == id));
+        if !known {
+            ctx.err(
+                at,
+                &key,
+                format!(
+                    "names the identity provider `{id}`, but no oidc.providers entry has that id"
+                ),
+            );
+        }
+    }
     let strip = build_strip(&mut ctx, &f.server.strip_client_headers);
     let ui = build_ui(&mut ctx, &f.ui, &base);
     let identity = build_identity(&mut ctx, &f.identity_headers).map(|mut identity| {
@@ -604,7 +634,7 @@ pub fn build(
             ));
         }
     }
-    if users.is_empty() {
+    if users.is_empty() && oidc.as_ref().is_none_or(|o| o.providers.is_empty()) {
         warnings.push(
             "no users: nobody can sign in (public paths still work); add some under `users:` or \
              in a users_file, each with a hash from `gatehouse hash-password`"
@@ -643,8 +673,192 @@ pub fn build(
         routes,
         identity,
         ui,
+        oidc,
         logging,
         warnings,
+    })
+}
+
+/// `oidc:` → the providers, each checked (SPEC §11). Discovery itself is fetched by the
+/// runtime (`run`) and by `check`, not here: building a config does no network I/O.
+fn build_oidc(
+    ctx: &mut Ctx<'_>,
+    o: Option<&S<file::Oidc>>,
+    public_origin: Option<&str>,
+    auth_prefix: Option<&str>,
+    public_url_at: Option<Location>,
+) -> Option<crate::oidc::OidcSettings> {
+    use crate::oidc::ProviderSettings;
+    let o = o?;
+    if o.value.providers.is_empty() {
+        if !o.value.password_login {
+            ctx.err(
+                o.referenced,
+                "oidc.password_login",
+                "is false but no oidc.providers are configured: nobody could sign in",
+            );
+        }
+        return Some(crate::oidc::OidcSettings {
+            password_login: o.value.password_login,
+            providers: Vec::new(),
+        });
+    }
+    let base = match public_origin {
+        Some(origin) => Some(origin.to_string()),
+        None => {
+            ctx.err(
+                public_url_at.unwrap_or(o.referenced),
+                "server.public_url",
+                "is required when oidc.providers are configured: the redirect URI registered at \
+                 the provider is {public_url}{auth_prefix}/oidc/{id}/callback",
+            );
+            None
+        }
+    };
+    let mut providers = Vec::new();
+    let mut ids: HashMap<String, u64> = HashMap::new();
+    for (i, p) in o.value.providers.iter().enumerate() {
+        let key = |k: &str| format!("oidc.providers[{i}].{k}");
+        let v = &p.value;
+        let id = v.id.value.0.clone();
+        let well_formed = !id.is_empty()
+            && id.len() <= 32
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !well_formed {
+            ctx.err(
+                v.id.referenced,
+                &key("id"),
+                format!(
+                    "`{id}` is not a provider id: 1 to 32 of a-z, 0-9 and `-` (it is part of URLs)"
+                ),
+            );
+        }
+        if let Some(line) = ids.insert(id.clone(), v.id.referenced.line()) {
+            ctx.err(
+                v.id.referenced,
+                &key("id"),
+                format!("`{id}` is already the id of the provider at line {line}"),
+            );
+        }
+        let issuer = v.issuer.value.0.trim().to_string();
+        if !crate::oidc::http::allowed_url(&issuer) || issuer.contains(['?', '#']) {
+            ctx.err(
+                v.issuer.referenced,
+                &key("issuer"),
+                format!(
+                    "`{issuer}` is not an https URL (plain http only on a loopback address, for \
+                     development), e.g. \"https://idp.example.com/realms/corp\""
+                ),
+            );
+        }
+        if v.client_id.value.0.is_empty() {
+            ctx.err(
+                v.client_id.referenced,
+                &key("client_id"),
+                "must not be empty",
+            );
+        }
+        let scopes: Vec<String> = match &v.scopes {
+            Some(list) => list.iter().map(|s| s.value.0.clone()).collect(),
+            None => vec!["openid".into(), "email".into(), "profile".into()],
+        };
+        if !scopes.iter().any(|s| s == "openid") {
+            ctx.err(
+                v.scopes
+                    .as_ref()
+                    .and_then(|l| l.first())
+                    .map_or(p.referenced, |s| s.referenced),
+                &key("scopes"),
+                "must include \"openid\" (without it the provider sends no ID token)",
+            );
+        }
+        if scopes
+            .iter()
+            .any(|s| s.is_empty() || s.contains(char::is_whitespace))
+        {
+            ctx.err(
+                p.referenced,
+                &key("scopes"),
+                "a scope is one word without spaces",
+            );
+        }
+        let mut domains = Vec::new();
+        for d in &v.allowed_email_domains {
+            let domain = d.value.0.trim().to_ascii_lowercase();
+            if domain.is_empty() || domain.contains('@') || domain.contains(char::is_whitespace) {
+                ctx.err(
+                    d.referenced,
+                    &key("allowed_email_domains"),
+                    format!(
+                        "`{}` is not a domain; write it without `@`, e.g. \"example.com\"",
+                        &*d.value
+                    ),
+                );
+            }
+            domains.push(domain);
+        }
+        let logout_at_idp = match v.logout.as_ref().map(|l| (l, l.value.0.as_str())) {
+            None | Some((_, "local")) => false,
+            Some((_, "idp")) => true,
+            Some((l, other)) => {
+                ctx.err(
+                    l.referenced,
+                    &key("logout"),
+                    format!("`{other}` is not a logout mode; use local or idp"),
+                );
+                false
+            }
+        };
+        let recheck_interval = v
+            .recheck_interval
+            .as_ref()
+            .map_or(300_000, |d| crate::clock::ms(d.value.0.as_secs()));
+        if recheck_interval == 0 {
+            ctx.err(
+                v.recheck_interval
+                    .as_ref()
+                    .map_or(p.referenced, |d| d.referenced),
+                &key("recheck_interval"),
+                "must be at least 1s",
+            );
+        }
+        let (Some(base), Some(prefix)) = (&base, auth_prefix) else {
+            continue;
+        };
+        providers.push(std::sync::Arc::new(ProviderSettings {
+            name: v
+                .name
+                .as_ref()
+                .map_or_else(|| id.clone(), |n| n.value.0.clone()),
+            redirect_uri: format!("{base}{prefix}/oidc/{id}/callback"),
+            backchannel_uri: format!("{base}{prefix}/oidc/{id}/backchannel-logout"),
+            id,
+            issuer,
+            client_id: v.client_id.value.0.clone(),
+            client_secret: v.client_secret.as_ref().map(|s| s.value.0.clone()),
+            scopes,
+            username_claim: v
+                .username_claim
+                .as_ref()
+                .map_or_else(|| "email".to_string(), |c| c.value.0.clone()),
+            roles_claim: v.roles_claim.as_ref().map(|c| c.value.0.clone()),
+            role_map: v
+                .role_map
+                .iter()
+                .map(|(k, r)| (k.clone(), r.0.clone()))
+                .collect(),
+            allowed_email_domains: domains,
+            allowed_roles: v.allowed_roles.iter().map(|r| r.value.0.clone()).collect(),
+            require_verified_email: v.require_verified_email,
+            recheck_interval,
+            logout_at_idp,
+        }));
+    }
+    Some(crate::oidc::OidcSettings {
+        password_login: o.value.password_login,
+        providers,
     })
 }
 
@@ -697,6 +911,9 @@ fn build_tokens(ctx: &mut Ctx<'_>, t: &file::Tokens, base: &Path) -> Option<Toke
             "issuer and audience must not be empty",
         );
     }
+    // The key that seals what sessions keep secret (an IdP refresh token): derived from the
+    // signing secret, so rotating the signing key also rotates it.
+    let mut seal_material: Vec<u8> = Vec::new();
     let keys = if is_symmetric(alg) {
         if let Some(k) = &t.signing_key {
             ctx.err(
@@ -717,9 +934,12 @@ fn build_tokens(ctx: &mut Ctx<'_>, t: &file::Tokens, base: &Path) -> Option<Toke
                 ctx.err(Location::UNKNOWN, "tokens.secret", format!("is required for {alg:?} (at least 32 bytes, e.g. from ${{GATEHOUSE_SECRET}})"));
                 None
             }
-            Some(s) => KeySet::symmetric(alg, s.value.as_bytes())
-                .map_err(|e| ctx.err(s.referenced, "tokens.secret", e.to_string()))
-                .ok(),
+            Some(s) => {
+                seal_material = s.value.as_bytes().to_vec();
+                KeySet::symmetric(alg, s.value.as_bytes())
+                    .map_err(|e| ctx.err(s.referenced, "tokens.secret", e.to_string()))
+                    .ok()
+            }
         }
     } else {
         if let Some(s) = &t.secret {
@@ -761,6 +981,7 @@ fn build_tokens(ctx: &mut Ctx<'_>, t: &file::Tokens, base: &Path) -> Option<Toke
             return None;
         };
         let signing_pem = read(ctx, signing, "tokens.signing_key")?;
+        seal_material = signing_pem.clone();
         let mut verify_pems = Vec::new();
         for (i, v) in t.verify_keys.iter().enumerate() {
             verify_pems.extend(read(ctx, v, &format!("tokens.verify_keys[{i}]")));
@@ -796,6 +1017,7 @@ fn build_tokens(ctx: &mut Ctx<'_>, t: &file::Tokens, base: &Path) -> Option<Toke
         reuse_grace: t.refresh_reuse_grace.0.as_secs(),
         leeway: t.leeway.0.as_secs(),
         cache: Default::default(),
+        seal: crate::seal::SealKey::derive(&seal_material),
     })
 }
 
@@ -920,7 +1142,12 @@ fn collect_users(
             email: u.value.email.as_ref().map(|e| e.0.clone()),
             roles: u.value.roles.iter().map(|r| r.0.clone()).collect(),
             disabled: u.value.disabled,
+            oidc: u.value.oidc.as_ref().map(|o| o.value.0.clone()),
         });
+        if let Some(o) = &u.value.oidc {
+            ctx.links
+                .push((o.referenced, format!("{u_key}.oidc"), o.value.0.clone()));
+        }
     }
 }
 

@@ -33,6 +33,41 @@ pub struct File {
     pub logging: Logging,
     #[serde(default)]
     pub ui: Ui,
+    pub oidc: Option<S<Oidc>>,
+}
+
+/// `oidc:` (login through identity providers).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Oidc {
+    #[serde(default = "yes")]
+    pub password_login: bool,
+    #[serde(default)]
+    pub providers: Vec<S<Provider>>,
+}
+
+/// One `oidc.providers[]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provider {
+    pub id: S<Text>,
+    pub name: Option<S<Text>>,
+    pub issuer: S<Text>,
+    pub client_id: S<Text>,
+    pub client_secret: Option<S<Text>>,
+    pub scopes: Option<Vec<S<Text>>>,
+    pub username_claim: Option<S<Text>>,
+    pub roles_claim: Option<S<Text>>,
+    #[serde(default)]
+    pub role_map: std::collections::BTreeMap<String, Text>,
+    #[serde(default)]
+    pub allowed_email_domains: Vec<S<Text>>,
+    #[serde(default)]
+    pub allowed_roles: Vec<S<Text>>,
+    #[serde(default = "yes")]
+    pub require_verified_email: bool,
+    pub recheck_interval: Option<S<Dur>>,
+    pub logout: Option<S<Text>>,
 }
 
 /// `ui:` (branding of the login and error pages).
@@ -220,6 +255,8 @@ pub struct User {
     pub roles: Vec<Text>,
     #[serde(default)]
     pub disabled: bool,
+    /// The provider id whose user of the same name may sign in as this user.
+    pub oidc: Option<S<Text>>,
 }
 
 #[derive(Debug, Deserialize)]

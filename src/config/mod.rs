@@ -53,6 +53,8 @@ pub struct Config {
     pub logging: Logging,
     /// Branding of the login and error pages (`ui`).
     pub ui: crate::ui::Branding,
+    /// Login through identity providers (`oidc`), if configured.
+    pub oidc: Option<crate::oidc::OidcSettings>,
     /// Things that load but deserve an operator's look (printed at start and by `check`).
     pub warnings: Vec<String>,
 }

@@ -34,8 +34,15 @@ fn page_html(config: &Config, rd: &str, username: &str, error: Option<&str>) -> 
             )
         })
         .unwrap_or_default();
+    let providers = provider_buttons(config, rd);
+    let password_login = config.oidc.as_ref().is_none_or(|o| o.password_login);
+    if !password_login {
+        let branding = &config.ui;
+        let body = format!("{error}{providers}");
+        return ui::page(branding, &config.auth_prefix, &branding.title, None, &body);
+    }
     let form = format!(
-        r#"{error}<form method="post" action="{action}">
+        r#"{error}{providers}<form method="post" action="{action}">
 <input type="hidden" name="rd" value="{rd}">
 <label for="username">Username</label>
 <input id="username" name="username" type="text" autocomplete="username" value="{username}" required autofocus>
@@ -55,6 +62,32 @@ fn page_html(config: &Config, rd: &str, username: &str, error: Option<&str>) -> 
         (branding.title.as_str(), Some("Sign in"))
     };
     ui::page(branding, &config.auth_prefix, heading, sub, &form)
+}
+
+/// One *Sign in with NAME* button per identity provider: a link styled as a button (no
+/// JavaScript; a keyboard reaches it with Tab and follows it with Enter). A link, not a form:
+/// the page's `form-action 'self'` would stop a form's redirect on to the provider.
+fn provider_buttons(config: &Config, rd: &str) -> String {
+    let Some(oidc) = config.oidc.as_ref().filter(|o| !o.providers.is_empty()) else {
+        return String::new();
+    };
+    let rd: String = form_urlencoded::byte_serialize(rd.as_bytes()).collect();
+    let mut out = String::from("<div class=\"providers\">\n");
+    for p in &oidc.providers {
+        out.push_str(&format!(
+            "<a class=\"button provider\" href=\"{href}\">Sign in with {name}</a>\n",
+            href = escape(&format!(
+                "{}/oidc/{}/start?rd={rd}",
+                config.auth_prefix, p.id
+            )),
+            name = escape(&p.name),
+        ));
+    }
+    out.push_str("</div>\n");
+    if oidc.password_login {
+        out.push_str("<p class=\"divider\"><span>or with a password</span></p>\n");
+    }
+    out
 }
 
 fn query_param(canon: &CanonicalRequest, name: &str) -> Option<String> {
@@ -142,6 +175,9 @@ pub async fn submit(
     ctx: &RequestCtx,
 ) -> Result<Response<Body>, GatewayError> {
     refuse_cross_site(config, req.headers(), ctx)?;
+    if config.oidc.as_ref().is_some_and(|o| !o.password_login) {
+        return Err(GatewayError::PasswordLoginDisabled);
+    }
     let headers = req.headers().clone();
     let body = read_body(req, &config.limits).await?;
     let mut attempt = parse_attempt(&headers, &body)?;
@@ -153,7 +189,7 @@ pub async fn submit(
         .await
     {
         audit::login_locked(&canonical, &ip, locked.retry_after);
-        gw.metrics.login("locked");
+        gw.metrics.login("locked", "local");
         return Err(GatewayError::LockedOut {
             retry_after: locked.retry_after,
         });
@@ -182,7 +218,7 @@ pub async fn submit(
                 (None, None) => "unknown_user",
             };
             audit::login_failed(&canonical, &ip, reason);
-            gw.metrics.login("failure");
+            gw.metrics.login("failure", "local");
             if let Some(locked) = gw
                 .throttle_failure(&canonical, ctx.client_ip, ctx.now_ms, config.throttle)
                 .await
@@ -212,7 +248,7 @@ pub async fn submit(
     )
     .await?;
     audit::login_succeeded(&canonical, issued.identity.sid(), &ip);
-    gw.metrics.login("success");
+    gw.metrics.login("success", "local");
     let mut r = match attempt.kind {
         BodyKind::Json => json(StatusCode::OK, &token_body(&issued)),
         BodyKind::Form if cookies_will_be_dropped(config, &headers, ctx) => {

@@ -53,6 +53,13 @@ pub async fn logout(
         },
     };
     let ttl = config.tokens.revocation_ttl();
+    // `logout: idp`: the provider's session ends too (RP-initiated logout), for a browser.
+    let mut idp_logout = None;
+    if let Some((_, sid)) = session.as_ref().filter(|_| !wants_json(req.headers())) {
+        if let Some(link) = gw.store.session(sid).await?.and_then(|s| s.idp) {
+            idp_logout = super::oidc::idp_logout_url(gw, config, &link).await;
+        }
+    }
     if let Some((user, sid)) = session {
         if all {
             let sids = gw.store.revoke_user(&user, ctx.now_ms, ttl).await?;
@@ -67,9 +74,10 @@ pub async fn logout(
         *r.status_mut() = StatusCode::NO_CONTENT;
     } else {
         *r.status_mut() = StatusCode::SEE_OTHER;
-        let target = match param(canon, "rd") {
-            Some(rd) => safe_return(Some(&rd)),
-            None => format!("{}/login", config.auth_prefix),
+        let target = match (idp_logout, param(canon, "rd")) {
+            (Some(idp), _) => idp,
+            (None, Some(rd)) => safe_return(Some(&rd)),
+            (None, None) => format!("{}/login", config.auth_prefix),
         };
         let location = HeaderValue::from_str(&target).unwrap_or(HeaderValue::from_static("/"));
         r.headers_mut().insert(LOCATION, location);

@@ -6,6 +6,7 @@ mod forward_auth;
 mod jwks;
 mod login;
 mod logout;
+pub mod oidc;
 pub mod redirect;
 mod refresh;
 mod userinfo;
@@ -31,6 +32,23 @@ pub async fn serve(
 ) -> Result<Response<Body>, GatewayError> {
     let sub = &canon.path()[config.auth_prefix.len()..];
     let method = req.method().clone();
+    if let Some((id, step)) = sub
+        .strip_prefix("/oidc/")
+        .and_then(|rest| rest.split_once('/'))
+    {
+        return match (step, method) {
+            ("start", Method::GET | Method::HEAD) => {
+                oidc::start(gw, config, &req, canon, ctx, id).await
+            }
+            ("callback", Method::GET) => oidc::callback(gw, config, &req, canon, ctx, id).await,
+            // From the provider's servers, not a browser: no cross-site check.
+            ("backchannel-logout", Method::POST) => {
+                oidc::backchannel_logout(gw, config, req, ctx, id).await
+            }
+            ("start" | "callback" | "backchannel-logout", _) => Err(GatewayError::MethodNotAllowed),
+            _ => Err(GatewayError::NotFound),
+        };
+    }
     match (sub, method) {
         ("/login", Method::GET | Method::HEAD) => login::page(config, &req, canon, ctx),
         ("/login", Method::POST) => login::submit(gw, config, req, ctx).await,

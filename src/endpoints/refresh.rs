@@ -43,7 +43,16 @@ pub async fn refresh(
     let Some(presented) = from_body.or(cookie) else {
         return Ok(invalid(config));
     };
-    match refresh_with_audit(config, &gw.store, &gw.metrics, &presented, ctx.now_ms).await {
+    match refresh_with_audit(
+        config,
+        &gw.store,
+        &gw.metrics,
+        &gw.oidc,
+        &presented,
+        ctx.now_ms,
+    )
+    .await
+    {
         Ok(issued) => {
             let mut r = json(StatusCode::OK, &token_body(&issued));
             set_token_cookies(config, &mut r, &issued);
@@ -54,7 +63,8 @@ pub async fn refresh(
         Err(
             RefreshError::Invalid
             | RefreshError::ReuseDetected { .. }
-            | RefreshError::UserChanged { .. },
+            | RefreshError::UserChanged { .. }
+            | RefreshError::IdpRefused { .. },
         ) => Ok(invalid(config)),
     }
 }

@@ -22,7 +22,7 @@ pub async fn userinfo(
     ctx: &RequestCtx,
 ) -> Result<Response<Body>, GatewayError> {
     let creds = extract(req.headers(), &config.cookies);
-    let auth = authenticate(config, &gw.store, &gw.metrics, &creds, ctx.now_ms)
+    let auth = authenticate(config, &gw.store, &gw.metrics, &gw.oidc, &creds, ctx.now_ms)
         .await
         .map_err(|unauth| {
             if let Some(e) = unauth.store_error {

@@ -10,14 +10,16 @@ use std::sync::Arc;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::memory::{MemoryStore, RefreshRecord};
-use super::{RotateOutcome, RotationPolicy, SessionRecord, StoreCounts, StoreError, TokenHash};
+use super::{
+    IdpLink, RotateOutcome, RotationPolicy, SessionRecord, StoreCounts, StoreError, TokenHash,
+};
 
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 const REFRESH: TableDefinition<&[u8], &[u8]> = TableDefinition::new("refresh");
 const REVOKED: TableDefinition<&str, u64> = TableDefinition::new("revoked");
 
 enum Write {
-    Session(SessionRecord),
+    Session(Box<SessionRecord>),
     DropSession(String),
     Refresh(TokenHash, RefreshRecord),
     Revoked(String, u64),
@@ -164,7 +166,7 @@ impl DurableStore {
         refresh: TokenHash,
     ) -> Result<(), StoreError> {
         self.mem.create_session(s.clone(), refresh);
-        let mut writes = vec![Write::Session(s)];
+        let mut writes = vec![Write::Session(Box::new(s))];
         writes.extend(self.refresh_write(&refresh));
         self.persist(writes).await
     }
@@ -179,7 +181,7 @@ impl DurableStore {
         let outcome = self.mem.rotate(presented, successor, now, policy);
         let writes = match &outcome {
             RotateOutcome::Rotated(s) => {
-                let mut w = vec![Write::Session(s.clone())];
+                let mut w = vec![Write::Session(Box::new(s.clone()))];
                 w.extend(self.refresh_write(presented));
                 w.extend(self.refresh_write(&successor));
                 w
@@ -230,6 +232,29 @@ impl DurableStore {
         }
         self.persist(writes).await?;
         Ok(sids)
+    }
+
+    pub fn all_sessions(&self) -> Vec<SessionRecord> {
+        self.mem.all_sessions()
+    }
+
+    pub async fn update_idp(&self, sid: &str, link: &IdpLink) -> Result<bool, StoreError> {
+        if !self.mem.update_idp(sid, link) {
+            return Ok(false);
+        }
+        match self.mem.session(sid) {
+            Some(s) => self
+                .persist(vec![Write::Session(Box::new(s))])
+                .await
+                .map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// Kept in memory only: after a restart a replayed `state` still fails its cookie
+    /// check, and the IdP refuses a code twice.
+    pub fn remember_once(&self, key: &str, now: u64, until: u64) -> bool {
+        self.mem.remember_once(key, now, until)
     }
 
     pub fn is_revoked(&self, sid: &str) -> bool {

@@ -6,7 +6,7 @@
 
 use dashmap::DashMap;
 
-use super::{RotateOutcome, RotationPolicy, SessionRecord, StoreCounts, TokenHash};
+use super::{IdpLink, RotateOutcome, RotationPolicy, SessionRecord, StoreCounts, TokenHash};
 
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub(super) enum RefreshState {
@@ -40,6 +40,8 @@ pub struct MemoryStore {
     /// sid → until when the revocation must be remembered. Checked on every request, so
     /// hashed with foldhash (randomly seeded) rather than SipHash.
     revoked: DashMap<String, u64, foldhash::fast::RandomState>,
+    /// Keys seen once (OIDC `state`, logout-token `jti`) → until when.
+    once: DashMap<String, u64>,
 }
 
 enum Step {
@@ -217,6 +219,43 @@ impl MemoryStore {
             .retain(|_, s| now < s.expires_at && now < s.idle_expires_at);
         self.refresh.retain(|_, r| now < r.expires_at);
         self.revoked.retain(|_, until| *until > now);
+        self.once.retain(|_, until| *until > now);
+    }
+
+    pub fn all_sessions(&self) -> Vec<SessionRecord> {
+        self.sessions
+            .iter()
+            .filter(|s| !self.revoked.contains_key(&s.sid))
+            .map(|s| s.clone())
+            .collect()
+    }
+
+    pub fn update_idp(&self, sid: &str, link: &IdpLink) -> bool {
+        if self.revoked.contains_key(sid) {
+            return false;
+        }
+        match self.sessions.get_mut(sid) {
+            Some(mut s) => {
+                s.idp = Some(link.clone());
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn remember_once(&self, key: &str, now: u64, until: u64) -> bool {
+        use dashmap::mapref::entry::Entry;
+        match self.once.entry(key.to_string()) {
+            Entry::Occupied(mut e) if *e.get() <= now => {
+                e.insert(until);
+                true
+            }
+            Entry::Occupied(_) => false,
+            Entry::Vacant(e) => {
+                e.insert(until);
+                true
+            }
+        }
     }
 
     pub fn counts(&self) -> StoreCounts {

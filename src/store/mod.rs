@@ -45,6 +45,57 @@ pub struct SessionRecord {
     pub user_agent: String,
     /// Hash of the user's password hash at login: a changed password ends the session.
     pub credential_fingerprint: String,
+    /// For a login through an identity provider: which one, and what it said. Kept as one
+    /// JSON string inside the record, so Redis scripts pass it through untouched.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "idp_as_string"
+    )]
+    pub idp: Option<IdpLink>,
+}
+
+/// What a session from an identity provider remembers about it (SPEC §11).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IdpLink {
+    pub provider: String,
+    /// The IdP's `sub` and session id (`sid`), for back-channel logout.
+    pub sub: String,
+    #[serde(default)]
+    pub sid: Option<String>,
+    pub email: Option<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// The IdP's refresh token, sealed (`crate::seal`) to this session: never stored or
+    /// logged in the clear.
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+    /// When the IdP last confirmed the user (Unix ms).
+    pub checked_at: u64,
+}
+
+mod idp_as_string {
+    use super::IdpLink;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<IdpLink>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(link) => {
+                let json = serde_json::to_string(link).map_err(serde::ser::Error::custom)?;
+                s.serialize_some(&json)
+            }
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<IdpLink>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            Some(json) => serde_json::from_str(&json)
+                .map(Some)
+                .map_err(serde::de::Error::custom),
+            None => Ok(None),
+        }
+    }
 }
 
 impl SessionRecord {
@@ -152,6 +203,53 @@ impl Store {
             Store::Memory(m) => Ok(m.sessions_of(user)),
             Store::Durable(d) => Ok(d.sessions_of(user)),
             Store::Redis(r) => r.sessions_of(user).await,
+        }
+    }
+
+    /// Sessions from one identity provider's session (`sid`) or user (`sub`): with `sid`,
+    /// those of that IdP session (and of `sub`, when given too); with only `sub`, all of that
+    /// user's.
+    pub async fn sessions_of_idp(
+        &self,
+        provider: &str,
+        sub: Option<&str>,
+        sid: Option<&str>,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let all = match self {
+            Store::Memory(m) => m.all_sessions(),
+            Store::Durable(d) => d.all_sessions(),
+            Store::Redis(r) => r.sessions_of_idp(provider, sub, sid).await?,
+        };
+        Ok(all
+            .into_iter()
+            .filter(|s| {
+                s.idp.as_ref().is_some_and(|l| {
+                    l.provider == provider
+                        && sub.is_none_or(|sub| l.sub == sub)
+                        && sid.is_none_or(|sid| l.sid.as_deref() == Some(sid))
+                })
+            })
+            .collect())
+    }
+
+    /// Replaces a live session's provider link (after a recheck at the IdP). Returns whether
+    /// the session was live.
+    pub async fn update_idp(&self, sid: &str, link: &IdpLink) -> Result<bool, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.update_idp(sid, link)),
+            Store::Durable(d) => d.update_idp(sid, link).await,
+            Store::Redis(r) => r.update_idp(sid, link).await,
+        }
+    }
+
+    /// Records `key` until `until` (Unix ms); `true` the first time, `false` while it is
+    /// remembered (a replayed OIDC `state` or logout-token `jti`). Shared by replicas with
+    /// Redis; per process otherwise.
+    pub async fn remember_once(&self, key: &str, now: u64, until: u64) -> Result<bool, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.remember_once(key, now, until)),
+            Store::Durable(d) => Ok(d.remember_once(key, now, until)),
+            Store::Redis(r) => r.remember_once(key, until).await,
         }
     }
 

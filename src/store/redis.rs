@@ -19,7 +19,9 @@ use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 
-use super::{RotateOutcome, RotationPolicy, SessionRecord, StoreCounts, StoreError, TokenHash};
+use super::{
+    IdpLink, RotateOutcome, RotationPolicy, SessionRecord, StoreCounts, StoreError, TokenHash,
+};
 
 /// Redis calls give up after this: a login waits at most this long before its 503.
 const CALL_TIMEOUT: Duration = Duration::from_secs(1);
@@ -72,6 +74,17 @@ redis.call('PUBLISH', prefix .. 'revocations', sid .. ' ' .. untl)
 if s then return 1 else return 0 end
 "#;
 
+const UPDATE_IDP: &str = r#"
+local s = redis.call('GET', KEYS[1])
+if not s then return 0 end
+local sess = cjson.decode(s)
+sess.idp = ARGV[1]
+local exp = tonumber(sess.expires_at)
+if exp > 0 and exp < 100000000000 then exp = exp * 1000 end
+redis.call('SET', KEYS[1], cjson.encode(sess), 'PXAT', exp)
+return 1
+"#;
+
 pub struct RedisStore {
     client: redis::Client,
     prefix: String,
@@ -86,6 +99,7 @@ pub struct RedisStore {
     sessions_seen: Arc<AtomicUsize>,
     rotate: Script,
     revoke: Script,
+    update_idp: Script,
     sync_task: tokio::task::JoinHandle<()>,
 }
 
@@ -130,6 +144,7 @@ impl RedisStore {
             sessions_seen: Arc::new(AtomicUsize::new(0)),
             rotate: Script::new(ROTATE),
             revoke: Script::new(REVOKE),
+            update_idp: Script::new(UPDATE_IDP),
             sync_task,
         }
     }
@@ -210,7 +225,89 @@ impl RedisStore {
             .arg(s.expires_at)
             .arg("NX")
             .ignore();
+        // Back-channel logout finds a provider's sessions by the IdP's `sub` and `sid`.
+        if let Some(link) = &s.idp {
+            let mut index = vec![self.idp_key(&link.provider, "sub", &link.sub)];
+            index.extend(
+                link.sid
+                    .as_ref()
+                    .map(|sid| self.idp_key(&link.provider, "sid", sid)),
+            );
+            for key in index {
+                pipe.cmd("SADD")
+                    .arg(&key)
+                    .arg(&s.sid)
+                    .ignore()
+                    .cmd("PEXPIREAT")
+                    .arg(&key)
+                    .arg(s.expires_at)
+                    .arg("GT")
+                    .ignore()
+                    .cmd("PEXPIREAT")
+                    .arg(&key)
+                    .arg(s.expires_at)
+                    .arg("NX")
+                    .ignore();
+            }
+        }
         self.timed(pipe.query_async::<()>(&mut c)).await
+    }
+
+    fn idp_key(&self, provider: &str, kind: &str, id: &str) -> String {
+        // The ids are the IdP's: hashed, so no character of theirs shapes our key space.
+        let h = super::hash_token(&format!("{provider}\n{kind}\n{id}"));
+        self.key("idp", &hex(&h))
+    }
+
+    pub async fn sessions_of_idp(
+        &self,
+        provider: &str,
+        sub: Option<&str>,
+        sid: Option<&str>,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let key = match (sid, sub) {
+            (Some(sid), _) => self.idp_key(provider, "sid", sid),
+            (None, Some(sub)) => self.idp_key(provider, "sub", sub),
+            (None, None) => return Ok(Vec::new()),
+        };
+        let mut c = self.conn()?;
+        let sids: Vec<String> = self.timed(c.smembers(key)).await?;
+        let mut out = Vec::new();
+        for sid in sids {
+            if let Some(s) = self.session(&sid).await? {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn update_idp(&self, sid: &str, link: &IdpLink) -> Result<bool, StoreError> {
+        if self.is_revoked(sid) {
+            return Ok(false);
+        }
+        let json = serde_json::to_string(link).map_err(unavailable)?;
+        let mut c = self.conn()?;
+        let mut inv = self.update_idp.key(self.key("session", sid));
+        inv.arg(json);
+        let updated: i64 = self.timed(inv.invoke_async(&mut c)).await?;
+        Ok(updated == 1)
+    }
+
+    pub async fn remember_once(&self, key: &str, until: u64) -> Result<bool, StoreError> {
+        let mut c = self.conn()?;
+        let h = super::hash_token(key);
+        let set: Option<String> = self
+            .timed(
+                redis::cmd("SET")
+                    .arg(self.key("once", &hex(&h)))
+                    .arg(1)
+                    .arg("NX")
+                    .arg("PXAT")
+                    .arg(until)
+                    .query_async(&mut c),
+            )
+            .await?;
+        Ok(set.is_some())
     }
 
     pub async fn rotate(

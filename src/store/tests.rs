@@ -27,6 +27,7 @@ fn session(sid: &str, user: &str, now: u64) -> SessionRecord {
         client_ip: "127.0.0.1".into(),
         user_agent: "test".into(),
         credential_fingerprint: "fp".into(),
+        idp: None,
     }
 }
 
@@ -442,4 +443,104 @@ async fn a_durable_store_written_in_seconds_loads_as_milliseconds() {
         RotateOutcome::Rotated(_)
     ));
     let _ = std::fs::remove_file(&path);
+}
+
+fn idp_session(sid: &str, user: &str, sub: &str, idp_sid: Option<&str>) -> SessionRecord {
+    let mut s = session(sid, user, b());
+    s.idp = Some(IdpLink {
+        provider: "corp".into(),
+        sub: sub.into(),
+        sid: idp_sid.map(str::to_string),
+        email: Some(format!("{user}@example.com")),
+        roles: Vec::new(),
+        refresh_token: Some("sealed".into()),
+        checked_at: b(),
+    });
+    s
+}
+
+#[tokio::test]
+async fn provider_sessions_are_found_by_idp_sid_or_sub_and_survive_rotation_on_every_backend() {
+    let (stores, _server) = every_backend().await;
+    for store in &stores {
+        for (sid, user, sub, idp_sid) in [
+            ("p1", "ann", "sub-ann", Some("idp-1")),
+            ("p2", "ann", "sub-ann", Some("idp-2")),
+            ("p3", "bob", "sub-bob", Some("idp-1")),
+        ] {
+            store
+                .create_session(idp_session(sid, user, sub, idp_sid), hash_token(sid))
+                .await
+                .unwrap();
+        }
+        store
+            .create_session(session("local", "ann", b()), hash_token("local"))
+            .await
+            .unwrap();
+        let sids = |v: Vec<SessionRecord>| {
+            let mut s: Vec<String> = v.into_iter().map(|s| s.sid).collect();
+            s.sort();
+            s
+        };
+        let by_sub = store
+            .sessions_of_idp("corp", Some("sub-ann"), None)
+            .await
+            .unwrap();
+        assert_eq!(sids(by_sub), ["p1", "p2"]);
+        let by_sid = store
+            .sessions_of_idp("corp", Some("sub-ann"), Some("idp-1"))
+            .await
+            .unwrap();
+        assert_eq!(sids(by_sid), ["p1"], "sid and sub together narrow");
+        let other_provider = store
+            .sessions_of_idp("other", Some("sub-ann"), None)
+            .await
+            .unwrap();
+        assert!(other_provider.is_empty());
+        // Rotation (a Lua script on Redis) keeps the link intact, roles list included.
+        let outcome = store
+            .rotate(&hash_token("p1"), hash_token("p1b"), b() + 1, POLICY)
+            .await
+            .unwrap();
+        let RotateOutcome::Rotated(rotated) = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(
+            rotated.idp,
+            idp_session("p1", "ann", "sub-ann", Some("idp-1")).idp
+        );
+        // A recheck's update is kept; a revoked session is not updated.
+        let mut link = rotated.idp.clone().unwrap();
+        link.roles = vec!["admin".into()];
+        link.checked_at = b() + 5;
+        assert!(store.update_idp("p1", &link).await.unwrap());
+        assert_eq!(
+            store.session("p1").await.unwrap().unwrap().idp,
+            Some(link.clone())
+        );
+        store.revoke_session("p2", b() + 2, 400).await.unwrap();
+        assert!(!store.update_idp("p2", &link).await.unwrap());
+        let after = store
+            .sessions_of_idp("corp", Some("sub-ann"), None)
+            .await
+            .unwrap();
+        assert_eq!(sids(after), ["p1"], "a revoked session is not found");
+    }
+}
+
+#[tokio::test]
+async fn a_key_is_remembered_once_until_it_expires_on_every_backend() {
+    let (stores, _server) = every_backend().await;
+    for store in &stores {
+        let until = crate::clock::now_ms() + 60_000;
+        let now = crate::clock::now_ms();
+        assert!(store.remember_once("jti-1", now, until).await.unwrap());
+        assert!(!store.remember_once("jti-1", now, until).await.unwrap());
+        assert!(store.remember_once("jti-2", now, until).await.unwrap());
+    }
+    // In memory the expiry is exact (Redis expires keys on its own clock).
+    let m = Store::Memory(MemoryStore::new());
+    assert!(m.remember_once("k", 1_000, 2_000).await.unwrap());
+    assert!(!m.remember_once("k", 1_999, 3_000).await.unwrap());
+    assert!(m.remember_once("k", 2_000, 3_000).await.unwrap());
 }

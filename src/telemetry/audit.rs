@@ -31,6 +31,20 @@ pub fn sessions_revoked(user: &str, sids: &[String], reason: &'static str) {
     info!(target: "audit", event = "sessions_revoked", user, count = sids.len(), reason, "sessions revoked");
 }
 
+/// Sessions ended because an identity provider said so (a refused recheck, a back-channel
+/// logout).
+pub fn sessions_revoked_by_provider(user: &str, sids: &[String], provider: &str, reason: &str) {
+    info!(target: "audit", event = "sessions_revoked", user, count = sids.len(), provider, reason, "sessions revoked");
+}
+
+pub fn oidc_login_succeeded(user: &str, sid: &str, ip: &str, provider: &str) {
+    info!(target: "audit", event = "login_succeeded", user, session = sid, client.ip = ip, provider, "login succeeded");
+}
+
+pub fn oidc_login_failed(user: &str, ip: &str, provider: &str, reason: &str) {
+    warn!(target: "audit", event = "login_failed", user, client.ip = ip, provider, reason, "login failed");
+}
+
 /// An upstream tried to set one of the gateway's cookies; the `Set-Cookie` was removed.
 pub fn upstream_cookie_dropped(route: &str, cookie: &str) {
     warn!(target: "audit", event = "upstream_cookie_dropped", route, cookie, "the upstream tried to set a gateway cookie; removed");

@@ -104,6 +104,13 @@ pub struct ResultLabel {
     pub result: &'static str,
 }
 
+/// `gatehouse_logins_total`: the result, and `local` or the identity provider's id.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LoginLabel {
+    pub result: &'static str,
+    pub provider: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteKind {
     pub route: RouteName,
@@ -137,7 +144,7 @@ pub struct Metrics {
     pub requests: Family<RouteStatus, Counter>,
     pub duration: HistogramFamily,
     pub auth_decisions: Family<ResultLabel, Counter>,
-    pub logins: Family<ResultLabel, Counter>,
+    pub logins: Family<LoginLabel, Counter>,
     pub refresh: Family<ResultLabel, Counter>,
     pub sessions_active: Gauge,
     pub revocations_active: Gauge,
@@ -156,7 +163,7 @@ impl Metrics {
         let requests = Family::<RouteStatus, Counter>::default();
         let duration: HistogramFamily = Family::new_with_constructor(latency_histogram);
         let auth_decisions = Family::<ResultLabel, Counter>::default();
-        let logins = Family::<ResultLabel, Counter>::default();
+        let logins = Family::<LoginLabel, Counter>::default();
         let refresh = Family::<ResultLabel, Counter>::default();
         let sessions_active = Gauge::default();
         let revocations_active = Gauge::default();
@@ -229,13 +236,17 @@ impl Metrics {
     /// and dashboards see zeros rather than gaps.
     pub fn prime<'a>(&self, routes: impl IntoIterator<Item = &'a str>) {
         for result in ["success", "failure", "locked"] {
-            let _ = self.logins.get_or_create(&ResultLabel { result });
+            let _ = self.logins.get_or_create(&LoginLabel {
+                result,
+                provider: "local".into(),
+            });
         }
         for result in [
             "rotated",
             "grace",
             "reuse_detected",
             "user_changed",
+            "idp_refused",
             "invalid",
             "error",
         ] {
@@ -296,8 +307,15 @@ impl Metrics {
         };
     }
 
-    pub fn login(&self, result: &'static str) {
-        let _ = self.logins.get_or_create(&ResultLabel { result }).inc();
+    /// A login's outcome; `provider`: `local` for the password form, else the provider id.
+    pub fn login(&self, result: &'static str, provider: &str) {
+        let _ = self
+            .logins
+            .get_or_create(&LoginLabel {
+                result,
+                provider: provider.to_string(),
+            })
+            .inc();
     }
 
     pub fn refresh_result(&self, result: &'static str) {
