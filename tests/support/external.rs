@@ -37,6 +37,17 @@ pub fn find(program: &str, candidates: &[&str]) -> Option<PathBuf> {
     found
 }
 
+/// Says loudly that something a test needs is missing: a panic under CI, a skip otherwise.
+pub fn missing(what: &str, why: &str) {
+    let msg = format!(
+        "\n\n!!!! SKIPPED: {why}: {what}. Set GATEHOUSE_REQUIRE_EXTERNAL=1 to make this a failure.\n"
+    );
+    if required() {
+        panic!("{msg}");
+    }
+    eprintln!("{msg}");
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

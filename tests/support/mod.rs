@@ -20,6 +20,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub mod external;
+pub mod oidc;
+
 pub const SECRET: &str = "test-secret-test-secret-test-secret-0123";
 
 /// Password hashes are expensive; make each once per test binary.
@@ -347,11 +350,21 @@ impl TestGateway {
         dir: PathBuf,
         yaml: &str,
     ) -> Result<TestGateway, gatehouse::config::ConfigErrors> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(listener, dir, yaml).await
+    }
+
+    /// On a listener bound beforehand: for configs that name their own address
+    /// (`public_url`, redirect URIs registered at an identity provider).
+    pub async fn start_on(
+        listener: TcpListener,
+        dir: PathBuf,
+        yaml: &str,
+    ) -> Result<TestGateway, gatehouse::config::ConfigErrors> {
         gatehouse::install_crypto_providers();
         let path = dir.join("gateway.yaml");
         std::fs::write(&path, yaml).unwrap();
         let config = gatehouse::config::parse(yaml, &path, env)?;
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let has_admin = config.admin.is_some();
         let has_tls = config.tls.is_some();
