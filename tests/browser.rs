@@ -2,9 +2,8 @@
 //! lands on the page it asked for, cannot read the cookies from JavaScript, stays logged in
 //! past `access_ttl` without seeing the login page, and logs out.
 
-#[path = "support/external.rs"]
-mod external;
 mod support;
+use support::external;
 
 use std::process::Command;
 use std::time::Duration;

@@ -3,9 +3,8 @@
 //! Proves allow, 401-to-login, 403, that forged identity headers and Gatehouse's cookies never
 //! reach the app, and that refreshed cookies reach the browser.
 
-#[path = "support/external.rs"]
-mod external;
 mod support;
+use support::external;
 
 use std::process::Command;
 use std::time::Duration;

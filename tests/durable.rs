@@ -1,11 +1,9 @@
 //! The durable memory store (`store.path`, SPEC §8): sessions, rotations and revocations
 //! survive a restart by SIGTERM and a `kill -9` under load.
 
-#[path = "support/binary.rs"]
-mod binary;
-#[path = "support/external.rs"]
-mod external;
 mod support;
+use support::binary;
+use support::external;
 
 use std::time::Duration;
 

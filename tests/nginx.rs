@@ -2,9 +2,8 @@
 //! using the shipped example config (`examples/nginx/gatehouse.conf`) with only the ports
 //! changed. Proves allow, 401-to-login, 403, and that refreshed cookies reach the browser.
 
-#[path = "support/external.rs"]
-mod external;
 mod support;
+use support::external;
 
 use std::process::Command;
 use std::time::Duration;

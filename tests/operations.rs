@@ -1,11 +1,9 @@
 //! Operating the real binary (SPEC §9): reload on file change and SIGHUP with the old config
 //! kept on a bad edit, and graceful shutdown on SIGTERM.
 
-#[path = "support/binary.rs"]
-mod binary;
-#[path = "support/external.rs"]
-mod external;
 mod support;
+use support::binary;
+use support::external;
 
 use std::time::{Duration, Instant};
 

@@ -1,9 +1,8 @@
 //! The Redis backend with a real `redis-server` (SPEC §8): two gateway replicas share
 //! sessions, rotation and revocations; Redis going down and coming back.
 
-#[path = "support/external.rs"]
-mod external;
 mod support;
+use support::external;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{base_yaml, Upstream, SECRET};
+use super::{base_yaml, Upstream, SECRET};
 
 pub struct Binary {
     pub child: Child,
