@@ -103,13 +103,31 @@ impl RealProvider {
     pub async fn sign_in(&self, authorize_url: &str, account: &str) -> String {
         let idp = Client::new(self.addr());
         let mut url = strip_origin(authorize_url, &self.issuer);
-        for _ in 0..10 {
+        for _ in 0..12 {
             let r = idp.get(&url).await;
-            if r.status == StatusCode::OK && r.body.contains("name=\"login\"") {
-                // The login form: post it where it says.
+            if r.status == StatusCode::OK && r.body.contains("<form") {
+                // The login form (or a consent form): post it where it says, hidden fields
+                // and all, with the account as the login.
                 let action = between(&r.body, "action=\"", "\"").expect("form action");
+                let mut fields: Vec<(String, String)> = r
+                    .body
+                    .split("<input")
+                    .skip(1)
+                    .filter(|i| i.contains("type=\"hidden\""))
+                    .filter_map(|i| {
+                        Some((between(i, "name=\"", "\"")?, between(i, "value=\"", "\"")?))
+                    })
+                    .collect();
+                if r.body.contains("name=\"login\"") {
+                    fields.push(("login".into(), account.into()));
+                    fields.push(("password".into(), "any".into()));
+                }
+                let form: Vec<(&str, &str)> = fields
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
                 let r = idp
-                    .post_form(&action, &[("login", account), ("password", "any")])
+                    .post_form(&strip_origin(&action, &self.issuer), &form)
                     .await;
                 assert!(r.status.is_redirection(), "{} {}", r.status, r.body);
                 url = strip_origin(r.header("location").unwrap(), &self.issuer);
