@@ -11,21 +11,11 @@ use std::time::Duration;
 use fantoccini::{ClientBuilder, Locator};
 use support::*;
 
-#[tokio::test]
-async fn a_browser_logs_in_stays_logged_in_past_access_ttl_and_logs_out() {
-    let Some(chromium) = external::find("chromium", &["/usr/bin/chromium"]) else {
-        return;
-    };
-    let Some(driver) = external::find("chromedriver", &["/usr/bin/chromedriver"]) else {
-        return;
-    };
-
-    let up = Upstream::start().await;
-    let yaml =
-        base_yaml(&up.url(), default_routes()).replace("  access_ttl: 5m\n", "  access_ttl: 2s\n");
-    let gw = TestGateway::start(&yaml).await;
-    let base = format!("http://127.0.0.1:{}", gw.addr.port());
-
+/// Headless Chromium through chromedriver on a free port (the process stops when dropped).
+async fn open_browser(
+    chromium: std::path::PathBuf,
+    driver: std::path::PathBuf,
+) -> (external::Process, fantoccini::Client) {
     let port = external::free_port();
     let mut cmd = Command::new(driver);
     cmd.arg(format!("--port={port}"));
@@ -53,6 +43,26 @@ async fn a_browser_logs_in_stays_logged_in_past_access_ttl_and_logs_out() {
         .connect(&format!("http://127.0.0.1:{port}"))
         .await
         .expect("chromedriver session");
+
+    (chromedriver, browser)
+}
+
+#[tokio::test]
+async fn a_browser_logs_in_stays_logged_in_past_access_ttl_and_logs_out() {
+    let Some(chromium) = external::find("chromium", &["/usr/bin/chromium"]) else {
+        return;
+    };
+    let Some(driver) = external::find("chromedriver", &["/usr/bin/chromedriver"]) else {
+        return;
+    };
+
+    let up = Upstream::start().await;
+    let yaml =
+        base_yaml(&up.url(), default_routes()).replace("  access_ttl: 5m\n", "  access_ttl: 2s\n");
+    let gw = TestGateway::start(&yaml).await;
+    let base = format!("http://127.0.0.1:{}", gw.addr.port());
+
+    let (_chromedriver, browser) = open_browser(chromium, driver).await;
 
     let outcome = async {
         // 1. A protected page sends the browser to the login form.
@@ -138,6 +148,114 @@ async fn a_browser_logs_in_stays_logged_in_past_access_ttl_and_logs_out() {
         assert!(
             up.requests().iter().all(|r| r.uri != "/reports/q3"),
             "a logged-out browser reached the app"
+        );
+        Ok::<(), fantoccini::error::CmdError>(())
+    }
+    .await;
+    if outcome.is_err() {
+        eprintln!("page at failure: {:?}", browser.source().await);
+    }
+    let _ = browser.close().await;
+    outcome.expect("browser step failed");
+    gw.stop().await;
+}
+
+/// The OIDC flow in a real browser against a real provider: the login page's *Sign in with*
+/// button, the provider's own login form, and back on the app with the identity headers.
+#[tokio::test]
+async fn a_browser_signs_in_through_a_real_identity_provider() {
+    let Some(chromium) = external::find("chromium", &["/usr/bin/chromium"]) else {
+        return;
+    };
+    let Some(driver) = external::find("chromedriver", &["/usr/bin/chromedriver"]) else {
+        return;
+    };
+    let up = Upstream::start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let clients = serde_json::json!([{
+        "client_id": "gatehouse",
+        "client_secret": "browser-client-secret-0123",
+        "redirect_uris": [format!("{base}/.gatehouse/oidc/corp/callback")],
+    }]);
+    let accounts = serde_json::json!({
+        "grace": {"email": "grace@example.com", "email_verified": true, "preferred_username": "grace"}
+    });
+    let Some(idp) =
+        support::oidc::RealProvider::start(external::free_port(), clients, accounts).await
+    else {
+        return;
+    };
+    let yaml = base_yaml(
+        &up.url(),
+        &format!(
+            "{}oidc:\n  providers:\n    - id: corp\n      name: \"Corp SSO\"\n      issuer: \"{}\"\n      client_id: gatehouse\n      client_secret: \"browser-client-secret-0123\"\n",
+            default_routes(),
+            idp.issuer
+        ),
+    )
+    .replace(
+        "  listen: \"127.0.0.1:0\"\n",
+        &format!("  listen: \"127.0.0.1:0\"\n  public_url: \"{base}\"\n"),
+    );
+    let gw = TestGateway::start_on(listener, temp_dir(), &yaml)
+        .await
+        .unwrap();
+    let (_chromedriver, browser) = open_browser(chromium, driver).await;
+    let outcome = async {
+        browser.goto(&format!("{base}/reports/q4")).await?;
+        assert_eq!(browser.current_url().await?.path(), "/.gatehouse/login");
+        // The provider's button, reached and pressed like any button.
+        browser
+            .find(Locator::LinkText("Sign in with Corp SSO"))
+            .await?
+            .click()
+            .await?;
+        // The provider's own login form.
+        let login = browser
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css("input[name=login]"))
+            .await?;
+        assert!(browser
+            .current_url()
+            .await?
+            .as_str()
+            .starts_with(&idp.issuer));
+        login.send_keys("grace").await?;
+        browser
+            .find(Locator::Css("input[name=password]"))
+            .await?
+            .send_keys("anything")
+            .await?;
+        browser
+            .find(Locator::Css("button[type=submit]"))
+            .await?
+            .click()
+            .await?;
+        browser
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_url(&url::Url::parse(&format!("{base}/reports/q4")).expect("url"))
+            .await?;
+        let body = browser.find(Locator::Css("body")).await?.text().await?;
+        assert!(body.contains("upstream saw GET /reports/q4"), "{body}");
+        let page = up
+            .requests()
+            .into_iter()
+            .find(|r| r.uri == "/reports/q4")
+            .expect("the page reached the app");
+        // `username_claim` defaults to the (verified) email.
+        assert_eq!(page.header("x-forwarded-user"), Some("grace@example.com"));
+        assert_eq!(page.header("x-forwarded-email"), Some("grace@example.com"));
+        let cookies = browser.get_all_cookies().await?;
+        assert!(cookies
+            .iter()
+            .any(|c| c.name() == "gatehouse_access" && c.http_only() == Some(true)));
+        assert!(
+            cookies.iter().all(|c| c.name() != "gatehouse_oidc"),
+            "state cookie used up"
         );
         Ok::<(), fantoccini::error::CmdError>(())
     }
