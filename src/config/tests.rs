@@ -308,3 +308,115 @@ fn the_express_lane_is_a_config_key_the_environment_can_switch_off() {
     let overridden = parse(&text, Path::new("gateway.yaml"), lookup).unwrap();
     assert!(!overridden.express_lane, "the environment switches it off");
 }
+
+/// The `oidc:` section with `public_url` in `server` (unless `no_public_url`).
+fn oidc_yaml(providers: &str, no_public_url: bool) -> String {
+    let text = yaml(&format!("oidc:\n  providers:\n{providers}"));
+    if no_public_url {
+        text
+    } else {
+        text.replace(
+            "  listen: \"127.0.0.1:0\"\n",
+            "  listen: \"127.0.0.1:0\"\n  public_url: \"https://app.example.com\"\n",
+        )
+    }
+}
+
+const GOOD_PROVIDER: &str = "    - id: corp\n      name: \"Corp SSO\"\n      issuer: \"https://idp.example.com/realms/corp\"\n      client_id: gatehouse\n";
+
+#[test]
+fn a_provider_loads_with_its_defaults_and_derived_uris() {
+    let c = load(&oidc_yaml(GOOD_PROVIDER, false)).unwrap();
+    let o = c.oidc.unwrap();
+    assert!(o.password_login);
+    let p = &o.providers[0];
+    assert_eq!(p.name, "Corp SSO");
+    assert_eq!(p.scopes, ["openid", "email", "profile"]);
+    assert_eq!(p.username_claim, "email");
+    assert!(p.require_verified_email);
+    assert_eq!(p.recheck_interval, 300_000);
+    assert!(!p.logout_at_idp);
+    assert_eq!(
+        p.redirect_uri,
+        "https://app.example.com/.gatehouse/oidc/corp/callback"
+    );
+    assert_eq!(
+        p.backchannel_uri,
+        "https://app.example.com/.gatehouse/oidc/corp/backchannel-logout"
+    );
+}
+
+#[test]
+fn provider_mistakes_name_the_line_and_key() {
+    for (providers, key, words) in [
+        (
+            GOOD_PROVIDER.replace("id: corp", "id: Corp_SSO"),
+            "oidc.providers[0].id",
+            "is not a provider id",
+        ),
+        (
+            GOOD_PROVIDER.replace("https://idp.example.com", "http://idp.example.com"),
+            "oidc.providers[0].issuer",
+            "is not an https URL",
+        ),
+        (
+            format!("{GOOD_PROVIDER}      scopes: [email, profile]\n"),
+            "oidc.providers[0].scopes",
+            "must include \"openid\"",
+        ),
+        (
+            format!("{GOOD_PROVIDER}      logout: everywhere\n"),
+            "oidc.providers[0].logout",
+            "use local or idp",
+        ),
+        (
+            format!("{GOOD_PROVIDER}      allowed_email_domains: [\"@example.com\"]\n"),
+            "oidc.providers[0].allowed_email_domains",
+            "without `@`",
+        ),
+        (
+            format!(
+                "{GOOD_PROVIDER}{}",
+                GOOD_PROVIDER.replace("name: \"Corp SSO\"", "name: \"Again\"")
+            ),
+            "oidc.providers[1].id",
+            "already the id",
+        ),
+    ] {
+        let e = only_error(&oidc_yaml(&providers, false));
+        assert_eq!(e.key, key, "{e}");
+        assert!(e.message.contains(words), "{e}");
+        assert!(e.line > 0, "{e}");
+    }
+    // A loopback http issuer is fine for development.
+    load(&oidc_yaml(
+        &GOOD_PROVIDER.replace("https://idp.example.com", "http://127.0.0.1:9000"),
+        false,
+    ))
+    .unwrap();
+    // Without public_url there is no redirect URI to register.
+    let e = only_error(&oidc_yaml(GOOD_PROVIDER, true));
+    assert_eq!(e.key, "server.public_url");
+    assert!(e.message.contains("redirect URI"), "{e}");
+    // An unknown key in a provider is an error like anywhere else.
+    let e = only_error(&oidc_yaml(
+        &format!("{GOOD_PROVIDER}      client_secrett: x\n"),
+        false,
+    ));
+    assert!(e.message.contains("client_secrett"), "{e}");
+}
+
+#[test]
+fn a_user_may_name_only_a_configured_provider_and_passwords_off_needs_one() {
+    let linked = oidc_yaml(GOOD_PROVIDER, false).replace(
+        "    roles: [admin]\n",
+        "    roles: [admin]\n    oidc: corp\n",
+    );
+    let c = load(&linked).unwrap();
+    assert_eq!(c.users.get("alice").unwrap().oidc.as_deref(), Some("corp"));
+    let e = only_error(&linked.replace("oidc: corp\n", "oidc: other\n"));
+    assert_eq!(e.key, "users[0].oidc");
+    assert!(e.message.contains("no oidc.providers entry"), "{e}");
+    let e = only_error(&yaml("oidc:\n  password_login: false\n"));
+    assert_eq!(e.key, "oidc.password_login");
+}
