@@ -26,6 +26,10 @@
 #   BEARER=1 benches/load.sh         # also Gatehouse with the same token as an API client sends
 #                                    # it (Authorization: Bearer), and with HYPER_PATH=1 the
 #                                    # lane-off build too
+#   OIDC=1 benches/load.sh           # also Gatehouse with the cookie of a session that came
+#                                    # from an identity provider (tests/oidc's oidc-provider,
+#                                    # needs node and `npm ci` there): the hot path must not
+#                                    # tell it from a password session
 #   FLOOR=1 benches/load.sh          # also examples/floor-proxy: tokio without hyper, bare and
 #                                    # with Gatehouse's per-request auth work (what a
 #                                    # hand-written HTTP/1 codec could reach; not a product)
@@ -68,7 +72,7 @@ wait_port() {
 }
 
 UP=$(free_port); NGINX=$(free_port); BARE=$(free_port); GH=$(free_port); BASE=$(free_port)
-FLOOR_BARE=$(free_port); FLOOR_AUTH=$(free_port); LANE_PORT=$(free_port)
+FLOOR_BARE=$(free_port); FLOOR_AUTH=$(free_port); LANE_PORT=$(free_port); IDP=$(free_port)
 
 taskset -c 1 "$BIN/examples/bench-upstream" "127.0.0.1:$UP" & PIDS+=($!)
 wait_port "$UP"
@@ -125,6 +129,23 @@ routes:
 logging:
   level: warn
 EOF
+if [ -n "${OIDC:-}" ]; then
+  command -v node >/dev/null && [ -d tests/oidc/node_modules/oidc-provider ] \
+    || { echo "OIDC=1 needs node and 'npm ci' in tests/oidc" >&2; exit 1; }
+  IDP_CONFIG="{\"port\":$IDP,\"clients\":[{\"client_id\":\"bench\",\"client_secret\":\"bench-secret-0123456789\",\"redirect_uris\":[\"http://127.0.0.1:$GH/.gatehouse/oidc/bench/callback\"]}],\"accounts\":{\"erin\":{\"email\":\"erin@example.com\",\"email_verified\":true,\"groups\":[\"staff\"]}}}"
+  (cd tests/oidc && exec taskset -c 1 node provider.mjs "$IDP_CONFIG" > "$WORK/idp.log" 2>&1) & PIDS+=($!)
+  wait_port "$IDP"
+  sed -i "s|^  listen: \"127.0.0.1:$GH\"|&\n  public_url: \"http://127.0.0.1:$GH\"|" "$WORK/gateway.yaml"
+  cat >> "$WORK/gateway.yaml" <<EOF
+oidc:
+  providers:
+    - id: bench
+      issuer: "http://127.0.0.1:$IDP"
+      client_id: bench
+      client_secret: "bench-secret-0123456789"
+      roles_claim: groups
+EOF
+fi
 RUST_LOG=warn taskset -c 0 "$BIN/gatehouse" run --config "$WORK/gateway.yaml" & PIDS+=($!); PID_gatehouse=$!
 wait_port "$NGINX"; wait_port "$BARE"; wait_port "$GH"
 if [ -n "${BASELINE:-}" ]; then
@@ -152,6 +173,28 @@ COOKIE=$(curl -s -o /dev/null -c - -H 'content-type: application/json' \
 # Authenticated requests really are authenticated (and unauthenticated ones are refused).
 [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: gatehouse_access=$COOKIE" "http://127.0.0.1:$GH/")" = 200 ]
 [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$GH/")" = 401 ]
+# A session from the identity provider: the browser's way through it, with curl.
+if [ -n "${OIDC:-}" ]; then
+  JAR="$WORK/oidc.jar"
+  URL=$(curl -s -o /dev/null -c "$JAR" -b "$JAR" -w '%{redirect_url}' \
+    "http://127.0.0.1:$GH/.gatehouse/oidc/bench/start?rd=/")
+  for _ in $(seq 1 12); do
+    case "$URL" in "http://127.0.0.1:$GH/"*) break ;; esac
+    PAGE=$(curl -s -c "$JAR" -b "$JAR" -w '\n%{http_code} %{redirect_url}' "$URL")
+    STATUS=$(echo "$PAGE" | tail -1)
+    if [ "${STATUS%% *}" = 200 ]; then
+      ACTION=$(echo "$PAGE" | grep -o 'action="[^"]*"' | head -1 | sed 's/action="//; s/"$//')
+      URL=$(curl -s -o /dev/null -c "$JAR" -b "$JAR" -w '%{redirect_url}' \
+        -d prompt=login -d login=erin -d password=x "$ACTION")
+    else
+      URL=${STATUS#* }
+    fi
+  done
+  curl -s -o /dev/null -c "$JAR" -b "$JAR" "$URL"
+  OIDC_COOKIE=$(awk '$6=="gatehouse_access"{print $7}' "$JAR")
+  [ -n "$OIDC_COOKIE" ] || { echo "could not sign in through the identity provider" >&2; exit 1; }
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: gatehouse_access=$OIDC_COOKIE" "http://127.0.0.1:$GH/")" = 200 ]
+fi
 # Tokens verify without a store lookup, so the same cookie authenticates on the baseline.
 if [ -n "${BASELINE:-}" ]; then
   [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: gatehouse_access=$COOKIE" "http://127.0.0.1:$BASE/")" = 200 ]
@@ -231,6 +274,9 @@ for round in $(seq 1 "$ROUNDS"); do
       run hyper-path/bearer "$PID_lane" "http://127.0.0.1:$LANE_PORT/" -H "Authorization: Bearer $COOKIE"
     fi
   fi
+  if [ -n "${OIDC:-}" ]; then
+    run gatehouse/oidc "$PID_gatehouse" "http://127.0.0.1:$GH/" -H "Cookie: gatehouse_access=$OIDC_COOKIE"
+  fi
   if [ -n "${FLOOR:-}" ]; then
     run floor "$PID_floor" "http://127.0.0.1:$FLOOR_BARE/"
     run floor+auth "$PID_floorauth" "http://127.0.0.1:$FLOOR_AUTH/" -H "Cookie: gatehouse_access=$COOKIE"
@@ -264,6 +310,7 @@ NAMES="nginx bare-hyper gatehouse gatehouse+logins"
 [ -z "${HYPER_PATH:-}" ] || NAMES="$NAMES hyper-path hyper-path+logins"
 [ -z "${BEARER:-}" ] || NAMES="$NAMES gatehouse/bearer"
 [ -z "${BEARER:-}" ] || [ -z "${HYPER_PATH:-}" ] || NAMES="$NAMES hyper-path/bearer"
+[ -z "${OIDC:-}" ] || NAMES="$NAMES gatehouse/oidc"
 [ -z "${FLOOR:-}" ] || NAMES="$NAMES floor floor+auth"
 for name in $NAMES; do
   rps=$(stat "$name" 2); p50=$(stat "$name" 3); p99=$(stat "$name" 4); cpu=$(stat "$name" 5)
