@@ -127,6 +127,10 @@ async fn a_provider_login_ends_in_an_ordinary_session_with_pkce_and_client_authe
         !state_cookie.contains(&started.state),
         "the cookie is sealed"
     );
+    // The state cookie is the gateway's: never sent on to the app.
+    client.set_cookie("app_pref", "dark");
+    assert_eq!(client.navigate("/public/page").await.status, StatusCode::OK);
+    assert_eq!(up.last().header("cookie"), Some("app_pref=dark"));
 
     idp.script(Script {
         nonce: Some(started.nonce.clone()),

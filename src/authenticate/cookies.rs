@@ -7,6 +7,9 @@ use cookie::Cookie;
 pub use cookie::SameSite;
 use http::HeaderValue;
 
+/// The OIDC login-state cookie (SPEC §11), `__Host-` prefixed when cookies are `Secure`.
+pub const OIDC_STATE_COOKIE: &str = "gatehouse_oidc";
+
 #[derive(Debug, Clone)]
 pub struct CookiePolicy {
     /// Final names, `__Host-` prefix included when it applies.
@@ -71,14 +74,17 @@ impl CookiePolicy {
         ]
     }
 
-    /// Whether a cookie of this name belongs to the gateway (either spelling, so a cookie
-    /// set before `secure` was turned on is not leaked upstream either).
+    /// Whether a cookie of this name belongs to the gateway — the access and refresh cookies
+    /// and the OIDC state cookie, either spelling, so a cookie set before `secure` was turned
+    /// on is not leaked upstream either.
     pub fn is_ours(&self, name: &str) -> bool {
         fn bare(n: &str) -> &str {
             n.strip_prefix("__Host-").unwrap_or(n)
         }
         let name = bare(name);
-        name == bare(&self.access_name) || name == bare(&self.refresh_name)
+        name == bare(&self.access_name)
+            || name == bare(&self.refresh_name)
+            || name == OIDC_STATE_COOKIE
     }
 }
 

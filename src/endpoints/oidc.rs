@@ -29,8 +29,7 @@ use crate::oidc::{map_claims, OidcError, ProviderSettings};
 use crate::store::IdpLink;
 use crate::telemetry::audit;
 
-/// The state cookie's name without its prefix.
-pub const STATE_COOKIE: &str = "gatehouse_oidc";
+use crate::authenticate::cookies::OIDC_STATE_COOKIE as STATE_COOKIE;
 /// How long a login may take at the provider.
 const STATE_TTL_MS: u64 = 10 * 60 * 1000;
 /// Logins in flight one browser may have at once (tabs); the oldest gives way.

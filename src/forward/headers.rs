@@ -384,10 +384,8 @@ pub fn request_id_of(v: &[u8]) -> Option<String> {
 }
 
 /// The gateway's own cookie names as an upstream might write them in `Set-Cookie`: the
-/// configured names and the OIDC state cookie, bare or with a `__Host-`/`__Secure-` prefix
-/// (browsers match those prefixes in any case).
-pub const OIDC_STATE_COOKIE: &str = "gatehouse_oidc";
-
+/// configured names and the OIDC state cookie ([`CookiePolicy::is_ours`]), bare or with a
+/// `__Host-`/`__Secure-` prefix (browsers match those prefixes in any case).
 fn set_cookie_is_ours(value: &HeaderValue, cookies: &CookiePolicy) -> Option<String> {
     let text = String::from_utf8_lossy(value.as_bytes());
     let name = trim(
@@ -406,7 +404,7 @@ fn set_cookie_is_ours(value: &HeaderValue, cookies: &CookiePolicy) -> Option<Str
                 .map(|_| &name[p.len()..])
         })
         .unwrap_or(name);
-    (cookies.is_ours(bare) || bare == OIDC_STATE_COOKIE).then(|| name.to_string())
+    cookies.is_ours(bare).then(|| name.to_string())
 }
 
 /// What the response policy removed, for the audit log.
