@@ -44,10 +44,13 @@ pub struct JsonResponse {
     pub body: serde_json::Value,
 }
 
-#[derive(Clone)]
-pub struct IdpHttp {
-    tls: tokio_rustls::TlsConnector,
-}
+/// The client carries no state of its own: the TLS settings (the system's CA store, read
+/// once, off the async threads, at the first https request) are shared by every gateway in
+/// the process.
+#[derive(Clone, Default)]
+pub struct IdpHttp {}
+
+static TLS: std::sync::OnceLock<Option<tokio_rustls::TlsConnector>> = std::sync::OnceLock::new();
 
 impl std::fmt::Debug for IdpHttp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -73,35 +76,43 @@ fn is_loopback(host: &str) -> bool {
         || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-impl IdpHttp {
-    /// Loads the system's CA certificates (blocking file reads: call at start-up).
-    pub fn new() -> IdpHttp {
-        let mut roots = rustls::RootCertStore::empty();
-        let loaded = rustls_native_certs::load_native_certs();
-        for cert in loaded.certs {
-            let _ = roots.add(cert);
-        }
-        if roots.is_empty() {
-            tracing::warn!(
-                "no CA certificates found on this system: https identity providers cannot be \
+/// Loads the system's CA certificates: blocking file reads. `None` only if rustls refuses its
+/// own default protocol versions with aws-lc-rs, which it does not.
+fn tls_connector() -> Option<tokio_rustls::TlsConnector> {
+    let mut roots = rustls::RootCertStore::empty();
+    let loaded = rustls_native_certs::load_native_certs();
+    for cert in loaded.certs {
+        let _ = roots.add(cert);
+    }
+    if roots.is_empty() {
+        tracing::warn!(
+            "no CA certificates found on this system: https identity providers cannot be \
                  verified (install ca-certificates, or point SSL_CERT_FILE at a bundle)"
-            );
-        }
-        let provider = rustls::crypto::aws_lc_rs::default_provider();
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
-            .with_safe_default_protocol_versions()
-            .map(|b| b.with_root_certificates(roots).with_no_client_auth());
-        let config = match config {
-            Ok(c) => c,
-            // The aws-lc-rs provider supports the default versions; this cannot fail, but if it
-            // did, an empty config still refuses every https connection rather than panic.
-            Err(_) => rustls::ClientConfig::builder()
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth(),
-        };
-        IdpHttp {
-            tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
-        }
+        );
+    }
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Some(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+async fn tls() -> Option<tokio_rustls::TlsConnector> {
+    if let Some(tls) = TLS.get() {
+        return tls.clone();
+    }
+    let built = tokio::task::spawn_blocking(tls_connector)
+        .await
+        .ok()
+        .flatten();
+    TLS.get_or_init(|| built).clone()
+}
+
+impl IdpHttp {
+    pub fn new() -> IdpHttp {
+        IdpHttp {}
     }
 
     pub async fn get_json(
@@ -194,8 +205,9 @@ impl IdpHttp {
         let response = if https {
             let name = rustls_pki_types::ServerName::try_from(connect_host.clone())
                 .map_err(|e| HttpError::Connect(what.to_string(), e.to_string()))?;
-            let tls = self
-                .tls
+            let tls = tls()
+                .await
+                .ok_or_else(|| HttpError::Connect(what.to_string(), "TLS is unavailable".into()))?
                 .connect(name, tcp)
                 .await
                 .map_err(|e| HttpError::Connect(what.to_string(), e.to_string()))?;
@@ -227,12 +239,6 @@ impl IdpHttp {
                 .map_err(|e| HttpError::NotJson(what.to_string(), e.to_string()))?
         };
         Ok(JsonResponse { status, body })
-    }
-}
-
-impl Default for IdpHttp {
-    fn default() -> Self {
-        IdpHttp::new()
     }
 }
 
