@@ -13,7 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("gateway.yaml");
     let config = config::load(&path, config::process_env)?;
     gatehouse::telemetry::init(&config.logging);
-    gatehouse::telemetry::log_warnings(&config);
+    gatehouse::telemetry::log_warnings(&config.warnings);
     let listen = config.listen.ok_or("gateway.yaml has no server.listen")?;
     let upstream = config
         .routes

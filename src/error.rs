@@ -16,7 +16,6 @@ use crate::authorize::Forbidden;
 use crate::body::{full, Body};
 use crate::canonicalize::CanonicalError;
 use crate::config::Config;
-use crate::forward::client::UpstreamError;
 use crate::store::StoreError;
 use crate::ui;
 
@@ -83,6 +82,30 @@ pub enum GatewayError {
     PasswordLoginDisabled,
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Why the upstream gave no usable answer (502 or 504).
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("the upstream refused or could not be reached")]
+    Unreachable(#[source] std::io::Error),
+    #[error("the upstream did not answer in time")]
+    Timeout,
+    #[error("the upstream connection failed")]
+    Broken(#[source] hyper::Error),
+    #[error("the upstream switched protocols without being asked to")]
+    UnexpectedUpgrade,
+}
+
+impl UpstreamError {
+    /// The metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamError::Unreachable(_) => "connect",
+            UpstreamError::Timeout => "timeout",
+            UpstreamError::Broken(_) | UpstreamError::UnexpectedUpgrade => "protocol",
+        }
+    }
 }
 
 /// How a login through an identity provider failed (SPEC §11).
@@ -322,8 +345,7 @@ impl GatewayError {
             GatewayError::Upstream(
                 UpstreamError::Unreachable(_)
                 | UpstreamError::Broken(_)
-                | UpstreamError::UnexpectedUpgrade
-                | UpstreamError::Malformed(_),
+                | UpstreamError::UnexpectedUpgrade,
             ) => page(
                 StatusCode::BAD_GATEWAY,
                 "upstream_unavailable",

@@ -514,7 +514,7 @@ impl<'c> PendingRefresh<'c, '_> {
         now_ms: u64,
     ) -> Result<Admitted<'c>, GatewayError> {
         let refreshed = refresh_in_proxy(
-            config,
+            config.policy(),
             &gw.store,
             &gw.metrics,
             &gw.oidc,

@@ -29,6 +29,7 @@ pub mod canonicalize;
 pub mod clock;
 pub mod config;
 pub mod endpoints;
+pub mod env;
 pub mod error;
 pub mod forward;
 pub mod gateway;

@@ -183,7 +183,7 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
 fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let config = load(path)?;
     gatehouse::telemetry::init(&config.logging);
-    gatehouse::telemetry::log_warnings(&config);
+    gatehouse::telemetry::log_warnings(&config.warnings);
     let listen = config.listen;
     let tls_listen = config.tls.as_ref().map(|t| t.listen);
     let admin = config.admin.as_ref().map(|a| a.listen);

@@ -70,7 +70,7 @@ fn watched(gw: &Gateway, path: &Path) -> Vec<PathBuf> {
     let mut paths = vec![path.to_path_buf()];
     paths.extend(config.users_file.clone());
     if let Some(tls) = &config.tls {
-        paths.extend(crate::accept::tls::paths(tls).map(Path::to_path_buf));
+        paths.extend(crate::config::tls::paths(tls).map(Path::to_path_buf));
     }
     paths
 }

@@ -6,7 +6,6 @@
 pub mod fragment;
 pub mod idle;
 pub mod lane;
-pub mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;

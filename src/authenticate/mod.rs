@@ -136,11 +136,21 @@ pub fn verify_access(
     identify_any(settings, store, candidates.copied(), now)
 }
 
+/// What sessions need from the config: tokens, cookies, users, identity providers. The
+/// config hands it out (`Config::policy`), so this module needs nothing of the config's.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy<'a> {
+    pub tokens: &'a sessions::TokenSettings,
+    pub cookies: &'a cookies::CookiePolicy,
+    pub users: &'a users::Users,
+    pub providers: Option<&'a crate::oidc::OidcSettings>,
+}
+
 /// Transparent refresh (SPEC §7): no access token verified (`failure` says why) but a refresh
 /// cookie is there, so it is rotated inside the proxy and the new cookies ride on the answer.
 /// `now` in milliseconds.
 pub async fn refresh_in_proxy(
-    config: &crate::config::Config,
+    policy: Policy<'_>,
     store: &Store,
     metrics: &crate::telemetry::metrics::Metrics,
     oidc: &crate::oidc::Oidc,
@@ -148,14 +158,9 @@ pub async fn refresh_in_proxy(
     failure: AuthFailure,
     now: u64,
 ) -> Result<Authenticated, Unauthenticated> {
-    match refresh_with_audit(config, store, metrics, oidc, refresh_token, now).await {
+    match refresh_with_audit(policy, store, metrics, oidc, refresh_token, now).await {
         Ok(issued) => {
-            let mut set_cookies = vec![config
-                .cookies
-                .access(&issued.access_token, issued.access_max_age)];
-            if let Some((token, age)) = &issued.refresh {
-                set_cookies.push(config.cookies.refresh(token, *age));
-            }
+            let set_cookies = issued.cookies(policy.cookies);
             Ok(Authenticated {
                 identity: issued.identity.clone(),
                 set_cookies,
@@ -182,14 +187,14 @@ pub async fn refresh_in_proxy(
 /// [`verify_access`], then [`refresh_in_proxy`] when it fails and a refresh cookie is there:
 /// for the gateway's own pages that need an identity (`/userinfo`). `now_ms` in milliseconds.
 pub async fn authenticate(
-    config: &crate::config::Config,
+    policy: Policy<'_>,
     store: &Store,
     metrics: &crate::telemetry::metrics::Metrics,
     oidc: &crate::oidc::Oidc,
     creds: &credentials::Credentials<'_>,
     now_ms: u64,
 ) -> Result<Authenticated, Unauthenticated> {
-    let failure = match verify_access(&config.tokens, store, creds, now_ms / 1000) {
+    let failure = match verify_access(policy.tokens, store, creds, now_ms / 1000) {
         Ok(identity) => {
             return Ok(Authenticated {
                 identity,
@@ -202,7 +207,7 @@ pub async fn authenticate(
     match creds.refresh_cookie {
         Some(token) => {
             Box::pin(refresh_in_proxy(
-                config, store, metrics, oidc, token, failure, now_ms,
+                policy, store, metrics, oidc, token, failure, now_ms,
             ))
             .await
         }
@@ -216,7 +221,7 @@ pub async fn authenticate(
 
 /// Refresh plus its audit events and metrics; `now` in milliseconds (SPEC §9).
 pub async fn refresh_with_audit(
-    config: &crate::config::Config,
+    policy: Policy<'_>,
     store: &Store,
     metrics: &crate::telemetry::metrics::Metrics,
     oidc: &crate::oidc::Oidc,
@@ -225,13 +230,13 @@ pub async fn refresh_with_audit(
 ) -> Result<sessions::Issued, sessions::RefreshError> {
     use crate::telemetry::audit;
     let providers = sessions::Providers {
-        settings: config.oidc.as_ref(),
+        settings: policy.providers,
         runtime: oidc,
     };
     let result = sessions::refresh(
-        &config.tokens,
+        policy.tokens,
         store,
-        &config.users,
+        policy.users,
         providers,
         presented,
         now,

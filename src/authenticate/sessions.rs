@@ -87,6 +87,18 @@ pub struct Issued {
     pub session_expires_at: u64,
 }
 
+impl Issued {
+    /// The `Set-Cookie` values that hand these tokens to a browser: the access cookie, and
+    /// the refresh cookie when a new refresh token was issued. The one place the pair is made.
+    pub fn cookies(&self, policy: &super::cookies::CookiePolicy) -> Vec<http::HeaderValue> {
+        let mut out = vec![policy.access(&self.access_token, self.access_max_age)];
+        if let Some((token, age)) = &self.refresh {
+            out.push(policy.refresh(token, *age));
+        }
+        out
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
     #[error(transparent)]

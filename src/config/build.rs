@@ -293,10 +293,10 @@ pub fn build(
             })
             .ok();
         let (cert, key) = (cert?, key?);
-        let server_config = crate::accept::tls::server_config(&cert, &key)
+        let server_config = crate::config::tls::server_config(&cert, &key)
             .map_err(|e| ctx.err(t.cert.referenced, "server.tls", e.to_string()))
             .ok()?;
-        Some(crate::accept::tls::TlsSettings {
+        Some(crate::config::tls::TlsSettings {
             listen: listen?,
             cert_path,
             key_path,

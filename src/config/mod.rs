@@ -7,6 +7,7 @@ mod build;
 pub mod error;
 pub mod expand;
 pub mod file;
+pub mod tls;
 pub mod units;
 
 use std::net::SocketAddr;
@@ -32,7 +33,7 @@ pub struct Config {
     /// The admin listener, if configured.
     pub admin: Option<AdminSettings>,
     /// The HTTPS listener, if configured.
-    pub tls: Option<crate::accept::tls::TlsSettings>,
+    pub tls: Option<crate::config::tls::TlsSettings>,
     pub users_file: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
     /// `scheme://host[:port]` of `public_url`, for redirects and same-origin checks.
@@ -157,6 +158,18 @@ pub fn loose_header_eq(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
 }
 
+impl Config {
+    /// What sessions need of this config.
+    pub fn policy(&self) -> crate::authenticate::Policy<'_> {
+        crate::authenticate::Policy {
+            tokens: &self.tokens,
+            cookies: &self.cookies,
+            users: &self.users,
+            providers: self.oidc.as_ref(),
+        }
+    }
+}
+
 impl IdentityHeaders {
     /// Whether a client-sent header is one `strip` removes (any case, `_` = `-`).
     pub fn is_stripped(&self, name: &str) -> bool {
@@ -179,11 +192,7 @@ impl IdentityHeaders {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct Logging {
-    pub json: bool,
-    pub level: String,
-}
+pub use crate::telemetry::Logging;
 
 /// The environment variable that switches the express lane off whatever the config says
 /// (`0`, `false`, `off`, `no`), for comparing the two paths without editing the config.
@@ -199,11 +208,8 @@ pub fn express_lane_allowed(env: impl Fn(&str) -> Option<String>) -> bool {
     })
 }
 
-/// Reads the environment for `${VAR}`. The one place that does.
-#[allow(clippy::disallowed_methods)]
-pub fn process_env(name: &str) -> Option<String> {
-    std::env::var(name).ok()
-}
+/// Reads the environment for `${VAR}` (see [`crate::env`]).
+pub use crate::env::var as process_env;
 
 /// Config, key and users files are small; a path to a device or a huge file is an error, not a
 /// hang.

@@ -326,15 +326,8 @@ pub fn token_body(issued: &sessions::Issued) -> serde_json::Value {
 }
 
 pub fn set_token_cookies(config: &Config, r: &mut Response<Body>, issued: &sessions::Issued) {
-    r.headers_mut().append(
-        SET_COOKIE,
-        config
-            .cookies
-            .access(&issued.access_token, issued.access_max_age),
-    );
-    if let Some((refresh, age)) = &issued.refresh {
-        r.headers_mut()
-            .append(SET_COOKIE, config.cookies.refresh(refresh, *age));
+    for cookie in issued.cookies(&config.cookies) {
+        r.headers_mut().append(SET_COOKIE, cookie);
     }
 }
 

@@ -44,7 +44,7 @@ pub async fn refresh(
         return Ok(invalid(config));
     };
     match refresh_with_audit(
-        config,
+        config.policy(),
         &gw.store,
         &gw.metrics,
         &gw.oidc,

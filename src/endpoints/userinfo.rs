@@ -22,18 +22,25 @@ pub async fn userinfo(
     ctx: &RequestCtx,
 ) -> Result<Response<Body>, GatewayError> {
     let creds = extract(req.headers(), &config.cookies);
-    let auth = authenticate(config, &gw.store, &gw.metrics, &gw.oidc, &creds, ctx.now_ms)
-        .await
-        .map_err(|unauth| {
-            if let Some(e) = unauth.store_error {
-                return GatewayError::Store(e);
-            }
-            GatewayError::Unauthenticated {
-                failure: unauth.failure,
-                login: None,
-                clear_cookies: unauth.clear_cookies,
-            }
-        })?;
+    let auth = authenticate(
+        config.policy(),
+        &gw.store,
+        &gw.metrics,
+        &gw.oidc,
+        &creds,
+        ctx.now_ms,
+    )
+    .await
+    .map_err(|unauth| {
+        if let Some(e) = unauth.store_error {
+            return GatewayError::Store(e);
+        }
+        GatewayError::Unauthenticated {
+            failure: unauth.failure,
+            login: None,
+            clear_cookies: unauth.clear_cookies,
+        }
+    })?;
     let id = &auth.identity;
     let session = gw.store.session(id.sid()).await?;
     // Unix seconds, like the token's claims (the store keeps milliseconds).

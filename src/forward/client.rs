@@ -22,33 +22,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-#[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
-    #[error("the upstream refused or could not be reached")]
-    Unreachable(#[source] std::io::Error),
-    #[error("the upstream did not answer in time")]
-    Timeout,
-    #[error("the upstream connection failed")]
-    Broken(#[source] hyper::Error),
-    #[error("the upstream switched protocols without being asked to")]
-    UnexpectedUpgrade,
-    /// What the express lane's own HTTP/1 reader refuses (hyper's client says `Broken`).
-    #[error("{0}")]
-    Malformed(&'static str),
-}
-
-impl UpstreamError {
-    /// The metric label.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            UpstreamError::Unreachable(_) => "connect",
-            UpstreamError::Timeout => "timeout",
-            UpstreamError::Broken(_)
-            | UpstreamError::UnexpectedUpgrade
-            | UpstreamError::Malformed(_) => "protocol",
-        }
-    }
-}
+pub use crate::error::UpstreamError;
 
 /// A request body going upstream: the client's, streamed (hyper's path), or none (a `GET` or
 /// `HEAD` the express lane read without a body). One type, so both paths share one pool.

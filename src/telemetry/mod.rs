@@ -4,12 +4,17 @@
 pub mod audit;
 pub mod metrics;
 
-use crate::config::{Config, Logging};
+/// The `logging:` section, built.
+#[derive(Debug, Clone)]
+pub struct Logging {
+    pub json: bool,
+    pub level: String,
+}
 
 /// Logs the config's warnings (things that load but deserve a look), one line each: at
 /// start-up, for the binary and the demo alike.
-pub fn log_warnings(config: &Config) {
-    for w in &config.warnings {
+pub fn log_warnings(warnings: &[String]) {
+    for w in warnings {
         tracing::warn!(warning = %w, "config warning");
     }
 }
@@ -17,7 +22,7 @@ pub fn log_warnings(config: &Config) {
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides `logging.level`.
 pub fn init(logging: &Logging) {
     use tracing_subscriber::EnvFilter;
-    let filter = crate::config::process_env("RUST_LOG")
+    let filter = crate::env::var("RUST_LOG")
         .and_then(|f| EnvFilter::try_new(f).ok())
         .or_else(|| EnvFilter::try_new(&logging.level).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
