@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 
 use crate::accept::{serve_with, Transport};
 use crate::body::{empty, full, Body};
-use crate::gateway::{Conn, Gateway};
+use crate::runtime::{Conn, Gateway};
 use crate::telemetry::audit;
 
 pub async fn serve_admin(

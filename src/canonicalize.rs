@@ -15,6 +15,11 @@
 //! path with each segment's parameters removed ([`CanonicalRequest::match_path`]).
 
 /// A request whose host and path are canonical. Built only by [`canonicalize`].
+/// Put into a request's extensions by the listener when its raw request-target held a `#`
+/// (which hyper's URI parser would drop): phase 2 refuses it with 400.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawFragment;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CanonicalRequest {
     host: String,

@@ -28,6 +28,7 @@ pub mod body;
 pub mod canonicalize;
 pub mod clock;
 pub mod config;
+pub mod decision;
 pub mod endpoints;
 pub mod env;
 pub mod error;
@@ -37,6 +38,7 @@ pub mod ids;
 pub mod oidc;
 pub mod reload;
 pub mod route;
+pub mod runtime;
 pub mod seal;
 pub mod store;
 pub mod telemetry;
@@ -45,7 +47,7 @@ pub mod ui;
 pub use accept::{serve, serve_tls};
 pub use admin::serve_admin;
 pub use config::Config;
-pub use gateway::Gateway;
+pub use runtime::Gateway;
 
 /// Installs the process-wide crypto providers (aws-lc-rs for rustls and jsonwebtoken).
 /// Call once at start-up; later calls are no-ops.

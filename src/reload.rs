@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{self, read_bounded};
-use crate::gateway::Gateway;
+use crate::runtime::Gateway;
 use crate::telemetry::audit;
 
 pub const POLL_EVERY: Duration = Duration::from_secs(1);

@@ -182,9 +182,7 @@ async fn a_browser_signs_in_through_a_real_identity_provider() {
     let accounts = serde_json::json!({
         "grace": {"email": "grace@example.com", "email_verified": true, "preferred_username": "grace"}
     });
-    let Some(idp) =
-        support::oidc::RealProvider::start(external::free_port(), clients, accounts).await
-    else {
+    let Some(idp) = support::oidc::RealProvider::start(clients, accounts).await else {
         return;
     };
     let yaml = base_yaml(

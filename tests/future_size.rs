@@ -18,7 +18,7 @@ async fn the_request_future_stays_small() {
         let size = std::sync::Arc::new(std::sync::Mutex::new(0usize));
         let s = size.clone();
         let svc = hyper::service::service_fn(move |req| {
-            let conn = gatehouse::gateway::Conn { peer, tls: false };
+            let conn = gatehouse::runtime::Conn { peer, tls: false };
             *s.lock().unwrap() = gatehouse::gateway::request_future_size(g.clone(), req, conn);
             async { Ok::<_, Infallible>(http::Response::new(gatehouse::body::empty())) }
         });

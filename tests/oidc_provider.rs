@@ -89,8 +89,7 @@ async fn sign_in(gateway: &Client, idp: &RealProvider, account: &str, rd: &str) 
 async fn a_real_provider_login_refreshes_rechecks_and_ends_when_the_provider_disables_the_user() {
     let up = Upstream::start().await;
     let (listener, port) = bind().await;
-    let idp_port = external::free_port();
-    let Some(idp) = RealProvider::start(idp_port, client(&[port]), accounts()).await else {
+    let Some(idp) = RealProvider::start(client(&[port]), accounts()).await else {
         return;
     };
     let gw = TestGateway::start_on(listener, temp_dir(), &yaml(&up, port, &idp.issuer, ""))
@@ -146,8 +145,7 @@ async fn a_real_provider_login_refreshes_rechecks_and_ends_when_the_provider_dis
 async fn logout_idp_sends_the_browser_on_to_end_the_providers_session() {
     let up = Upstream::start().await;
     let (listener, port) = bind().await;
-    let Some(idp) = RealProvider::start(external::free_port(), client(&[port]), accounts()).await
-    else {
+    let Some(idp) = RealProvider::start(client(&[port]), accounts()).await else {
         return;
     };
     let gw = TestGateway::start_on(listener, temp_dir(), &yaml(&up, port, &idp.issuer, ""))
@@ -204,8 +202,7 @@ async fn back_channel_logout_from_the_provider_reaches_the_other_replica_within_
     let up = Upstream::start().await;
     let (l1, p1) = bind().await;
     let (l2, p2) = bind().await;
-    let Some(idp) = RealProvider::start(external::free_port(), client(&[p1, p2]), accounts()).await
-    else {
+    let Some(idp) = RealProvider::start(client(&[p1, p2]), accounts()).await else {
         return;
     };
     let store = format!(

@@ -28,9 +28,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// hyper's limit on header lines in a request head (`DEFAULT_MAX_HEADERS`).
 const MAX_HEADERS: usize = 100;
 
-/// Put into a request's extensions when its raw request-target held a `#`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RawFragment;
+pub use crate::canonicalize::RawFragment;
 
 /// What one connection's tracker found, shared with the service that answers its requests.
 #[derive(Debug, Default)]

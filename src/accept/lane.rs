@@ -46,11 +46,11 @@ use tracing::Instrument;
 
 use crate::body::Body;
 use crate::canonicalize::under_prefix;
+use crate::decision::{canonical_request, decide, Admitted, Decision};
 use crate::forward;
 use crate::forward::client::Outgoing;
-use crate::gateway::{
-    canonical_request, decide, finish, request_ctx, request_span, Admitted, Conn, Decision, Gateway,
-};
+use crate::gateway::{finish, request_span};
+use crate::runtime::{request_ctx, Conn, Gateway};
 
 /// Headers the lane parses in place; a head with more goes to hyper (which takes 100).
 const MAX_HEADERS: usize = 64;

@@ -19,7 +19,8 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch, Semaphore};
 
-use crate::gateway::{handle, Conn, Gateway};
+use crate::gateway::handle;
+use crate::runtime::{Conn, Gateway};
 
 use self::fragment::{Fragments, RawFragment, Watched};
 use self::idle::{tracked, Activity, Timed};

@@ -498,6 +498,30 @@ fn current_user(users: &Users, session: &SessionRecord) -> Option<Arc<User>> {
         .then(|| user.clone())
 }
 
+/// After a reload (SPEC §9): the sessions of users who were removed, disabled, or whose
+/// password changed are revoked at once, so their access tokens stop working now rather than
+/// at their `exp`. Times in milliseconds.
+pub async fn revoke_changed_users(old: &Users, new: &Users, store: &Store, now: u64, ttl: u64) {
+    for u in old.iter() {
+        let name = canonical_username(&u.username);
+        let still_ok = new.get(&name).is_some_and(|n| {
+            !n.disabled && n.credential_fingerprint() == u.credential_fingerprint()
+        });
+        if still_ok {
+            continue;
+        }
+        match store.revoke_user(&name, now, ttl).await {
+            Ok(sids) if !sids.is_empty() => {
+                crate::telemetry::audit::sessions_revoked(&name, &sids, "user_changed")
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(user = name, error = %e, "revoking sessions of a changed user failed")
+            }
+        }
+    }
+}
+
 /// `typ` of the signed identity assertion sent upstream (SPEC §3 `identity_headers.assertion`).
 /// Distinct from `at+jwt`, so an assertion is never accepted as an access token.
 pub const ASSERTION_TYP: &str = "gatehouse-assertion+jwt";

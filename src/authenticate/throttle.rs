@@ -109,6 +109,66 @@ impl Throttle {
     }
 }
 
+/// The shared keys of a login attempt in Redis: the user and the client IP.
+fn shared_ids(user: &str, ip: IpAddr) -> [String; 2] {
+    [format!("u:{user}"), format!("ip:{ip}")]
+}
+
+/// The check before a login: shared across replicas with Redis, local otherwise, and local
+/// again if Redis cannot answer, so throttling never switches off.
+pub async fn check(
+    local: &Throttle,
+    store: &crate::store::Store,
+    user: &str,
+    ip: IpAddr,
+    now: u64,
+) -> Result<(), Locked> {
+    if let crate::store::Store::Redis(r) = store {
+        if let Ok(shared) = r.throttle_locked(&shared_ids(user, ip)).await {
+            return match shared {
+                Some(retry_after) => Err(Locked { retry_after }),
+                None => local.check(user, ip, now),
+            };
+        }
+    }
+    local.check(user, ip, now)
+}
+
+/// Counts a failed login, locally and (with Redis) across replicas; returns the lock if this
+/// failure set one.
+pub async fn failure(
+    local: &Throttle,
+    store: &crate::store::Store,
+    user: &str,
+    ip: IpAddr,
+    now: u64,
+    policy: ThrottlePolicy,
+) -> Option<Locked> {
+    let here = local.record_failure(user, ip, now, policy);
+    if let crate::store::Store::Redis(r) = store {
+        let shared = r
+            .throttle_failure(
+                &shared_ids(user, ip),
+                policy.failure_window,
+                policy.max_failures,
+                policy.lockout,
+            )
+            .await;
+        if let Ok(shared) = shared {
+            return shared.map(|retry_after| Locked { retry_after }).or(here);
+        }
+    }
+    here
+}
+
+/// A successful login clears the user's counters.
+pub async fn success(local: &Throttle, store: &crate::store::Store, user: &str) {
+    local.record_success(user);
+    if let crate::store::Store::Redis(r) = store {
+        let _ = r.throttle_success(&format!("u:{user}")).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,8 +13,9 @@ use super::text;
 use crate::body::Body;
 use crate::canonicalize::{canonicalize, CanonicalError};
 use crate::config::Config;
+use crate::decision::{decide, login_url, Admitted, Decision};
 use crate::error::GatewayError;
-use crate::gateway::{decide, login_url, Admitted, Decision, Gateway, RequestCtx};
+use crate::runtime::{Gateway, RequestCtx};
 
 pub static ACCESS_COOKIE_HEADER: http::HeaderName =
     http::HeaderName::from_static("x-gatehouse-access-cookie");

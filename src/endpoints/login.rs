@@ -18,7 +18,7 @@ use crate::body::Body;
 use crate::canonicalize::CanonicalRequest;
 use crate::config::Config;
 use crate::error::GatewayError;
-use crate::gateway::{Gateway, RequestCtx};
+use crate::runtime::{Gateway, RequestCtx};
 use crate::telemetry::audit;
 use crate::ui::{self, escape, html};
 

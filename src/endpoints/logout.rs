@@ -15,7 +15,7 @@ use crate::body::{empty, Body};
 use crate::canonicalize::CanonicalRequest;
 use crate::config::Config;
 use crate::error::GatewayError;
-use crate::gateway::{Gateway, RequestCtx};
+use crate::runtime::{Gateway, RequestCtx};
 use crate::store::hash_token;
 use crate::telemetry::audit;
 

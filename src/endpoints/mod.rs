@@ -21,7 +21,7 @@ use crate::body::{full, Body};
 use crate::canonicalize::CanonicalRequest;
 use crate::config::{Config, Limits};
 use crate::error::GatewayError;
-use crate::gateway::{Gateway, RequestCtx};
+use crate::runtime::{Gateway, RequestCtx};
 
 pub async fn serve(
     gw: &Gateway,

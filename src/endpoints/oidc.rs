@@ -24,8 +24,8 @@ use crate::body::{empty, full, Body};
 use crate::canonicalize::CanonicalRequest;
 use crate::config::Config;
 use crate::error::{GatewayError, OidcFailure};
-use crate::gateway::{Gateway, RequestCtx};
 use crate::oidc::{map_claims, OidcError, ProviderSettings};
+use crate::runtime::{Gateway, RequestCtx};
 use crate::store::IdpLink;
 use crate::telemetry::audit;
 

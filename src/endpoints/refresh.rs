@@ -14,7 +14,7 @@ use crate::authenticate::sessions::RefreshError;
 use crate::body::Body;
 use crate::config::Config;
 use crate::error::GatewayError;
-use crate::gateway::{Gateway, RequestCtx};
+use crate::runtime::{Gateway, RequestCtx};
 
 #[derive(Deserialize)]
 struct JsonRefresh {

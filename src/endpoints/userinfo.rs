@@ -12,7 +12,7 @@ use crate::body::Body;
 use crate::canonicalize::CanonicalRequest;
 use crate::config::Config;
 use crate::error::GatewayError;
-use crate::gateway::{Gateway, RequestCtx};
+use crate::runtime::{Gateway, RequestCtx};
 
 pub async fn userinfo(
     gw: &Gateway,

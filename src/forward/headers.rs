@@ -449,6 +449,39 @@ pub fn rewrite_response(headers: &mut HeaderMap, cookies: &CookiePolicy) -> Resp
     edits
 }
 
+/// Whether a peer is one of `server.trusted_proxies`.
+pub fn is_trusted(trusted_proxies: &[ipnet::IpNet], ip: std::net::IpAddr) -> bool {
+    trusted_proxies.iter().any(|net| net.contains(&ip))
+}
+
+/// The client's address (SPEC §7 forwarding headers): the peer, or — when the peer is a
+/// trusted proxy — the rightmost `X-Forwarded-For` entry that is not itself a trusted proxy.
+/// The second value says whether the peer is trusted.
+pub fn client_ip(
+    trusted_proxies: &[ipnet::IpNet],
+    headers: &HeaderMap,
+    peer: std::net::IpAddr,
+) -> (std::net::IpAddr, bool) {
+    if !is_trusted(trusted_proxies, peer) {
+        return (peer, false);
+    }
+    let chain: Vec<std::net::IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let ip = chain
+        .iter()
+        .rev()
+        .find(|ip| !is_trusted(trusted_proxies, **ip))
+        .or(chain.first())
+        .copied()
+        .unwrap_or(peer);
+    (ip, true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

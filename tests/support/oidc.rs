@@ -39,9 +39,11 @@ fn provider_dir() -> PathBuf {
 }
 
 impl RealProvider {
-    /// Starts `oidc-provider` with these clients and accounts; `None` (after saying why)
-    /// when node or the pinned package is missing, a failure under CI.
-    pub async fn start(port: u16, clients: Value, accounts: Value) -> Option<RealProvider> {
+    /// Starts `oidc-provider` with these clients and accounts on a free loopback port;
+    /// `None` (after saying why) when node or the pinned package is missing, a failure under
+    /// CI. A port taken by someone else between choosing and binding it is chosen again: the
+    /// provider counts as started once it answers its own discovery document.
+    pub async fn start(clients: Value, accounts: Value) -> Option<RealProvider> {
         let node = external::find("node", &["/usr/bin/node", "/usr/local/bin/node"])?;
         if !provider_dir().join("node_modules/oidc-provider").is_dir() {
             external::missing(
@@ -50,17 +52,27 @@ impl RealProvider {
             );
             return None;
         }
-        let config = json!({"port": port, "clients": clients, "accounts": accounts});
-        let mut cmd = Command::new(node);
-        cmd.current_dir(provider_dir())
-            .arg("provider.mjs")
-            .arg(config.to_string());
-        let process = external::Process::spawn(cmd, port);
-        process.wait_listening(Duration::from_secs(20)).await;
-        Some(RealProvider {
-            process,
-            issuer: format!("http://127.0.0.1:{port}"),
-        })
+        for _ in 0..5 {
+            let port = external::free_port();
+            let config = json!({"port": port, "clients": clients, "accounts": accounts});
+            let mut cmd = Command::new(&node);
+            cmd.current_dir(provider_dir())
+                .arg("provider.mjs")
+                .arg(config.to_string());
+            let mut process = external::Process::spawn(cmd, port);
+            let issuer = format!("http://127.0.0.1:{port}");
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while std::time::Instant::now() < deadline {
+                if process.child.try_wait().ok().flatten().is_some() {
+                    break; // it exited: most likely the port was taken
+                }
+                if answers_as(port, &issuer).await {
+                    return Some(RealProvider { process, issuer });
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        panic!("oidc-provider did not start (node {})", node.display());
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -142,6 +154,32 @@ impl RealProvider {
         }
         panic!("the provider never sent the browser back");
     }
+}
+
+/// Whether the provider on `port` answers discovery as `issuer` (and not some other program
+/// that took the port).
+async fn answers_as(port: u16, issuer: &str) -> bool {
+    let Ok(stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+    else {
+        return false;
+    };
+    tokio::spawn(conn);
+    let req = Request::get("/.well-known/openid-configuration")
+        .header("host", format!("127.0.0.1:{port}"))
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let Ok(Ok(resp)) = tokio::time::timeout(Duration::from_secs(5), sender.send_request(req)).await
+    else {
+        return false;
+    };
+    let Ok(body) = resp.into_body().collect().await else {
+        return false;
+    };
+    serde_json::from_slice::<Value>(&body.to_bytes())
+        .is_ok_and(|v| v["issuer"].as_str() == Some(issuer))
 }
 
 // ---------------------------------------------------------------- the hostile provider
