@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
 use crate::accept::{serve_with, Transport};
+use crate::authenticate::sessions;
 use crate::body::{empty, full, Body};
 use crate::runtime::{Conn, Gateway};
 use crate::telemetry::audit;
@@ -117,7 +118,6 @@ async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
 
 async fn admin_api(gw: &Gateway, req: Request<Incoming>, config: &crate::Config) -> Response<Body> {
     let now = crate::clock::now_ms();
-    let ttl = config.tokens.revocation_ttl();
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let unavailable = || {
@@ -139,7 +139,7 @@ async fn admin_api(gw: &Gateway, req: Request<Incoming>, config: &crate::Config)
                     serde_json::json!({"error": "user is required"}),
                 );
             };
-            match gw.store.sessions_of(&user).await {
+            match sessions::sessions_of(&gw.store, &user).await {
                 Ok(sessions) => {
                     let list: Vec<serde_json::Value> = sessions
                         .into_iter()
@@ -160,13 +160,13 @@ async fn admin_api(gw: &Gateway, req: Request<Incoming>, config: &crate::Config)
         }
         (Method::DELETE, p) if p.starts_with("/admin/sessions/") => {
             let sid = &p["/admin/sessions/".len()..];
-            let Some(session) = gw.store.session(sid).await.ok().flatten() else {
+            let Some(session) = sessions::session(&gw.store, sid).await.ok().flatten() else {
                 return json(
                     StatusCode::NOT_FOUND,
                     serde_json::json!({"error": "no such session"}),
                 );
             };
-            match gw.store.revoke_session(sid, now, ttl).await {
+            match sessions::end(&config.tokens, &gw.store, sid, now).await {
                 Ok(_) => {
                     audit::sessions_revoked(&session.user, &[sid.to_string()], "admin");
                     let mut r = Response::new(empty());
@@ -205,7 +205,7 @@ async fn admin_api(gw: &Gateway, req: Request<Incoming>, config: &crate::Config)
                 );
             };
             let user = crate::authenticate::users::canonical_username(&user);
-            match gw.store.revoke_user(&user, now, ttl).await {
+            match sessions::end_all(&config.tokens, &gw.store, &user, now).await {
                 Ok(sids) => {
                     audit::sessions_revoked(&user, &sids, "admin");
                     json(StatusCode::OK, serde_json::json!({"revoked": sids.len()}))

@@ -1,7 +1,9 @@
 //! The walls of `docs/architecture.md`, checked on the source tree so they stay up:
 //! - the pure phases (`canonicalize`, `route`, `authorize`, `authenticate/tokens`) import none
 //!   of the server, forwarding, endpoint or store modules;
-//! - no import loop between the top-level modules of `src/`.
+//! - no import loop between the top-level modules of `src/`;
+//! - the gateway's endpoints reach sessions through `authenticate::sessions`, never by
+//!   calling the store themselves.
 //!
 //! Imports are read from the text (`crate::module` paths, `use crate::{a, b}` groups); unit
 //! test code (`#[cfg(test)]` onwards, `tests.rs` files) is left out, as it may reach anywhere.
@@ -107,6 +109,28 @@ fn violations(files: &[(String, String)]) -> Vec<String> {
             .or_default()
             .extend(used.into_iter().filter(|u| *u != me));
     }
+    // Endpoints call no store method (`store.revoke_session(...)`, `.store\n.session(...)`).
+    for (file, text) in &files {
+        if !file.starts_with("endpoints/") {
+            continue;
+        }
+        let code = text.split("#[cfg(test)]").next().unwrap_or(text);
+        let squeezed: String = code.split_whitespace().collect();
+        let mut rest = squeezed.as_str();
+        while let Some(i) = rest.find("store.") {
+            let after = &rest[i + "store.".len()..];
+            let method: String = after
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if after[method.len()..].starts_with('(') || after[method.len()..].starts_with("::<") {
+                problems.push(format!(
+                    "`{file}` calls the store directly (`store.{method}`)"
+                ));
+            }
+            rest = after;
+        }
+    }
     // Import loops: a module that reaches itself.
     let mut reported = BTreeSet::new();
     for start in graph.keys() {
@@ -161,6 +185,22 @@ fn a_deliberate_violation_is_caught() {
         problems
             .iter()
             .any(|p| p.contains("pure phase `route.rs` imports `store`")),
+        "{problems:?}"
+    );
+    // An endpoint revoking through the store instead of the sessions module.
+    let mut files = tree();
+    let logout = files
+        .iter_mut()
+        .find(|(f, _)| f == "endpoints/logout.rs")
+        .unwrap();
+    logout.1.push_str(
+        "\nfn sneak(gw: &Gateway) { let _ = gw\n    .store\n    .revoke_user(\"a\", 0, 0); }\n",
+    );
+    let problems = violations(&files);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("endpoints/logout.rs` calls the store directly")),
         "{problems:?}"
     );
     // A loop: the store importing the request sequence that imports it.

@@ -498,6 +498,81 @@ fn current_user(users: &Users, session: &SessionRecord) -> Option<Arc<User>> {
         .then(|| user.clone())
 }
 
+// ------------------------------------------------------------------ sessions by id and user
+//
+// The gateway's own endpoints (logout, userinfo, back-channel logout) and the admin API find
+// and end sessions through these, never through the store: one place decides how long a
+// revocation is remembered and what an ended session means.
+
+/// A live session by id.
+pub async fn session(store: &Store, sid: &str) -> Result<Option<SessionRecord>, StoreError> {
+    store.session(sid).await
+}
+
+/// The live session a refresh token (used or not) belongs to: logout after the access token
+/// expired.
+pub async fn session_of_refresh_token(
+    store: &Store,
+    token: &str,
+) -> Result<Option<SessionRecord>, StoreError> {
+    store.session_of_refresh(&hash_token(token)).await
+}
+
+/// A user's live sessions, oldest first.
+pub async fn sessions_of(store: &Store, user: &str) -> Result<Vec<SessionRecord>, StoreError> {
+    store.sessions_of(&canonical_username(user)).await
+}
+
+/// Ends one session now: its access tokens are refused from the next request. Returns whether
+/// it was live. `now` in milliseconds.
+pub async fn end(
+    settings: &TokenSettings,
+    store: &Store,
+    sid: &str,
+    now: u64,
+) -> Result<bool, StoreError> {
+    store
+        .revoke_session(sid, now, settings.revocation_ttl())
+        .await
+}
+
+/// Ends every session of a user now. Returns the ids ended.
+pub async fn end_all(
+    settings: &TokenSettings,
+    store: &Store,
+    user: &str,
+    now: u64,
+) -> Result<Vec<String>, StoreError> {
+    store
+        .revoke_user(&canonical_username(user), now, settings.revocation_ttl())
+        .await
+}
+
+/// Ends every session from one identity provider's session (`sid`) or user (`sub`)
+/// (back-channel logout). Returns the ids ended, by user.
+pub async fn end_provider_sessions(
+    settings: &TokenSettings,
+    store: &Store,
+    provider: &str,
+    sub: Option<&str>,
+    sid: Option<&str>,
+    now: u64,
+) -> Result<std::collections::BTreeMap<String, Vec<String>>, StoreError> {
+    let mut ended: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for s in store.sessions_of_idp(provider, sub, sid).await? {
+        if end(settings, store, &s.sid, now).await? {
+            ended.entry(s.user).or_default().push(s.sid);
+        }
+    }
+    Ok(ended)
+}
+
+/// A key used once (an OIDC `state`, a logout token's `jti`): `true` the first time, `false`
+/// while remembered (until `until`, Unix ms; shared by replicas with Redis).
+pub async fn first_use(store: &Store, key: &str, now: u64, until: u64) -> Result<bool, StoreError> {
+    store.remember_once(key, now, until).await
+}
+
 /// After a reload (SPEC §9): the sessions of users who were removed, disabled, or whose
 /// password changed are revoked at once, so their access tokens stop working now rather than
 /// at their `exp`. Times in milliseconds.

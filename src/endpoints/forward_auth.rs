@@ -148,15 +148,9 @@ pub async fn forward_auth(
         HeaderValue::from_str(&app_cookies).map_err(|e| GatewayError::Internal(Box::new(e)))?,
     );
     if let Some(id) = &identity {
-        let h = r.headers_mut();
-        let value = |s: &str| {
-            HeaderValue::from_bytes(s.as_bytes()).map_err(|e| GatewayError::Internal(Box::new(e)))
-        };
-        h.insert(&config.identity.user, value(id.user())?);
-        // Present but empty when the user has no email: Caddy 2.6's `copy_headers` puts an
-        // unexpanded placeholder into the app's request for a header the response lacks.
-        h.insert(&config.identity.email, value(id.email().unwrap_or(""))?);
-        h.insert(&config.identity.roles, value(&id.roles().join(","))?);
+        // The same header values the proxy path sets (and an empty email for Caddy).
+        crate::forward::headers::set_identity(r.headers_mut(), &config.identity, id, true)
+            .map_err(|e| GatewayError::Internal(Box::new(e)))?;
     }
     // Likewise the per-cookie headers: empty unless a refresh issued a cookie below.
     r.headers_mut()

@@ -9,14 +9,13 @@ use hyper::body::Incoming;
 use super::redirect::safe_return;
 use super::{refuse_cross_site, wants_json};
 use crate::authenticate::credentials::extract;
-use crate::authenticate::identify_any;
 use crate::authenticate::users::canonical_username;
+use crate::authenticate::{identify_any, sessions};
 use crate::body::{empty, Body};
 use crate::canonicalize::CanonicalRequest;
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::runtime::{Gateway, RequestCtx};
-use crate::store::hash_token;
 use crate::telemetry::audit;
 
 fn param(canon: &CanonicalRequest, name: &str) -> Option<String> {
@@ -44,28 +43,25 @@ pub async fn logout(
             identity.sid().to_string(),
         )),
         Err(_) => match creds.refresh_cookie {
-            Some(token) => gw
-                .store
-                .session_of_refresh(&hash_token(token))
+            Some(token) => sessions::session_of_refresh_token(&gw.store, token)
                 .await?
                 .map(|s| (s.user, s.sid)),
             None => None,
         },
     };
-    let ttl = config.tokens.revocation_ttl();
     // `logout: idp`: the provider's session ends too (RP-initiated logout), for a browser.
     let mut idp_logout = None;
     if let Some((_, sid)) = session.as_ref().filter(|_| !wants_json(req.headers())) {
-        if let Some(link) = gw.store.session(sid).await?.and_then(|s| s.idp) {
+        if let Some(link) = sessions::session(&gw.store, sid).await?.and_then(|s| s.idp) {
             idp_logout = super::oidc::idp_logout_url(gw, config, &link).await;
         }
     }
     if let Some((user, sid)) = session {
         if all {
-            let sids = gw.store.revoke_user(&user, ctx.now_ms, ttl).await?;
+            let sids = sessions::end_all(&config.tokens, &gw.store, &user, ctx.now_ms).await?;
             audit::sessions_revoked(&user, &sids, "logout_all");
         } else {
-            gw.store.revoke_session(&sid, ctx.now_ms, ttl).await?;
+            sessions::end(&config.tokens, &gw.store, &sid, ctx.now_ms).await?;
         }
         audit::logout(&user, &sid, all);
     }

@@ -268,11 +268,14 @@ async fn complete(
     entry: &Pending,
 ) -> Result<Response<Body>, Failed> {
     // One use, across replicas: the store remembers the state until it would expire anyway.
-    let first = gw
-        .store
-        .remember_once(&format!("oidc-state:{}", entry.s), ctx.now_ms, entry.e)
-        .await
-        .map_err(|_| failed(OidcFailure::Unavailable, "store_unavailable"))?;
+    let first = sessions::first_use(
+        &gw.store,
+        &format!("oidc-state:{}", entry.s),
+        ctx.now_ms,
+        entry.e,
+    )
+    .await
+    .map_err(|_| failed(OidcFailure::Unavailable, "store_unavailable"))?;
     if !first {
         return Err(failed(OidcFailure::BadState, "state_replayed"));
     }
@@ -452,28 +455,25 @@ pub async fn backchannel_logout(
         }
         Err(e) => return Ok(refuse(e.reason())),
     };
-    let fresh = gw
-        .store
-        .remember_once(
-            &format!("oidc-jti:{}:{}", p.id, logout.jti),
-            ctx.now_ms,
-            logout.remember_until,
-        )
-        .await?;
+    let fresh = sessions::first_use(
+        &gw.store,
+        &format!("oidc-jti:{}:{}", p.id, logout.jti),
+        ctx.now_ms,
+        logout.remember_until,
+    )
+    .await?;
     if !fresh {
         return Ok(refuse("jti_replayed"));
     }
-    let sessions = gw
-        .store
-        .sessions_of_idp(&p.id, logout.sub.as_deref(), logout.sid.as_deref())
-        .await?;
-    let ttl = config.tokens.revocation_ttl();
-    let mut by_user: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    for s in sessions {
-        if gw.store.revoke_session(&s.sid, ctx.now_ms, ttl).await? {
-            by_user.entry(s.user).or_default().push(s.sid);
-        }
-    }
+    let by_user = sessions::end_provider_sessions(
+        &config.tokens,
+        &gw.store,
+        &p.id,
+        logout.sub.as_deref(),
+        logout.sid.as_deref(),
+        ctx.now_ms,
+    )
+    .await?;
     for (user, sids) in &by_user {
         audit::sessions_revoked_by_provider(user, sids, &p.id, "backchannel_logout");
     }

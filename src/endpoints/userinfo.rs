@@ -42,7 +42,7 @@ pub async fn userinfo(
         }
     })?;
     let id = &auth.identity;
-    let session = gw.store.session(id.sid()).await?;
+    let session = crate::authenticate::sessions::session(&gw.store, id.sid()).await?;
     // Unix seconds, like the token's claims (the store keeps milliseconds).
     let expires_at = session
         .map(|s| s.expires_at / 1000)

@@ -251,13 +251,33 @@ pub fn rewrite_request(
     headers.insert(&X_REQUEST_ID, HeaderValue::from_str(origin.request_id)?);
     // 5. identity.
     if let Some(id) = identity {
-        let values = id.header_values()?;
-        headers.insert(&identity_names.user, values.user.clone());
-        if let Some(email) = &values.email {
-            headers.insert(&identity_names.email, email.clone());
-        }
-        headers.insert(&identity_names.roles, values.roles.clone());
+        set_identity(headers, identity_names, id, false)?;
     }
+    Ok(())
+}
+
+/// Sets the identity headers from a verified identity: on a request going upstream, and on
+/// forward-auth's answer for the proxy to copy. `always_email`: an empty email header when
+/// the user has none (Caddy 2.6's `copy_headers` puts an unexpanded placeholder into the
+/// app's request for a header the answer lacks).
+pub fn set_identity(
+    headers: &mut HeaderMap,
+    names: &IdentityHeaders,
+    id: &Identity,
+    always_email: bool,
+) -> Result<(), http::header::InvalidHeaderValue> {
+    let values = id.header_values()?;
+    headers.insert(&names.user, values.user.clone());
+    match &values.email {
+        Some(email) => {
+            headers.insert(&names.email, email.clone());
+        }
+        None if always_email => {
+            headers.insert(&names.email, HeaderValue::from_static(""));
+        }
+        None => {}
+    }
+    headers.insert(&names.roles, values.roles.clone());
     Ok(())
 }
 
