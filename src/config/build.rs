@@ -239,216 +239,22 @@ pub fn build(
     };
     let _ = ctx.text;
 
-    // server
-    let listen = f.server.listen.as_ref().and_then(|l| {
-        l.value
-            .parse()
-            .map_err(|_| {
-                ctx.err(
-                    l.referenced,
-                    "server.listen",
-                    format!(
-                        "`{}` is not an address; write e.g. \"127.0.0.1:8080\"",
-                        &*l.value
-                    ),
-                )
-            })
-            .ok()
-    });
-    let tls = f.server.tls.as_ref().and_then(|t| {
-        let t = &t.value;
-        let listen = t
-            .listen
-            .value
-            .parse()
-            .map_err(|_| {
-                ctx.err(
-                    t.listen.referenced,
-                    "server.tls.listen",
-                    format!(
-                        "`{}` is not an address; write e.g. \"0.0.0.0:8443\"",
-                        &*t.listen.value
-                    ),
-                )
-            })
-            .ok();
-        let cert_path = resolve(&base, &t.cert.value);
-        let key_path = resolve(&base, &t.key.value);
-        let cert = read_bounded(&cert_path)
-            .map_err(|e| {
-                ctx.err(
-                    t.cert.referenced,
-                    "server.tls.cert",
-                    format!("cannot read `{}`: {e}", cert_path.display()),
-                )
-            })
-            .ok();
-        let key = read_bounded(&key_path)
-            .map_err(|e| {
-                ctx.err(
-                    t.key.referenced,
-                    "server.tls.key",
-                    format!("cannot read `{}`: {e}", key_path.display()),
-                )
-            })
-            .ok();
-        let (cert, key) = (cert?, key?);
-        let server_config = crate::config::tls::server_config(&cert, &key)
-            .map_err(|e| ctx.err(t.cert.referenced, "server.tls", e.to_string()))
-            .ok()?;
-        Some(crate::config::tls::TlsSettings {
-            listen: listen?,
-            cert_path,
-            key_path,
-            server_config,
-        })
-    });
-    if f.server.listen.is_none() && f.server.tls.is_none() {
-        ctx.err(
-            Location::UNKNOWN,
-            "server.listen",
-            "is required (e.g. listen: \"127.0.0.1:8080\")",
-        );
-    }
-    let public_origin = f
-        .server
-        .public_url
-        .as_ref()
-        .and_then(|u| origin_of(&mut ctx, u));
-    let auth_prefix = {
-        let p = &f.server.auth_prefix;
-        match canonical_path(&p.value) {
-            Ok(c) if c != "/" && !c.ends_with('/') && c == *p.value => Some(c),
-            _ => {
-                ctx.err(
-                    p.referenced,
-                    "server.auth_prefix",
-                    "must be a canonical path like \"/.gatehouse\" (one leading `/`, no trailing `/`, not `/`)",
-                );
-                None
-            }
-        }
-    };
-    let trusted_proxies = f
-        .server
-        .trusted_proxies
-        .iter()
-        .enumerate()
-        .filter_map(|(i, t)| {
-            let v = t.value.trim();
-            v.parse::<ipnet::IpNet>()
-                .or_else(|_| v.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                .map_err(|_| {
-                    ctx.err(
-                        t.referenced,
-                        &format!("server.trusted_proxies[{i}]"),
-                        format!("`{v}` is not a CIDR or IP address (e.g. \"10.0.0.0/8\")"),
-                    )
-                })
-                .ok()
-        })
-        .collect();
-    let l = &f.server.limits;
-    let limits = Limits {
-        max_request_header_bytes: usize::try_from(l.max_request_header_bytes.0)
-            .unwrap_or(usize::MAX),
-        header_read_timeout: l.header_read_timeout.0,
-        idle_timeout: l.idle_timeout.0,
-        max_connections: l.max_connections.max(1),
-        max_login_body_bytes: usize::try_from(l.max_login_body_bytes.0).unwrap_or(usize::MAX),
-        upstream_connect_timeout: l.upstream_connect_timeout.0,
-        upstream_response_timeout: l.upstream_response_timeout.0,
-        shutdown_grace: l.shutdown_grace.0,
-    };
-    if limits.max_request_header_bytes < 8192 {
-        ctx.err(
-            Location::UNKNOWN,
-            "server.limits.max_request_header_bytes",
-            "must be at least 8KiB",
-        );
-    }
+    let server = build_server(&mut ctx, &f.server, &base);
+    let ServerParts {
+        listen,
+        tls,
+        public_origin,
+        auth_prefix,
+        trusted_proxies,
+        limits,
+    } = server;
 
-    let admin = f.admin.as_ref().and_then(|admin| {
-        let a = &admin.value;
-        let listen = a
-            .listen
-            .value
-            .parse()
-            .map_err(|_| {
-                ctx.err(
-                    a.listen.referenced,
-                    "admin.listen",
-                    format!(
-                        "`{}` is not an address; write e.g. \"127.0.0.1:9090\"",
-                        &*a.listen.value
-                    ),
-                )
-            })
-            .ok();
-        let token = match &a.token {
-            Some(t) if t.value.len() >= 16 => Some(t.value.0.clone()),
-            Some(t) => {
-                ctx.err(
-                    t.referenced,
-                    "admin.token",
-                    "must be at least 16 characters (e.g. from ${GATEHOUSE_ADMIN_TOKEN})",
-                );
-                None
-            }
-            None => {
-                ctx.err(
-                    admin.referenced,
-                    "admin.token",
-                    "is required when admin is set",
-                );
-                None
-            }
-        };
-        Some(super::AdminSettings {
-            listen: listen?,
-            token: super::Secret(token?),
-        })
-    });
+    let admin = build_admin(&mut ctx, f.admin.as_ref());
 
     let tokens = build_tokens(&mut ctx, &f.tokens, &base);
     let cookies = build_cookies(&mut ctx, &f.cookies, &mut warnings);
 
-    // users: inline, then users_file
-    let mut users = Vec::new();
-    let mut seen: HashMap<String, String> = HashMap::new();
-    collect_users(&mut ctx, "users", &f.users, &mut users, &mut seen);
-    let users_file = f.users_file.as_ref().map(|p| resolve(&base, &p.value));
-    if let (Some(path), Some(spanned)) = (&users_file, &f.users_file) {
-        match read_bounded(path).and_then(|b| String::from_utf8(b).map_err(std::io::Error::other)) {
-            Err(e) => ctx.err(
-                spanned.referenced,
-                "users_file",
-                format!("cannot read `{}`: {e}", path.display()),
-            ),
-            Ok(text) => {
-                let uname = path.display().to_string();
-                let parsed: Result<file::UsersFile, _> =
-                    with_lookup(lookup.clone(), || serde_saphyr::from_str(&text));
-                match parsed {
-                    Err(e) => ctx.errors.push(parse_error(&uname, &text, &e)),
-                    Ok(uf) => {
-                        let mut uctx = Ctx {
-                            file: uname,
-                            text: &text,
-                            errors: ctx.errors,
-                            links: Vec::new(),
-                        };
-                        collect_users(&mut uctx, "users", &uf.users, &mut users, &mut seen);
-                        for (at, key, id) in uctx.links {
-                            // Reported against the main file's context below; keep the place.
-                            ctx.links
-                                .push((at, format!("{} ({key})", path.display()), id));
-                        }
-                    }
-                }
-            }
-        }
-    }
+    let (users, users_file) = build_users(&mut ctx, &f, &base, lookup.clone());
 
     let known_roles: HashSet<&str> = users
         .iter()
@@ -460,21 +266,7 @@ pub fn build(
             .push("no routes are configured: every request outside the auth prefix is 404".into());
     }
 
-    let login = &f.login;
-    if login.max_failures == 0 {
-        ctx.err(
-            Location::UNKNOWN,
-            "login.max_failures",
-            "must be at least 1",
-        );
-    }
-    if login.max_concurrent_hashes == 0 {
-        ctx.err(
-            Location::UNKNOWN,
-            "login.max_concurrent_hashes",
-            "must be at least 1",
-        );
-    }
+    let throttle = build_login(&mut ctx, &f.login);
 
     let oidc = build_oidc(
         &mut ctx,
@@ -504,91 +296,9 @@ pub fn build(
         identity
     });
 
-    let backend = &f.store.backend;
-    let store = match backend.value.0.as_str() {
-        "memory" => {
-            if f.store.redis.is_some() {
-                warnings
-                    .push("store.redis is set but store.backend is memory; it is ignored".into());
-            }
-            Some(super::StoreSettings::Memory { path: None })
-        }
-        "redis" => match &f.store.redis {
-            None => {
-                ctx.err(
-                    backend.referenced,
-                    "store.redis",
-                    "is required with backend redis (url, key_prefix)",
-                );
-                None
-            }
-            Some(r) => match redis::Client::open(r.value.url.0.as_str()) {
-                Ok(client) => Some(super::StoreSettings::Redis {
-                    client,
-                    key_prefix: r.value.key_prefix.0.clone(),
-                }),
-                Err(e) => {
-                    ctx.err(
-                        r.referenced,
-                        "store.redis.url",
-                        format!("not a Redis URL (e.g. redis://127.0.0.1:6379/0): {e}"),
-                    );
-                    None
-                }
-            },
-        },
-        other => {
-            ctx.err(
-                backend.referenced,
-                "store.backend",
-                format!("`{other}` is not a store; use memory or redis"),
-            );
-            None
-        }
-    };
-    let store_path = f.store.path.as_ref().map(|p| resolve(&base, &p.value));
-    if let (Some(p), Some(super::StoreSettings::Redis { .. })) = (&f.store.path, &store) {
-        ctx.err(
-            p.referenced,
-            "store.path",
-            "is for backend memory; Redis keeps its own state",
-        );
-    }
-    let store = store.map(|s| match s {
-        super::StoreSettings::Memory { .. } => super::StoreSettings::Memory { path: store_path },
-        other => other,
-    });
+    let store = build_store(&mut ctx, &f.store, &base, &mut warnings);
 
-    let logging = {
-        let format = &f.logging.format;
-        let json = match format.value.0.as_str() {
-            "json" => true,
-            "pretty" => false,
-            other => {
-                ctx.err(
-                    format.referenced,
-                    "logging.format",
-                    format!("`{other}` is not a log format; use pretty or json"),
-                );
-                false
-            }
-        };
-        let level = &f.logging.level;
-        if tracing_subscriber::EnvFilter::try_new(level.value.0.as_str()).is_err() {
-            ctx.err(
-                level.referenced,
-                "logging.level",
-                format!(
-                    "`{}` is not a log level or filter (e.g. info, debug, gatehouse=debug)",
-                    &*level.value
-                ),
-            );
-        }
-        Logging {
-            json,
-            level: level.value.0.clone(),
-        }
-    };
+    let logging = build_logging(&mut ctx, &f.logging);
 
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
@@ -605,48 +315,13 @@ pub fn build(
             snippet: None,
         }]));
     };
-    let key_files = f
-        .tokens
-        .signing_key
-        .iter()
-        .map(|k| ("tokens.signing_key", &k.value))
-        .chain(
-            f.server
-                .tls
-                .iter()
-                .map(|t| ("server.tls.key", &t.value.key.value)),
-        );
-    for (key, path) in key_files {
-        warnings.extend(readable_by_others(key, &resolve(&base, path)));
-    }
-    // The silent login loop: Secure cookies over plain HTTP to another machine are dropped by
-    // the browser, so every login ends back on the login page.
-    if let Some(addr) =
-        listen.filter(|a: &std::net::SocketAddr| cookies.secure && !a.ip().is_loopback())
-    {
-        if f.server.trusted_proxies.is_empty() {
-            warnings.push(format!(
-                "cookies.secure is true but server.listen ({addr}) serves plain HTTP to other \
-                 machines and no server.trusted_proxies terminate TLS in front: browsers will not \
-                 keep the session cookies there, and every login ends back on the login page. Fix: \
-                 serve HTTPS (server.tls), or put a TLS-terminating proxy in front and list it in \
-                 server.trusted_proxies; for plain-HTTP development only, set cookies.secure: false"
-            ));
-        }
-    }
-    if users.is_empty() && oidc.as_ref().is_none_or(|o| o.providers.is_empty()) {
-        warnings.push(
-            "no users: nobody can sign in (public paths still work); add some under `users:` or \
-             in a users_file, each with a hash from `gatehouse hash-password`"
-                .into(),
-        );
-    }
-    if !cookies.secure {
-        warnings.push(
-            "cookies.secure is false: cookies travel over plain HTTP; use only for development"
-                .into(),
-        );
-    }
+    warnings.extend(deployment_warnings(
+        &f,
+        &base,
+        listen,
+        &cookies,
+        users.is_empty() && oidc.as_ref().is_none_or(|o| o.providers.is_empty()),
+    ));
     let express_lane =
         f.server.express_lane.unwrap_or(true) && super::express_lane_allowed(&lookup);
     Ok(Config {
@@ -664,11 +339,7 @@ pub fn build(
         tokens,
         cookies,
         users: Users::new(users),
-        throttle: ThrottlePolicy {
-            max_failures: f.login.max_failures,
-            failure_window: f.login.failure_window.0.as_secs(),
-            lockout: f.login.lockout.0.as_secs(),
-        },
+        throttle,
         max_concurrent_hashes: f.login.max_concurrent_hashes,
         routes,
         identity,
@@ -860,6 +531,414 @@ fn build_oidc(
         password_login: o.value.password_login,
         providers,
     })
+}
+
+/// Things that load but will not work as the operator expects: key files others can read,
+/// secure cookies over plain HTTP to other machines (the silent login loop), nobody who can
+/// sign in, cookies without `Secure`.
+fn deployment_warnings(
+    f: &file::File,
+    base: &Path,
+    listen: Option<std::net::SocketAddr>,
+    cookies: &CookiePolicy,
+    nobody_can_sign_in: bool,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let key_files = f
+        .tokens
+        .signing_key
+        .iter()
+        .map(|k| ("tokens.signing_key", &k.value))
+        .chain(
+            f.server
+                .tls
+                .iter()
+                .map(|t| ("server.tls.key", &t.value.key.value)),
+        );
+    for (key, path) in key_files {
+        warnings.extend(readable_by_others(key, &resolve(base, path)));
+    }
+    // The silent login loop: Secure cookies over plain HTTP to another machine are dropped by
+    // the browser, so every login ends back on the login page.
+    if let Some(addr) =
+        listen.filter(|a: &std::net::SocketAddr| cookies.secure && !a.ip().is_loopback())
+    {
+        if f.server.trusted_proxies.is_empty() {
+            warnings.push(format!(
+                "cookies.secure is true but server.listen ({addr}) serves plain HTTP to other \
+                 machines and no server.trusted_proxies terminate TLS in front: browsers will not \
+                 keep the session cookies there, and every login ends back on the login page. Fix: \
+                 serve HTTPS (server.tls), or put a TLS-terminating proxy in front and list it in \
+                 server.trusted_proxies; for plain-HTTP development only, set cookies.secure: false"
+            ));
+        }
+    }
+    if nobody_can_sign_in {
+        warnings.push(
+            "no users: nobody can sign in (public paths still work); add some under `users:` or \
+             in a users_file, each with a hash from `gatehouse hash-password`"
+                .into(),
+        );
+    }
+    if !cookies.secure {
+        warnings.push(
+            "cookies.secure is false: cookies travel over plain HTTP; use only for development"
+                .into(),
+        );
+    }
+    warnings
+}
+
+/// `server:` (listeners, TLS, public URL, prefix, trusted proxies, limits).
+struct ServerParts {
+    listen: Option<std::net::SocketAddr>,
+    tls: Option<super::tls::TlsSettings>,
+    public_origin: Option<String>,
+    auth_prefix: Option<String>,
+    trusted_proxies: Vec<ipnet::IpNet>,
+    limits: Limits,
+}
+
+fn build_server(ctx: &mut Ctx<'_>, server: &file::Server, base: &Path) -> ServerParts {
+    let listen = server.listen.as_ref().and_then(|l| {
+        l.value
+            .parse()
+            .map_err(|_| {
+                ctx.err(
+                    l.referenced,
+                    "server.listen",
+                    format!(
+                        "`{}` is not an address; write e.g. \"127.0.0.1:8080\"",
+                        &*l.value
+                    ),
+                )
+            })
+            .ok()
+    });
+    let tls = server.tls.as_ref().and_then(|t| {
+        let t = &t.value;
+        let listen = t
+            .listen
+            .value
+            .parse()
+            .map_err(|_| {
+                ctx.err(
+                    t.listen.referenced,
+                    "server.tls.listen",
+                    format!(
+                        "`{}` is not an address; write e.g. \"0.0.0.0:8443\"",
+                        &*t.listen.value
+                    ),
+                )
+            })
+            .ok();
+        let cert_path = resolve(base, &t.cert.value);
+        let key_path = resolve(base, &t.key.value);
+        let cert = read_bounded(&cert_path)
+            .map_err(|e| {
+                ctx.err(
+                    t.cert.referenced,
+                    "server.tls.cert",
+                    format!("cannot read `{}`: {e}", cert_path.display()),
+                )
+            })
+            .ok();
+        let key = read_bounded(&key_path)
+            .map_err(|e| {
+                ctx.err(
+                    t.key.referenced,
+                    "server.tls.key",
+                    format!("cannot read `{}`: {e}", key_path.display()),
+                )
+            })
+            .ok();
+        let (cert, key) = (cert?, key?);
+        let server_config = crate::config::tls::server_config(&cert, &key)
+            .map_err(|e| ctx.err(t.cert.referenced, "server.tls", e.to_string()))
+            .ok()?;
+        Some(crate::config::tls::TlsSettings {
+            listen: listen?,
+            cert_path,
+            key_path,
+            server_config,
+        })
+    });
+    if server.listen.is_none() && server.tls.is_none() {
+        ctx.err(
+            Location::UNKNOWN,
+            "server.listen",
+            "is required (e.g. listen: \"127.0.0.1:8080\")",
+        );
+    }
+    let public_origin = server.public_url.as_ref().and_then(|u| origin_of(ctx, u));
+    let auth_prefix = {
+        let p = &server.auth_prefix;
+        match canonical_path(&p.value) {
+            Ok(c) if c != "/" && !c.ends_with('/') && c == *p.value => Some(c),
+            _ => {
+                ctx.err(
+                    p.referenced,
+                    "server.auth_prefix",
+                    "must be a canonical path like \"/.gatehouse\" (one leading `/`, no trailing `/`, not `/`)",
+                );
+                None
+            }
+        }
+    };
+    let trusted_proxies = server
+        .trusted_proxies
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| {
+            let v = t.value.trim();
+            v.parse::<ipnet::IpNet>()
+                .or_else(|_| v.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    ctx.err(
+                        t.referenced,
+                        &format!("server.trusted_proxies[{i}]"),
+                        format!("`{v}` is not a CIDR or IP address (e.g. \"10.0.0.0/8\")"),
+                    )
+                })
+                .ok()
+        })
+        .collect();
+    let l = &server.limits;
+    let limits = Limits {
+        max_request_header_bytes: usize::try_from(l.max_request_header_bytes.0)
+            .unwrap_or(usize::MAX),
+        header_read_timeout: l.header_read_timeout.0,
+        idle_timeout: l.idle_timeout.0,
+        max_connections: l.max_connections.max(1),
+        max_login_body_bytes: usize::try_from(l.max_login_body_bytes.0).unwrap_or(usize::MAX),
+        upstream_connect_timeout: l.upstream_connect_timeout.0,
+        upstream_response_timeout: l.upstream_response_timeout.0,
+        shutdown_grace: l.shutdown_grace.0,
+    };
+    if limits.max_request_header_bytes < 8192 {
+        ctx.err(
+            Location::UNKNOWN,
+            "server.limits.max_request_header_bytes",
+            "must be at least 8KiB",
+        );
+    }
+
+    ServerParts {
+        listen,
+        tls,
+        public_origin,
+        auth_prefix,
+        trusted_proxies,
+        limits,
+    }
+}
+
+/// `admin:` (the second listener and its token).
+fn build_admin(ctx: &mut Ctx<'_>, admin: Option<&S<file::Admin>>) -> Option<super::AdminSettings> {
+    let admin = admin?;
+    let a = &admin.value;
+    let listen = a
+        .listen
+        .value
+        .parse()
+        .map_err(|_| {
+            ctx.err(
+                a.listen.referenced,
+                "admin.listen",
+                format!(
+                    "`{}` is not an address; write e.g. \"127.0.0.1:9090\"",
+                    &*a.listen.value
+                ),
+            )
+        })
+        .ok();
+    let token = match &a.token {
+        Some(t) if t.value.len() >= 16 => Some(t.value.0.clone()),
+        Some(t) => {
+            ctx.err(
+                t.referenced,
+                "admin.token",
+                "must be at least 16 characters (e.g. from ${GATEHOUSE_ADMIN_TOKEN})",
+            );
+            None
+        }
+        None => {
+            ctx.err(
+                admin.referenced,
+                "admin.token",
+                "is required when admin is set",
+            );
+            None
+        }
+    };
+    Some(super::AdminSettings {
+        listen: listen?,
+        token: super::Secret(token?),
+    })
+}
+
+/// `users` and `users_file`: inline users first, then the file's, one namespace.
+fn build_users(
+    ctx: &mut Ctx<'_>,
+    f: &file::File,
+    base: &Path,
+    lookup: impl Fn(&str) -> Option<String> + Clone + 'static,
+) -> (Vec<User>, Option<PathBuf>) {
+    let mut users = Vec::new();
+    let mut seen: HashMap<String, String> = HashMap::new();
+    collect_users(ctx, "users", &f.users, &mut users, &mut seen);
+    let users_file = f.users_file.as_ref().map(|p| resolve(base, &p.value));
+    if let (Some(path), Some(spanned)) = (&users_file, &f.users_file) {
+        match read_bounded(path).and_then(|b| String::from_utf8(b).map_err(std::io::Error::other)) {
+            Err(e) => ctx.err(
+                spanned.referenced,
+                "users_file",
+                format!("cannot read `{}`: {e}", path.display()),
+            ),
+            Ok(text) => {
+                let uname = path.display().to_string();
+                let parsed: Result<file::UsersFile, _> =
+                    with_lookup(lookup.clone(), || serde_saphyr::from_str(&text));
+                match parsed {
+                    Err(e) => ctx.errors.push(parse_error(&uname, &text, &e)),
+                    Ok(uf) => {
+                        let mut uctx = Ctx {
+                            file: uname,
+                            text: &text,
+                            errors: ctx.errors,
+                            links: Vec::new(),
+                        };
+                        collect_users(&mut uctx, "users", &uf.users, &mut users, &mut seen);
+                        for (at, key, id) in uctx.links {
+                            // Reported against the main file's context below; keep the place.
+                            ctx.links
+                                .push((at, format!("{} ({key})", path.display()), id));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    (users, users_file)
+}
+
+/// `store:` (memory, with an optional `path`, or Redis).
+fn build_store(
+    ctx: &mut Ctx<'_>,
+    st: &file::Store,
+    base: &Path,
+    warnings: &mut Vec<String>,
+) -> Option<super::StoreSettings> {
+    let backend = &st.backend;
+    let store = match backend.value.0.as_str() {
+        "memory" => {
+            if st.redis.is_some() {
+                warnings
+                    .push("store.redis is set but store.backend is memory; it is ignored".into());
+            }
+            Some(super::StoreSettings::Memory { path: None })
+        }
+        "redis" => match &st.redis {
+            None => {
+                ctx.err(
+                    backend.referenced,
+                    "store.redis",
+                    "is required with backend redis (url, key_prefix)",
+                );
+                None
+            }
+            Some(r) => match redis::Client::open(r.value.url.0.as_str()) {
+                Ok(client) => Some(super::StoreSettings::Redis {
+                    client,
+                    key_prefix: r.value.key_prefix.0.clone(),
+                }),
+                Err(e) => {
+                    ctx.err(
+                        r.referenced,
+                        "store.redis.url",
+                        format!("not a Redis URL (e.g. redis://127.0.0.1:6379/0): {e}"),
+                    );
+                    None
+                }
+            },
+        },
+        other => {
+            ctx.err(
+                backend.referenced,
+                "store.backend",
+                format!("`{other}` is not a store; use memory or redis"),
+            );
+            None
+        }
+    };
+    let store_path = st.path.as_ref().map(|p| resolve(base, &p.value));
+    if let (Some(p), Some(super::StoreSettings::Redis { .. })) = (&st.path, &store) {
+        ctx.err(
+            p.referenced,
+            "store.path",
+            "is for backend memory; Redis keeps its own state",
+        );
+    }
+    store.map(|s| match s {
+        super::StoreSettings::Memory { .. } => super::StoreSettings::Memory { path: store_path },
+        other => other,
+    })
+}
+
+/// `login:` (the brute-force throttle; `max_concurrent_hashes` is read by the runtime).
+fn build_login(ctx: &mut Ctx<'_>, login: &file::Login) -> ThrottlePolicy {
+    if login.max_failures == 0 {
+        ctx.err(
+            Location::UNKNOWN,
+            "login.max_failures",
+            "must be at least 1",
+        );
+    }
+    if login.max_concurrent_hashes == 0 {
+        ctx.err(
+            Location::UNKNOWN,
+            "login.max_concurrent_hashes",
+            "must be at least 1",
+        );
+    }
+    ThrottlePolicy {
+        max_failures: login.max_failures,
+        failure_window: login.failure_window.0.as_secs(),
+        lockout: login.lockout.0.as_secs(),
+    }
+}
+
+/// `logging:` (format and level).
+fn build_logging(ctx: &mut Ctx<'_>, logging: &file::Logging) -> Logging {
+    let format = &logging.format;
+    let json = match format.value.0.as_str() {
+        "json" => true,
+        "pretty" => false,
+        other => {
+            ctx.err(
+                format.referenced,
+                "logging.format",
+                format!("`{other}` is not a log format; use pretty or json"),
+            );
+            false
+        }
+    };
+    let level = &logging.level;
+    if tracing_subscriber::EnvFilter::try_new(level.value.0.as_str()).is_err() {
+        ctx.err(
+            level.referenced,
+            "logging.level",
+            format!(
+                "`{}` is not a log level or filter (e.g. info, debug, gatehouse=debug)",
+                &*level.value
+            ),
+        );
+    }
+    Logging {
+        json,
+        level: level.value.0.clone(),
+    }
 }
 
 fn origin_of(ctx: &mut Ctx<'_>, u: &S<Text>) -> Option<String> {
