@@ -21,7 +21,13 @@ fn raw_path() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(4000))]
+    // Every proptest keeps its failures in tests/proptest-regressions/ (one place).
+    #![proptest_config(ProptestConfig {
+        failure_persistence: Some(Box::new(proptest::test_runner::FileFailurePersistence::Direct(
+            "tests/proptest-regressions/canonical_props.txt",
+        ))),
+        ..ProptestConfig::with_cases(4000)
+    })]
 
     #[test]
     fn canonical_paths_are_fixed_points(raw in raw_path()) {

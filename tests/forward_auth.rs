@@ -95,7 +95,8 @@ async fn forward_auth_refreshes_and_hands_back_the_cookies() {
     let gw = TestGateway::start(&yaml).await;
     let c = gw.client();
     c.login("alice", "alice-pw").await;
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    // Without its access cookie, the browser has only the refresh cookie: forward-auth must
+    // refresh and hand both new cookies back.
     c.clear_cookie("gatehouse_access");
     let r = c
         .get_with("/.gatehouse/auth", &[("x-forwarded-uri", "/dashboard")])

@@ -95,7 +95,15 @@ mod fast_path {
     use proptest::prelude::*;
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(20_000))]
+        // Failures are kept with the others, in tests/proptest-regressions/.
+        #![proptest_config(ProptestConfig {
+            failure_persistence: Some(Box::new(
+                proptest::test_runner::FileFailurePersistence::Direct(
+                    "tests/proptest-regressions/canonicalize_unit.txt",
+                ),
+            )),
+            ..ProptestConfig::with_cases(20_000)
+        })]
         /// A path the fast path passes through is one the full rebuild gives back unchanged.
         #[test]
         fn a_path_taken_as_it_is_is_what_the_rebuild_gives(
@@ -134,6 +142,14 @@ mod trim_fast {
     use super::super::trim;
 
     proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            failure_persistence: Some(Box::new(
+                proptest::test_runner::FileFailurePersistence::Direct(
+                    "tests/proptest-regressions/canonicalize_trim.txt",
+                ),
+            )),
+            ..Default::default()
+        })]
         #[test]
         fn trim_is_str_trim(s in "[ \t\r\n\u{b}\u{c}\u{1c}\u{85}\u{a0}\u{3000}ab=;\u{e9}]{0,6}") {
             proptest::prop_assert_eq!(trim(&s), s.trim());
