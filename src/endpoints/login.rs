@@ -10,9 +10,9 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 
 use super::redirect::safe_return;
-use super::{body_kind, json, read_body, refuse_cross_site, BodyKind};
+use super::{body_kind, json, login_context, query_param, read_body, refuse_cross_site, BodyKind};
 use crate::authenticate::credentials::extract;
-use crate::authenticate::sessions::{self, LoginContext};
+use crate::authenticate::sessions;
 use crate::authenticate::users::canonical_username;
 use crate::body::Body;
 use crate::canonicalize::CanonicalRequest;
@@ -88,12 +88,6 @@ fn provider_buttons(config: &Config, rd: &str) -> String {
         out.push_str("<p class=\"divider\"><span>or with a password</span></p>\n");
     }
     out
-}
-
-fn query_param(canon: &CanonicalRequest, name: &str) -> Option<String> {
-    form_urlencoded::parse(canon.query()?.as_bytes())
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
 }
 
 pub fn page(
@@ -229,21 +223,11 @@ pub async fn submit(
         }
     };
     gw.throttle_success(&canonical).await;
-    let user_agent = headers
-        .get(http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .chars()
-        .take(256)
-        .collect();
     let issued = sessions::login(
         &config.tokens,
         &gw.store,
         &user,
-        LoginContext {
-            client_ip: ip.clone(),
-            user_agent,
-        },
+        login_context(&headers, ctx),
         ctx.now_ms,
     )
     .await?;

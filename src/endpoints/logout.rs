@@ -7,7 +7,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::redirect::safe_return;
-use super::{refuse_cross_site, wants_json};
+use super::{query_param, refuse_cross_site, wants_json};
 use crate::authenticate::credentials::extract;
 use crate::authenticate::users::canonical_username;
 use crate::authenticate::{identify_any, sessions};
@@ -17,12 +17,6 @@ use crate::config::Config;
 use crate::error::GatewayError;
 use crate::runtime::{Gateway, RequestCtx};
 use crate::telemetry::audit;
-
-fn param(canon: &CanonicalRequest, name: &str) -> Option<String> {
-    form_urlencoded::parse(canon.query()?.as_bytes())
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
 
 pub async fn logout(
     gw: &Gateway,
@@ -34,7 +28,7 @@ pub async fn logout(
     if req.method() == Method::POST {
         refuse_cross_site(config, req.headers(), ctx)?;
     }
-    let all = param(canon, "all").is_some_and(|v| v == "true" || v == "1");
+    let all = query_param(canon, "all").is_some_and(|v| v == "true" || v == "1");
     let creds = extract(req.headers(), &config.cookies);
     let access = creds.bearer.iter().chain(creds.access_cookie.iter());
     let session = match identify_any(&config.tokens, &gw.store, access.copied(), ctx.now) {
@@ -70,7 +64,7 @@ pub async fn logout(
         *r.status_mut() = StatusCode::NO_CONTENT;
     } else {
         *r.status_mut() = StatusCode::SEE_OTHER;
-        let target = match (idp_logout, param(canon, "rd")) {
+        let target = match (idp_logout, query_param(canon, "rd")) {
             (Some(idp), _) => idp,
             (None, Some(rd)) => safe_return(Some(&rd)),
             (None, None) => format!("{}/login", config.auth_prefix),

@@ -80,6 +80,31 @@ pub async fn serve(
     }
 }
 
+/// A query parameter of the request, decoded.
+pub fn query_param(canon: &CanonicalRequest, name: &str) -> Option<String> {
+    form_urlencoded::parse(canon.query()?.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Who is logging in from where, for the new session's record: the client IP and the first
+/// 256 characters of `User-Agent`.
+pub fn login_context(
+    headers: &HeaderMap,
+    ctx: &RequestCtx,
+) -> crate::authenticate::sessions::LoginContext {
+    crate::authenticate::sessions::LoginContext {
+        client_ip: ctx.client_ip.to_string(),
+        user_agent: headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .chars()
+            .take(256)
+            .collect(),
+    }
+}
+
 /// `ui.logo`, as the config loaded it (404 when there is none).
 fn logo(config: &Config) -> Result<Response<Body>, GatewayError> {
     let (bytes, kind) = config.ui.logo.clone().ok_or(GatewayError::NotFound)?;

@@ -17,9 +17,9 @@ use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
 use super::login::set_token_cookies;
-use super::read_body;
 use super::redirect::safe_return;
-use crate::authenticate::sessions::{self, LoginContext};
+use super::{login_context, query_param, read_body};
+use crate::authenticate::sessions;
 use crate::body::{empty, full, Body};
 use crate::canonicalize::CanonicalRequest;
 use crate::config::Config;
@@ -112,12 +112,6 @@ fn state_cookie(config: &Config, list: &[Pending], now: u64) -> HeaderValue {
     HeaderValue::from_str(&c.to_string()).unwrap_or(HeaderValue::from_static(
         "gatehouse_oidc=; Max-Age=0; Path=/",
     ))
-}
-
-fn query_param(canon: &CanonicalRequest, name: &str) -> Option<String> {
-    form_urlencoded::parse(canon.query()?.as_bytes())
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
 }
 
 fn oidc_error(e: OidcError) -> GatewayError {
@@ -377,13 +371,6 @@ async fn complete(
         refresh_token: None,
         checked_at: ctx.now_ms,
     };
-    let user_agent = headers
-        .get(http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .chars()
-        .take(256)
-        .collect();
     let ip = ctx.client_ip.to_string();
     let issued = sessions::login_with_provider(
         &config.tokens,
@@ -391,10 +378,7 @@ async fn complete(
         &user,
         link,
         tokens.refresh_token.as_deref(),
-        LoginContext {
-            client_ip: ip.clone(),
-            user_agent,
-        },
+        login_context(headers, ctx),
         ctx.now_ms,
     )
     .await

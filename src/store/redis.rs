@@ -272,6 +272,11 @@ impl RedisStore {
         };
         let mut c = self.conn()?;
         let sids: Vec<String> = self.timed(c.smembers(key)).await?;
+        self.live_sessions(sids).await
+    }
+
+    /// The live sessions among these ids.
+    async fn live_sessions(&self, sids: Vec<String>) -> Result<Vec<SessionRecord>, StoreError> {
         let mut out = Vec::new();
         for sid in sids {
             if let Some(s) = self.session(&sid).await? {
@@ -373,12 +378,7 @@ impl RedisStore {
     pub async fn sessions_of(&self, user: &str) -> Result<Vec<SessionRecord>, StoreError> {
         let mut c = self.conn()?;
         let sids: Vec<String> = self.timed(c.smembers(self.key("user", user))).await?;
-        let mut out = Vec::new();
-        for sid in sids {
-            if let Some(s) = self.session(&sid).await? {
-                out.push(s);
-            }
-        }
+        let mut out = self.live_sessions(sids).await?;
         out.sort_by_key(|s| s.created_at);
         Ok(out)
     }
