@@ -30,6 +30,13 @@
 #                                    # from an identity provider (tests/oidc's oidc-provider,
 #                                    # needs node and `npm ci` there): the hot path must not
 #                                    # tell it from a password session
+#   TLS=1 benches/load.sh            # also HTTPS: nginx (ssl, http2) and Gatehouse's TLS
+#                                    # listener, HTTP/1.1 (wrk) and HTTP/2 (h2load, 10 streams
+#                                    # per connection), full handshakes per second (wrk,
+#                                    # Connection: close) and resumptions (openssl s_time -reuse)
+#   KINDS=1 benches/load.sh          # also the request kinds the lane does not take, each next
+#                                    # to a bare hyper proxy doing the same framing: POST with a
+#                                    # 1 KiB body, a public path, a refusal (401)
 #   FLOOR=1 benches/load.sh          # also examples/floor-proxy: tokio without hyper, bare and
 #                                    # with Gatehouse's per-request auth work (what a
 #                                    # hand-written HTTP/1 codec could reach; not a product)
@@ -73,6 +80,28 @@ wait_port() {
 
 UP=$(free_port); NGINX=$(free_port); BARE=$(free_port); GH=$(free_port); BASE=$(free_port)
 FLOOR_BARE=$(free_port); FLOOR_AUTH=$(free_port); LANE_PORT=$(free_port); IDP=$(free_port)
+NGINX_TLS=$(free_port); GH_TLS=$(free_port); NGINX_TLS_BLOCK=""
+if [ -n "${TLS:-}" ]; then
+  for tool in h2load openssl; do
+    command -v "$tool" >/dev/null || { echo "TLS=1 needs $tool (apt-get install nghttp2-client openssl)" >&2; exit 1; }
+  done
+  # One self-signed P-256 certificate for both servers.
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
+    -addext subjectAltName=IP:127.0.0.1 -keyout "$WORK/tls.key" -out "$WORK/tls.crt" 2>/dev/null
+  NGINX_TLS_BLOCK="server {
+    listen 127.0.0.1:$NGINX_TLS ssl http2;
+    ssl_certificate $WORK/tls.crt;
+    ssl_certificate_key $WORK/tls.key;
+    ssl_session_cache shared:SSL:10m;
+    ssl_session_tickets on;
+    location = /healthz { return 200 \"ok\\n\"; }
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection \"\";
+    }
+  }"
+fi
 
 taskset -c 1 "$BIN/examples/bench-upstream" "127.0.0.1:$UP" & PIDS+=($!)
 wait_port "$UP"
@@ -101,6 +130,7 @@ http {
       proxy_set_header Connection "";
     }
   }
+$NGINX_TLS_BLOCK
 }
 EOF
 # taskset execs the program, so $! is the proxy's own PID (CPU accounting reads it).
@@ -126,9 +156,13 @@ login:
 routes:
   - name: app
     upstream: "http://127.0.0.1:$UP"
+    public: ["/public/"]
 logging:
   level: warn
 EOF
+if [ -n "${TLS:-}" ]; then
+  sed -i "s|^  listen: \"127.0.0.1:$GH\"|&\n  tls:\n    listen: \"127.0.0.1:$GH_TLS\"\n    cert: \"$WORK/tls.crt\"\n    key: \"$WORK/tls.key\"|" "$WORK/gateway.yaml"
+fi
 if [ -n "${OIDC:-}" ]; then
   command -v node >/dev/null && [ -d tests/oidc/node_modules/oidc-provider ] \
     || { echo "OIDC=1 needs node and 'npm ci' in tests/oidc" >&2; exit 1; }
@@ -148,6 +182,7 @@ EOF
 fi
 RUST_LOG=warn taskset -c 0 "$BIN/gatehouse" run --config "$WORK/gateway.yaml" & PIDS+=($!); PID_gatehouse=$!
 wait_port "$NGINX"; wait_port "$BARE"; wait_port "$GH"
+[ -z "${TLS:-}" ] || { wait_port "$NGINX_TLS"; wait_port "$GH_TLS"; }
 if [ -n "${BASELINE:-}" ]; then
   sed "s/127.0.0.1:$GH/127.0.0.1:$BASE/" "$WORK/gateway.yaml" > "$WORK/baseline.yaml"
   RUST_LOG=warn taskset -c 0 "$BASELINE" run --config "$WORK/baseline.yaml" & PIDS+=($!); PID_baseline=$!
@@ -173,6 +208,22 @@ COOKIE=$(curl -s -o /dev/null -c - -H 'content-type: application/json' \
 # Authenticated requests really are authenticated (and unauthenticated ones are refused).
 [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: gatehouse_access=$COOKIE" "http://127.0.0.1:$GH/")" = 200 ]
 [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$GH/")" = 401 ]
+if [ -n "${TLS:-}" ]; then
+  [ "$(curl -sk -o /dev/null -w '%{http_code}' -H "Cookie: gatehouse_access=$COOKIE" "https://127.0.0.1:$GH_TLS/")" = 200 ]
+  [ "$(curl -sk --http2 -o /dev/null -w '%{http_version} %{http_code}' -H "Cookie: gatehouse_access=$COOKIE" "https://127.0.0.1:$GH_TLS/")" = "2 200" ]
+  [ "$(curl -sk --http2 -o /dev/null -w '%{http_version} %{http_code}' "https://127.0.0.1:$NGINX_TLS/")" = "2 200" ]
+fi
+if [ -n "${KINDS:-}" ]; then
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$GH/public/x")" = 200 ]
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -d @<(head -c 1024 /dev/zero | tr '\0' a) -H "Cookie: gatehouse_access=$COOKIE" "http://127.0.0.1:$GH/")" = 200 ]
+  head -c 1024 /dev/zero | tr '\0' a > "$WORK/body"
+  cat > "$WORK/post.lua" <<EOF
+local f = io.open("$WORK/body", "rb"); local body = f:read("*a"); f:close()
+wrk.method = "POST"
+wrk.body = body
+wrk.headers["Content-Type"] = "application/octet-stream"
+EOF
+fi
 # A session from the identity provider: the browser's way through it, with curl.
 if [ -n "${OIDC:-}" ]; then
   JAR="$WORK/oidc.jar"
@@ -234,6 +285,43 @@ run() {
     'BEGIN{printf "%.3f", (b > a) ? (sb - sa) / (b - a) : 0}')
   echo "$name $rps $(to_ms "$p50") $(to_ms "$p99") $cpu $kernel" >> "$WORK/results"
 }
+# run_h2 NAME PID URL [extra h2load args...]: HTTP/2 over TLS, 64 connections x 10 streams;
+# p50/p99 from h2load's per-request log.
+run_h2() {
+  local name=$1 pid=$2 url=$3; shift 3
+  local out before after start end sys_before sys_after
+  before=$(cpu_ticks "$pid"); sys_before=$(sys_ticks "$pid"); start=$(date +%s.%N)
+  out=$(taskset -c 1 h2load -c"$CONNECTIONS" -m10 -t1 -D"${RUN_DURATION:-$DURATION}" \
+    --log-file="$WORK/h2.log" "$@" "$url" 2>&1)
+  after=$(cpu_ticks "$pid"); sys_after=$(sys_ticks "$pid"); end=$(date +%s.%N)
+  local rps p50 p99 cpu kernel
+  rps=$(echo "$out" | awk '/^finished in/{gsub(",","",$4); print $4}')
+  p50=$(awk '$2==200{print $3}' "$WORK/h2.log" | sort -n | awk '{a[NR]=$1} END{printf "%.3f", a[int(NR*0.5)+1]/1000}')
+  p99=$(awk '$2==200{print $3}' "$WORK/h2.log" | sort -n | awk '{a[NR]=$1} END{printf "%.3f", a[int(NR*0.99)+1]/1000}')
+  cpu=$(awk -v a="$before" -v b="$after" -v t="$CLK_TCK" -v s="$start" -v e="$end" \
+    'BEGIN{printf "%.3f", (b - a) / t / (e - s)}')
+  kernel=$(awk -v a="$before" -v b="$after" -v sa="$sys_before" -v sb="$sys_after" \
+    'BEGIN{printf "%.3f", (b > a) ? (sb - sa) / (b - a) : 0}')
+  echo "$name $rps $p50 $p99 $cpu $kernel" >> "$WORK/results"
+}
+# run_resume NAME PID HOST:PORT PATH: TLS resumptions per second (openssl s_time -reuse, one
+# client, GET PATH: a TLS 1.3 client has its ticket once it has read an answer); p50/p99 are
+# not measured (0).
+run_resume() {
+  local name=$1 pid=$2 addr=$3 path=$4
+  local out before after start end sys_before sys_after
+  before=$(cpu_ticks "$pid"); sys_before=$(sys_ticks "$pid"); start=$(date +%s.%N)
+  out=$(taskset -c 1 openssl s_time -connect "$addr" -reuse -www "$path" -time "${RUN_DURATION:-$DURATION}" 2>&1)
+  after=$(cpu_ticks "$pid"); sys_after=$(sys_ticks "$pid"); end=$(date +%s.%N)
+  local rps cpu kernel
+  rps=$(echo "$out" | awk '/connections in [0-9.]+ real seconds/{for(i=1;i<=NF;i++) if($i=="connections") print $(i-1)}' | tail -1)
+  rps=$(awk -v n="${rps:-0}" -v d="${RUN_DURATION:-$DURATION}" 'BEGIN{printf "%.0f", n/d}')
+  cpu=$(awk -v a="$before" -v b="$after" -v t="$CLK_TCK" -v s="$start" -v e="$end" \
+    'BEGIN{printf "%.3f", (b - a) / t / (e - s)}')
+  kernel=$(awk -v a="$before" -v b="$after" -v sa="$sys_before" -v sb="$sys_after" \
+    'BEGIN{printf "%.3f", (b > a) ? (sb - sa) / (b - a) : 0}')
+  echo "$name $rps 0 0 $cpu $kernel" >> "$WORK/results"
+}
 to_ms() {
   case "$1" in
     *us) awk -v v="${1%us}" 'BEGIN{printf "%.3f", v/1000}' ;;
@@ -274,6 +362,23 @@ for round in $(seq 1 "$ROUNDS"); do
       run hyper-path/bearer "$PID_lane" "http://127.0.0.1:$LANE_PORT/" -H "Authorization: Bearer $COOKIE"
     fi
   fi
+  if [ -n "${TLS:-}" ]; then
+    run nginx/tls-h1 "$PID_nginx" "https://127.0.0.1:$NGINX_TLS/"
+    run gatehouse/tls-h1 "$PID_gatehouse" "https://127.0.0.1:$GH_TLS/" -H "Cookie: gatehouse_access=$COOKIE"
+    run_h2 nginx/h2 "$PID_nginx" "https://127.0.0.1:$NGINX_TLS/"
+    run_h2 gatehouse/h2 "$PID_gatehouse" "https://127.0.0.1:$GH_TLS/" -H "cookie: gatehouse_access=$COOKIE"
+    run nginx/handshake "$PID_nginx" "https://127.0.0.1:$NGINX_TLS/" -H "Connection: close"
+    run gatehouse/handshake "$PID_gatehouse" "https://127.0.0.1:$GH_TLS/" -H "Connection: close" -H "Cookie: gatehouse_access=$COOKIE"
+    run_resume nginx/resume "$PID_nginx" "127.0.0.1:$NGINX_TLS" /healthz
+    run_resume gatehouse/resume "$PID_gatehouse" "127.0.0.1:$GH_TLS" /.gatehouse/healthz
+  fi
+  if [ -n "${KINDS:-}" ]; then
+    run bare-hyper/post "$PID_bare" "http://127.0.0.1:$BARE/" -s "$WORK/post.lua"
+    run gatehouse/post "$PID_gatehouse" "http://127.0.0.1:$GH/" -s "$WORK/post.lua" -H "Cookie: gatehouse_access=$COOKIE"
+    run bare-hyper/public "$PID_bare" "http://127.0.0.1:$BARE/public/x"
+    run gatehouse/public "$PID_gatehouse" "http://127.0.0.1:$GH/public/x"
+    run gatehouse/refusal "$PID_gatehouse" "http://127.0.0.1:$GH/"
+  fi
   if [ -n "${OIDC:-}" ]; then
     run gatehouse/oidc "$PID_gatehouse" "http://127.0.0.1:$GH/" -H "Cookie: gatehouse_access=$OIDC_COOKIE"
   fi
@@ -310,6 +415,8 @@ NAMES="nginx bare-hyper gatehouse gatehouse+logins"
 [ -z "${HYPER_PATH:-}" ] || NAMES="$NAMES hyper-path hyper-path+logins"
 [ -z "${BEARER:-}" ] || NAMES="$NAMES gatehouse/bearer"
 [ -z "${BEARER:-}" ] || [ -z "${HYPER_PATH:-}" ] || NAMES="$NAMES hyper-path/bearer"
+[ -z "${TLS:-}" ] || NAMES="$NAMES nginx/tls-h1 gatehouse/tls-h1 nginx/h2 gatehouse/h2 nginx/handshake gatehouse/handshake nginx/resume gatehouse/resume"
+[ -z "${KINDS:-}" ] || NAMES="$NAMES bare-hyper/post gatehouse/post bare-hyper/public gatehouse/public gatehouse/refusal"
 [ -z "${OIDC:-}" ] || NAMES="$NAMES gatehouse/oidc"
 [ -z "${FLOOR:-}" ] || NAMES="$NAMES floor floor+auth"
 for name in $NAMES; do
@@ -335,6 +442,22 @@ if [ "$PAIRS" -gt 0 ]; then
   awk -v n="$(stat nginx/pair 4)" -v g="$(stat gatehouse/pair 4)" -v m="$(echo "$RATIOS" | median)" \
     -v w="$(echo "$RATIOS" | awk '$1<=1' | wc -l)" -v k="$PAIRS" -v np="$(per_core nginx/pair)" -v gp="$(per_core gatehouse/pair)" \
     'BEGIN{printf "  median p99 %.3f ms vs nginx %.3f ms; median ratio %.2fx; Gatehouse no worse in %d of %d; per core %.2fx\n", g, n, m, w, k, gp/np}'
+fi
+# Same-kind ratios: each target over its like (per core; resumptions and handshakes per second).
+like() { # name base-name label
+  awk -v a="$(per_core "$1")" -v b="$(per_core "$2")" -v l="$3" 'BEGIN{ if (b>0) printf "  %-44s %.2fx\n", l, a/b }'
+}
+if [ -n "${TLS:-}" ] || [ -n "${KINDS:-}" ]; then echo "per core, each next to its like:"; fi
+if [ -n "${TLS:-}" ]; then
+  like gatehouse/tls-h1 nginx/tls-h1 "HTTPS/1.1 GET, Gatehouse / nginx"
+  like gatehouse/h2 nginx/h2 "HTTP/2 GET, Gatehouse / nginx"
+  like gatehouse/handshake nginx/handshake "full handshakes, Gatehouse / nginx"
+  awk -v a="$(stat gatehouse/resume 2)" -v b="$(stat nginx/resume 2)" 'BEGIN{ if (b>0) printf "  %-44s %.2fx (per second, one client)\n", "resumptions, Gatehouse / nginx", a/b }'
+fi
+if [ -n "${KINDS:-}" ]; then
+  like gatehouse/post bare-hyper/post "POST 1 KiB, Gatehouse / bare hyper"
+  like gatehouse/public bare-hyper/public "public path, Gatehouse / bare hyper"
+  like gatehouse/refusal bare-hyper "401 refusal, Gatehouse / bare hyper GET"
 fi
 if [ -n "${HYPER_PATH:-}" ]; then
   LANE_IDLE=$(stat hyper-path 4); LANE_STORM=$(stat hyper-path+logins 4)

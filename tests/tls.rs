@@ -146,6 +146,7 @@ async fn https_with_h2_and_http1_secure_cookies_and_identity() {
             .header("cookie", &cookie)
             .body(Full::default())
             .unwrap();
+        let lane_before = gw.gw.lane_served();
         let r = send(addr, &ca, h2, req).await;
         assert_eq!(r.status, StatusCode::OK);
         assert_eq!(
@@ -160,6 +161,14 @@ async fn https_with_h2_and_http1_secure_cookies_and_identity() {
         assert_eq!(seen.header("x-forwarded-user"), Some("alice"));
         assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
         assert!(seen.header("cookie").is_none());
+        // HTTPS/1.1 goes through the express lane like plain HTTP (unless it is switched
+        // off); HTTP/2 through hyper.
+        let lane = gatehouse::config::express_lane_allowed(gatehouse::config::process_env);
+        assert_eq!(
+            gw.gw.lane_served() - lane_before,
+            u64::from(lane && !h2),
+            "h2: {h2}"
+        );
     }
     gw.stop().await;
 }

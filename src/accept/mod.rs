@@ -58,13 +58,14 @@ pub async fn serve(
 }
 
 /// Serves the HTTPS listener (HTTP/1.1 and HTTP/2 by ALPN) with the certificates of the
-/// current config snapshot.
+/// current config snapshot; HTTP/1.1 connections start in the express lane, as on the plain
+/// listener.
 pub async fn serve_tls(
     listener: TcpListener,
     gw: Arc<Gateway>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    serve_with(listener, gw, shutdown, Transport::Tls, handle).await
+    serve_inner(listener, gw, shutdown, Transport::Tls, handle, true).await
 }
 
 /// The accept loop shared by every listener: `handler` answers each request.
@@ -86,8 +87,8 @@ where
     serve_inner(listener, gw, shutdown, transport, handler, false).await
 }
 
-/// The accept loop; `lane_allowed` on the public plain listener, where `handler` is
-/// [`handle`] and connections may start in the express lane.
+/// The accept loop; `lane_allowed` on the public listeners, where `handler` is [`handle`] and
+/// connections may start in the express lane (plain ones, and TLS ones without HTTP/2).
 async fn serve_inner<H, F>(
     listener: TcpListener,
     gw: Arc<Gateway>,
@@ -186,16 +187,17 @@ where
         };
         let builder = builder.clone();
         let stop = stop_rx.clone();
-        let lane =
-            (lane_allowed && transport == Transport::Plain && gw.express_lane()).then(|| {
-                (
-                    gw.clone(),
-                    lane::Settings {
-                        wait_for_request,
-                        max_head,
-                    },
-                )
-            });
+        // Plain connections start in the express lane, and so do TLS connections that did not
+        // negotiate HTTP/2 (checked after the handshake).
+        let lane = (lane_allowed && gw.express_lane()).then(|| {
+            (
+                gw.clone(),
+                lane::Settings {
+                    wait_for_request,
+                    max_head,
+                },
+            )
+        });
         // Shutdown and HTTP/2 idleness are watched by a task of their own, which tells the
         // connection's task through one oneshot: the connection's task wakes for every
         // read and write, and polls only that receiver besides the connection.
@@ -240,8 +242,32 @@ where
                 (Transport::Tls, Some(config)) => {
                     let acceptor = tokio_rustls::TlsAcceptor::from(config);
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => {
-                            let tls = Timed::new(tls, wait_for_request, write_stall, activity);
+                        Ok(Ok(mut tls)) => {
+                            // The TLS 1.3 session tickets are queued behind the handshake:
+                            // send them now, not with the first response, so a client that
+                            // reconnects before that can still resume.
+                            let _ = tokio::io::AsyncWriteExt::flush(&mut tls).await;
+                            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+                            let mut tls = Timed::new(tls, wait_for_request, write_stall, activity);
+                            let mut close_rx = close_rx;
+                            let prefix = match lane.filter(|_| !h2) {
+                                Some((gw, settings)) => {
+                                    match lane::serve(
+                                        &gw,
+                                        &mut tls,
+                                        conn_info,
+                                        settings,
+                                        &mut close_rx,
+                                    )
+                                    .await
+                                    {
+                                        lane::Ended::Closed => return,
+                                        lane::Ended::HandOff(prefix) => prefix,
+                                    }
+                                }
+                                None => bytes::BytesMut::new(),
+                            };
+                            let tls = lane::Prefixed::new(prefix, tls);
                             let io = TokioIo::new(Watched::new(tls, fragments, max_head));
                             let conn = builder.serve_connection_with_upgrades(io, service);
                             drive(conn, |c| c.graceful_shutdown(), close_rx).await
