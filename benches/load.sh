@@ -94,6 +94,10 @@ if [ -n "${TLS:-}" ]; then
     ssl_certificate_key $WORK/tls.key;
     ssl_session_cache shared:SSL:10m;
     ssl_session_tickets on;
+    # nginx closes a keep-alive connection after 1000 requests by default: h2load does not
+    # reconnect (its streams stall) and wrk would pay a new handshake. Gatehouse has no such
+    # limit, so neither does nginx here.
+    keepalive_requests 100000000;
     location = /healthz { return 200 \"ok\\n\"; }
     location / {
       proxy_pass http://app;
