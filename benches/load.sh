@@ -188,12 +188,12 @@ RUST_LOG=warn taskset -c 0 "$BIN/gatehouse" run --config "$WORK/gateway.yaml" & 
 wait_port "$NGINX"; wait_port "$BARE"; wait_port "$GH"
 [ -z "${TLS:-}" ] || { wait_port "$NGINX_TLS"; wait_port "$GH_TLS"; }
 if [ -n "${BASELINE:-}" ]; then
-  sed "s/127.0.0.1:$GH/127.0.0.1:$BASE/" "$WORK/gateway.yaml" > "$WORK/baseline.yaml"
+  sed -e "s/127.0.0.1:$GH/127.0.0.1:$BASE/" -e "/^  tls:$/,+3d" "$WORK/gateway.yaml" > "$WORK/baseline.yaml"
   RUST_LOG=warn taskset -c 0 "$BASELINE" run --config "$WORK/baseline.yaml" & PIDS+=($!); PID_baseline=$!
   wait_port "$BASE"
 fi
 if [ -n "${HYPER_PATH:-}" ]; then
-  sed "s/127.0.0.1:$GH/127.0.0.1:$LANE_PORT/" "$WORK/gateway.yaml" > "$WORK/lane.yaml"
+  sed -e "s/127.0.0.1:$GH/127.0.0.1:$LANE_PORT/" -e "/^  tls:$/,+3d" "$WORK/gateway.yaml" > "$WORK/lane.yaml"
   GATEHOUSE_EXPRESS_LANE=0 RUST_LOG=warn taskset -c 0 "$BIN/gatehouse" run --config "$WORK/lane.yaml" \
     & PIDS+=($!); PID_lane=$!
   wait_port "$LANE_PORT"

@@ -175,7 +175,9 @@ where
                 }
                 // HTTP/2 requests are counted for the connection's idle timer.
                 let in_flight = (req.version() == http::Version::HTTP_2).then(|| activity.start());
-                let fut = handler(gw.clone(), req, conn_info);
+                // Boxed: hyper moves the service future (HTTP/2 spawns a task per stream with
+                // it inside), and a pointer moves for less than the request's state machine.
+                let fut = Box::pin(handler(gw.clone(), req, conn_info));
                 async move {
                     let response = fut.await;
                     Ok::<_, Infallible>(match in_flight {
