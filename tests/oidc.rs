@@ -771,3 +771,42 @@ fn check_fetches_each_providers_discovery_and_names_the_one_that_fails() {
     assert!(stderr.contains("oidc provider `hostile`"), "{stderr}");
     assert!(stderr.contains("cannot connect"), "{stderr}");
 }
+
+#[tokio::test]
+async fn the_state_cookie_is_host_only_lax_http_only_and_short_lived() {
+    let up = Upstream::start().await;
+    let idp = HostileProvider::start().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let yaml = base_yaml(&up.url(), &format!("{}{PROVIDERS}", default_routes()))
+        .replace(
+            "  listen: \"127.0.0.1:0\"\n",
+            &format!("  listen: \"127.0.0.1:0\"\n  public_url: \"http://127.0.0.1:{port}\"\n"),
+        )
+        .replace("cookies:\n  secure: false\n", "cookies:\n  secure: true\n")
+        .replace("ISSUER", &idp.issuer);
+    let gw = TestGateway::start_on(listener, temp_dir(), &yaml)
+        .await
+        .unwrap();
+    let r = gw
+        .client()
+        .navigate("/.gatehouse/oidc/hostile/start?rd=/x")
+        .await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    let cookie = r
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("__Host-gatehouse_oidc="))
+        .expect("the __Host- state cookie");
+    for attr in [
+        "HttpOnly",
+        "Secure",
+        "SameSite=Lax",
+        "Path=/",
+        "Max-Age=600",
+    ] {
+        assert!(cookie.contains(attr), "{attr} missing: {cookie}");
+    }
+    assert!(!cookie.contains("Domain"), "{cookie}");
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+}
