@@ -340,10 +340,11 @@ to_ms() {
 # logins/s, so every storm p99 has an idle p99 measured next to it (p99 on this machine drifts
 # by 2x over minutes, more than the storm's effect). storm() waits until the last login of the
 # storm is answered, so no hashing backlog spills into the next run.
-storm() { # name pid port file
+storm() { # name pid port file [url]: the logins go to the plain port, the measured load to
+  # url (default: the same plain port)
   taskset -c 1 "$BIN/examples/login-storm" "127.0.0.1:$3" 50 "$DURATION" alice alice-demo-password \
     > "$4" & STORM=$!
-  run "$1" "$2" "http://127.0.0.1:$3/" -H "Cookie: gatehouse_access=$COOKIE"
+  run "$1" "$2" "${5:-http://127.0.0.1:$3/}" -H "Cookie: gatehouse_access=$COOKIE"
   wait "$STORM"
 }
 for round in $(seq 1 "$ROUNDS"); do
@@ -369,6 +370,7 @@ for round in $(seq 1 "$ROUNDS"); do
   if [ -n "${TLS:-}" ]; then
     run nginx/tls-h1 "$PID_nginx" "https://127.0.0.1:$NGINX_TLS/"
     run gatehouse/tls-h1 "$PID_gatehouse" "https://127.0.0.1:$GH_TLS/" -H "Cookie: gatehouse_access=$COOKIE"
+    storm gatehouse/tls-h1+logins "$PID_gatehouse" "$GH" "$WORK/tlsstorm.$round" "https://127.0.0.1:$GH_TLS/"
     run_h2 nginx/h2 "$PID_nginx" "https://127.0.0.1:$NGINX_TLS/"
     run_h2 gatehouse/h2 "$PID_gatehouse" "https://127.0.0.1:$GH_TLS/" -H "cookie: gatehouse_access=$COOKIE"
     run nginx/handshake "$PID_nginx" "https://127.0.0.1:$NGINX_TLS/" -H "Connection: close"
@@ -419,7 +421,7 @@ NAMES="nginx bare-hyper gatehouse gatehouse+logins"
 [ -z "${HYPER_PATH:-}" ] || NAMES="$NAMES hyper-path hyper-path+logins"
 [ -z "${BEARER:-}" ] || NAMES="$NAMES gatehouse/bearer"
 [ -z "${BEARER:-}" ] || [ -z "${HYPER_PATH:-}" ] || NAMES="$NAMES hyper-path/bearer"
-[ -z "${TLS:-}" ] || NAMES="$NAMES nginx/tls-h1 gatehouse/tls-h1 nginx/h2 gatehouse/h2 nginx/handshake gatehouse/handshake nginx/resume gatehouse/resume"
+[ -z "${TLS:-}" ] || NAMES="$NAMES nginx/tls-h1 gatehouse/tls-h1 gatehouse/tls-h1+logins nginx/h2 gatehouse/h2 nginx/handshake gatehouse/handshake nginx/resume gatehouse/resume"
 [ -z "${KINDS:-}" ] || NAMES="$NAMES bare-hyper/post gatehouse/post bare-hyper/public gatehouse/public gatehouse/refusal"
 [ -z "${OIDC:-}" ] || NAMES="$NAMES gatehouse/oidc"
 [ -z "${FLOOR:-}" ] || NAMES="$NAMES floor floor+auth"
@@ -454,6 +456,8 @@ like() { # name base-name label
 if [ -n "${TLS:-}" ] || [ -n "${KINDS:-}" ]; then echo "per core, each next to its like:"; fi
 if [ -n "${TLS:-}" ]; then
   like gatehouse/tls-h1 nginx/tls-h1 "HTTPS/1.1 GET, Gatehouse / nginx"
+  awk -v i="$(stat gatehouse/tls-h1 4)" -v s="$(stat gatehouse/tls-h1+logins 4)" -v r="$(echo $(pair_ratios gatehouse/tls-h1 gatehouse/tls-h1+logins))" \
+    'BEGIN{ if (i>0) printf "  %-44s %.2fx (p99 %.3f vs %.3f ms; per round %s)\n", "HTTPS/1.1 p99 during 50 logins/s / idle", s/i, s, i, r }'
   like gatehouse/h2 nginx/h2 "HTTP/2 GET, Gatehouse / nginx"
   like gatehouse/handshake nginx/handshake "full handshakes, Gatehouse / nginx"
   awk -v a="$(stat gatehouse/resume 2)" -v b="$(stat nginx/resume 2)" 'BEGIN{ if (b>0) printf "  %-44s %.2fx (per second, one client)\n", "resumptions, Gatehouse / nginx", a/b }'
