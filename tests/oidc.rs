@@ -810,3 +810,33 @@ async fn the_state_cookie_is_host_only_lax_http_only_and_short_lived() {
     assert!(!cookie.contains("Domain"), "{cookie}");
     assert_eq!(r.header("cache-control"), Some("no-store"));
 }
+
+#[tokio::test]
+async fn a_flood_of_logins_at_a_down_provider_is_not_a_flood_of_fetches() {
+    // A "provider" that accepts connections and closes them at once, counting them.
+    let down = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}", down.local_addr().unwrap());
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = down.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(socket);
+        }
+    });
+    let up = Upstream::start().await;
+    let gw = gateway(&up, &issuer, PROVIDERS).await;
+    let started = std::time::Instant::now();
+    for _ in 0..40 {
+        let r = gw.client().get("/.gatehouse/oidc/hostile/start").await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+    let elapsed = started.elapsed();
+    let fetches = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    // Background retries (two providers: 1 s, 2 s, ... apart) and at most one inline attempt
+    // per provider every 5 s — not one per request.
+    assert!(
+        fetches <= 2 * (4 + elapsed.as_secs() as usize),
+        "{fetches} connections to the provider for 40 logins in {elapsed:?}"
+    );
+}

@@ -270,6 +270,7 @@ pub fn build(
 
     let oidc = build_oidc(
         &mut ctx,
+        &mut warnings,
         f.oidc.as_ref(),
         public_origin.as_deref(),
         auth_prefix.as_deref(),
@@ -354,6 +355,7 @@ pub fn build(
 /// runtime (`run`) and by `check`, not here: building a config does no network I/O.
 fn build_oidc(
     ctx: &mut Ctx<'_>,
+    warnings: &mut Vec<String>,
     o: Option<&S<file::Oidc>>,
     public_origin: Option<&str>,
     auth_prefix: Option<&str>,
@@ -526,6 +528,20 @@ fn build_oidc(
             recheck_interval,
             logout_at_idp,
         }));
+    }
+    // Two providers that can hand out the same name give the same Gatehouse user.
+    let non_email: Vec<&str> = providers
+        .iter()
+        .filter(|p| p.username_claim != "email")
+        .map(|p| p.id.as_str())
+        .collect();
+    if providers.len() > 1 && !non_email.is_empty() {
+        warnings.push(format!(
+            "oidc: several providers, and {} take the username from a claim other than email: \
+             the same name at two providers is one Gatehouse user. Use username_claim: email \
+             with allowed_email_domains per provider, or make sure the names cannot collide",
+            non_email.join(", ")
+        ));
     }
     Some(crate::oidc::OidcSettings {
         password_login: o.value.password_login,

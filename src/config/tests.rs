@@ -420,3 +420,19 @@ fn a_user_may_name_only_a_configured_provider_and_passwords_off_needs_one() {
     let e = only_error(&yaml("oidc:\n  password_login: false\n"));
     assert_eq!(e.key, "oidc.password_login");
 }
+
+#[test]
+fn two_providers_that_name_users_by_a_non_email_claim_are_warned_about() {
+    let second = GOOD_PROVIDER.replace("id: corp", "id: other");
+    let c = load(&oidc_yaml(&format!("{GOOD_PROVIDER}{second}"), false)).unwrap();
+    assert!(!c.warnings.iter().any(|w| w.contains("several providers")));
+    let by_name = format!("{GOOD_PROVIDER}      username_claim: preferred_username\n{second}");
+    let c = load(&oidc_yaml(&by_name, false)).unwrap();
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("several providers") && w.contains("corp")),
+        "{:?}",
+        c.warnings
+    );
+}

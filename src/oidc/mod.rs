@@ -27,6 +27,8 @@ use http::IdpHttp;
 
 /// The event a back-channel logout token carries (Back-Channel Logout 1.0 §2.4).
 pub const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+/// A request fetches an undiscovered provider's discovery itself at most this often.
+const INLINE_RETRY: Duration = Duration::from_secs(5);
 /// JWKS are fetched again for an unknown `kid` at most this often.
 const JWKS_REFETCH: Duration = Duration::from_secs(60);
 
@@ -153,6 +155,8 @@ struct ProviderState {
     discovered: ArcSwapOption<Discovered>,
     jwks: ArcSwapOption<Vec<Jwk>>,
     jwks_fetched: std::sync::Mutex<Option<Instant>>,
+    /// When a request last fetched discovery itself (the provider not discovered yet).
+    inline_attempt: std::sync::Mutex<Option<Instant>>,
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -225,6 +229,7 @@ impl Oidc {
                         discovered: ArcSwapOption::empty(),
                         jwks: ArcSwapOption::empty(),
                         jwks_fetched: std::sync::Mutex::new(None),
+                        inline_attempt: std::sync::Mutex::new(None),
                         task: std::sync::Mutex::new(None),
                     });
                     self.providers.insert(p.id.clone(), s.clone());
@@ -302,6 +307,17 @@ impl Oidc {
             .ok_or(OidcError::Unavailable("provider_not_started"))?;
         if let Some(d) = state.discovered.load_full() {
             return Ok(d);
+        }
+        // While the provider is down, a login tries it again at most every few seconds: a
+        // flood of `start` requests must not become a flood of fetches.
+        {
+            let Ok(mut last) = state.inline_attempt.lock() else {
+                return Err(OidcError::Unavailable("provider_unavailable"));
+            };
+            if last.is_some_and(|t| t.elapsed() < INLINE_RETRY) {
+                return Err(OidcError::Unavailable("provider_unavailable"));
+            }
+            *last = Some(Instant::now());
         }
         match self.refresh_discovery(&p.id, &state).await {
             Ok(()) => state
