@@ -43,6 +43,14 @@ const PROVIDERS: &str = r#"oidc:
       username_claim: email
 "#;
 
+/// A script that sets (or, with `null`, removes) these ID-token claims.
+fn with(v: Value) -> Script {
+    Script {
+        claims: claims(v),
+        ..Script::default()
+    }
+}
+
 fn claims(v: Value) -> Map<String, Value> {
     match v {
         Value::Object(m) => m,
@@ -198,66 +206,42 @@ async fn every_bad_id_token_ends_with_no_session_and_nothing_forwarded() {
     let cases: Vec<(&str, Script, StatusCode)> = vec![
         (
             "wrong iss",
-            Script {
-                claims: claims(json!({"iss": "http://127.0.0.1:1"})),
-                ..Script::default()
-            },
+            with(json!({"iss": "http://127.0.0.1:1"})),
             StatusCode::UNAUTHORIZED,
         ),
         (
             "wrong aud",
-            Script {
-                claims: claims(json!({"aud": "someone-else"})),
-                ..Script::default()
-            },
+            with(json!({"aud": "someone-else"})),
             StatusCode::UNAUTHORIZED,
         ),
         (
             "two audiences, no azp",
-            Script {
-                claims: claims(json!({"aud": ["gatehouse", "other"]})),
-                ..Script::default()
-            },
+            with(json!({"aud": ["gatehouse", "other"]})),
             StatusCode::UNAUTHORIZED,
         ),
         (
             "wrong azp",
-            Script {
-                claims: claims(json!({"azp": "other"})),
-                ..Script::default()
-            },
+            with(json!({"azp": "other"})),
             StatusCode::UNAUTHORIZED,
         ),
         (
             "expired",
-            Script {
-                claims: claims(json!({"iat": t - 7200, "exp": t - 3600})),
-                ..Script::default()
-            },
+            with(json!({"iat": t - 7200, "exp": t - 3600})),
             StatusCode::UNAUTHORIZED,
         ),
         (
             "issued in the future",
-            Script {
-                claims: claims(json!({"iat": t + 3600, "exp": t + 7200})),
-                ..Script::default()
-            },
+            with(json!({"iat": t + 3600, "exp": t + 7200})),
             StatusCode::UNAUTHORIZED,
         ),
         (
             "no exp",
-            Script {
-                claims: claims(json!({"exp": null})),
-                ..Script::default()
-            },
+            with(json!({"exp": null})),
             StatusCode::UNAUTHORIZED,
         ),
         (
             "missing nonce",
-            Script {
-                claims: claims(json!({"nonce": null})),
-                ..Script::default()
-            },
+            with(json!({"nonce": null})),
             StatusCode::UNAUTHORIZED,
         ),
         (
@@ -294,10 +278,7 @@ async fn every_bad_id_token_ends_with_no_session_and_nothing_forwarded() {
         ),
         (
             "no sub",
-            Script {
-                claims: claims(json!({"sub": null})),
-                ..Script::default()
-            },
+            with(json!({"sub": null})),
             StatusCode::UNAUTHORIZED,
         ),
         (
@@ -312,34 +293,22 @@ async fn every_bad_id_token_ends_with_no_session_and_nothing_forwarded() {
         ),
         (
             "unverified email",
-            Script {
-                claims: claims(json!({"email_verified": false})),
-                ..Script::default()
-            },
+            with(json!({"email_verified": false})),
             StatusCode::FORBIDDEN,
         ),
         (
             "email with two @",
-            Script {
-                claims: claims(json!({"email": "dana@evil.com@example.com"})),
-                ..Script::default()
-            },
+            with(json!({"email": "dana@evil.com@example.com"})),
             StatusCode::FORBIDDEN,
         ),
         (
             "username of a local user",
-            Script {
-                claims: claims(json!({"preferred_username": "Alice"})),
-                ..Script::default()
-            },
+            with(json!({"preferred_username": "Alice"})),
             StatusCode::FORBIDDEN,
         ),
         (
             "header injection in the name",
-            Script {
-                claims: claims(json!({"preferred_username": "dana\r\nX-Forwarded-User: alice"})),
-                ..Script::default()
-            },
+            with(json!({"preferred_username": "dana\r\nX-Forwarded-User: alice"})),
             StatusCode::FORBIDDEN,
         ),
     ];
@@ -501,38 +470,19 @@ async fn allow_lists_refuse_with_403_and_a_linked_local_user_signs_in_as_themsel
       username_claim: preferred_username
 "#;
     let gw = gateway(&up, &idp.issuer, providers).await;
-    let good = Script::default;
 
     let client = gw.client();
     let before = up.count();
-    let r = round_trip(&client, &idp, "strict", good()).await;
+    let r = round_trip(&client, &idp, "strict", Script::default()).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
     assert_no_session(&client, &up, before, "domain not allowed").await;
 
     let client = gw.client();
-    let r = round_trip(
-        &client,
-        &idp,
-        "roles",
-        Script {
-            claims: claims(json!({"groups": ["other"]})),
-            ..good()
-        },
-    )
-    .await;
+    let r = round_trip(&client, &idp, "roles", with(json!({"groups": ["other"]}))).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_no_session(&client, &up, before, "role not allowed").await;
     let client = gw.client();
-    let r = round_trip(
-        &client,
-        &idp,
-        "roles",
-        Script {
-            claims: claims(json!({"groups": "idp-staff"})),
-            ..good()
-        },
-    )
-    .await;
+    let r = round_trip(&client, &idp, "roles", with(json!({"groups": "idp-staff"}))).await;
     assert_eq!(
         r.status,
         StatusCode::SEE_OTHER,
@@ -546,10 +496,7 @@ async fn allow_lists_refuse_with_403_and_a_linked_local_user_signs_in_as_themsel
         &client,
         &idp,
         "linked",
-        Script {
-            claims: claims(json!({"preferred_username": "bob"})),
-            ..good()
-        },
+        with(json!({"preferred_username": "bob"})),
     )
     .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
@@ -565,10 +512,7 @@ async fn allow_lists_refuse_with_403_and_a_linked_local_user_signs_in_as_themsel
         &client,
         &idp,
         "linked",
-        Script {
-            claims: claims(json!({"preferred_username": "bob"})),
-            ..good()
-        },
+        with(json!({"preferred_username": "bob"})),
     )
     .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
