@@ -273,58 +273,49 @@ fi
 CLK_TCK=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 sys_ticks() { awk '{print $15}' "/proc/$1/stat"; }
+# measured PID CMD...: runs CMD (output in $OUT) and sets $CPU (the proxy's CPU time over the
+# wall time) and $KERNEL (the system part of that CPU time).
+measured() {
+  local pid=$1; shift
+  local before after start end sys_before sys_after
+  before=$(cpu_ticks "$pid"); sys_before=$(sys_ticks "$pid"); start=$(date +%s.%N)
+  OUT=$("$@" 2>&1)
+  after=$(cpu_ticks "$pid"); sys_after=$(sys_ticks "$pid"); end=$(date +%s.%N)
+  CPU=$(awk -v a="$before" -v b="$after" -v t="$CLK_TCK" -v s="$start" -v e="$end" \
+    'BEGIN{printf "%.3f", (b - a) / t / (e - s)}')
+  KERNEL=$(awk -v a="$before" -v b="$after" -v sa="$sys_before" -v sb="$sys_after" \
+    'BEGIN{printf "%.3f", (b > a) ? (sb - sa) / (b - a) : 0}')
+}
 run() {
   local name=$1 pid=$2 url=$3; shift 3
-  local out before after start end sys_before sys_after
-  before=$(cpu_ticks "$pid"); sys_before=$(sys_ticks "$pid"); start=$(date +%s.%N)
-  out=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${RUN_DURATION:-$DURATION}s" --latency "$@" "$url")
-  after=$(cpu_ticks "$pid"); sys_after=$(sys_ticks "$pid"); end=$(date +%s.%N)
-  local rps p50 p99 cpu kernel
-  rps=$(echo "$out" | awk '/^Requests\/sec:/{print $2}')
-  p50=$(echo "$out" | awk '$1=="50%"{print $2}')
-  p99=$(echo "$out" | awk '$1=="99%"{print $2}')
-  cpu=$(awk -v a="$before" -v b="$after" -v t="$CLK_TCK" -v s="$start" -v e="$end" \
-    'BEGIN{printf "%.3f", (b - a) / t / (e - s)}')
-  kernel=$(awk -v a="$before" -v b="$after" -v sa="$sys_before" -v sb="$sys_after" \
-    'BEGIN{printf "%.3f", (b > a) ? (sb - sa) / (b - a) : 0}')
-  echo "$name $rps $(to_ms "$p50") $(to_ms "$p99") $cpu $kernel" >> "$WORK/results"
+  measured "$pid" taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${RUN_DURATION:-$DURATION}s" --latency "$@" "$url"
+  local rps p50 p99
+  rps=$(echo "$OUT" | awk '/^Requests\/sec:/{print $2}')
+  p50=$(echo "$OUT" | awk '$1=="50%"{print $2}')
+  p99=$(echo "$OUT" | awk '$1=="99%"{print $2}')
+  echo "$name $rps $(to_ms "$p50") $(to_ms "$p99") $CPU $KERNEL" >> "$WORK/results"
 }
 # run_h2 NAME PID URL [extra h2load args...]: HTTP/2 over TLS, 64 connections x 10 streams;
 # p50/p99 from h2load's per-request log.
 run_h2() {
   local name=$1 pid=$2 url=$3; shift 3
-  local out before after start end sys_before sys_after
-  before=$(cpu_ticks "$pid"); sys_before=$(sys_ticks "$pid"); start=$(date +%s.%N)
-  out=$(taskset -c 1 h2load -c"$CONNECTIONS" -m10 -t1 -D"${RUN_DURATION:-$DURATION}" \
-    --log-file="$WORK/h2.log" "$@" "$url" 2>&1)
-  after=$(cpu_ticks "$pid"); sys_after=$(sys_ticks "$pid"); end=$(date +%s.%N)
-  local rps p50 p99 cpu kernel
-  rps=$(echo "$out" | awk '/^finished in/{gsub(",","",$4); print $4}')
+  measured "$pid" taskset -c 1 h2load -c"$CONNECTIONS" -m10 -t1 -D"${RUN_DURATION:-$DURATION}" \
+    --log-file="$WORK/h2.log" "$@" "$url"
+  local rps p50 p99
+  rps=$(echo "$OUT" | awk '/^finished in/{gsub(",","",$4); print $4}')
   p50=$(awk '$2==200{print $3}' "$WORK/h2.log" | sort -n | awk '{a[NR]=$1} END{printf "%.3f", a[int(NR*0.5)+1]/1000}')
   p99=$(awk '$2==200{print $3}' "$WORK/h2.log" | sort -n | awk '{a[NR]=$1} END{printf "%.3f", a[int(NR*0.99)+1]/1000}')
-  cpu=$(awk -v a="$before" -v b="$after" -v t="$CLK_TCK" -v s="$start" -v e="$end" \
-    'BEGIN{printf "%.3f", (b - a) / t / (e - s)}')
-  kernel=$(awk -v a="$before" -v b="$after" -v sa="$sys_before" -v sb="$sys_after" \
-    'BEGIN{printf "%.3f", (b > a) ? (sb - sa) / (b - a) : 0}')
-  echo "$name $rps $p50 $p99 $cpu $kernel" >> "$WORK/results"
+  echo "$name $rps $p50 $p99 $CPU $KERNEL" >> "$WORK/results"
 }
 # run_resume NAME PID HOST:PORT PATH: TLS resumptions per second (openssl s_time -reuse, one
 # client, GET PATH: a TLS 1.3 client has its ticket once it has read an answer); p50/p99 are
 # not measured (0).
 run_resume() {
   local name=$1 pid=$2 addr=$3 path=$4
-  local out before after start end sys_before sys_after
-  before=$(cpu_ticks "$pid"); sys_before=$(sys_ticks "$pid"); start=$(date +%s.%N)
-  out=$(taskset -c 1 openssl s_time -connect "$addr" -reuse -www "$path" -time "${RUN_DURATION:-$DURATION}" 2>&1)
-  after=$(cpu_ticks "$pid"); sys_after=$(sys_ticks "$pid"); end=$(date +%s.%N)
-  local rps cpu kernel
-  rps=$(echo "$out" | awk '/connections in [0-9.]+ real seconds/{for(i=1;i<=NF;i++) if($i=="connections") print $(i-1)}' | tail -1)
-  rps=$(awk -v n="${rps:-0}" -v d="${RUN_DURATION:-$DURATION}" 'BEGIN{printf "%.0f", n/d}')
-  cpu=$(awk -v a="$before" -v b="$after" -v t="$CLK_TCK" -v s="$start" -v e="$end" \
-    'BEGIN{printf "%.3f", (b - a) / t / (e - s)}')
-  kernel=$(awk -v a="$before" -v b="$after" -v sa="$sys_before" -v sb="$sys_after" \
-    'BEGIN{printf "%.3f", (b > a) ? (sb - sa) / (b - a) : 0}')
-  echo "$name $rps 0 0 $cpu $kernel" >> "$WORK/results"
+  measured "$pid" taskset -c 1 openssl s_time -connect "$addr" -reuse -www "$path" -time "${RUN_DURATION:-$DURATION}"
+  local n
+  n=$(echo "$OUT" | awk '/connections in [0-9.]+ real seconds/{for(i=1;i<=NF;i++) if($i=="connections") print $(i-1)}' | tail -1)
+  echo "$name $(awk -v n="${n:-0}" -v d="${RUN_DURATION:-$DURATION}" 'BEGIN{printf "%.0f", n/d}') 0 0 $CPU $KERNEL" >> "$WORK/results"
 }
 to_ms() {
   case "$1" in
