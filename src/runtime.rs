@@ -12,7 +12,7 @@ use http::header::ACCEPT;
 use http::HeaderMap;
 
 use crate::authenticate::hasher::Hasher;
-use crate::authenticate::throttle::{self, Locked, Throttle, ThrottlePolicy};
+use crate::authenticate::throttle::Throttle;
 use crate::config::Config;
 use crate::forward::client::UpstreamClient;
 use crate::forward::headers::{client_ip, incoming_request_id, Origin};
@@ -124,26 +124,6 @@ impl Gateway {
             ttl,
         )
         .await;
-    }
-
-    /// Brute-force check (SPEC §3 `login`), shared across replicas with Redis.
-    pub async fn throttle_check(&self, user: &str, ip: IpAddr, now: u64) -> Result<(), Locked> {
-        throttle::check(&self.throttle, &self.store, user, ip, now).await
-    }
-
-    /// Counts a failed login; returns the lock if this failure set one.
-    pub async fn throttle_failure(
-        &self,
-        user: &str,
-        ip: IpAddr,
-        now: u64,
-        policy: ThrottlePolicy,
-    ) -> Option<Locked> {
-        throttle::failure(&self.throttle, &self.store, user, ip, now, policy).await
-    }
-
-    pub async fn throttle_success(&self, user: &str) {
-        throttle::success(&self.throttle, &self.store, user).await
     }
 
     /// Whether new plain-HTTP connections start in the express lane.

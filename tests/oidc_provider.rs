@@ -73,6 +73,18 @@ async fn bind() -> (TcpListener, u16) {
     (l, port)
 }
 
+/// The upstream, the real provider and one gateway registered with it (on `port`); `None`
+/// when the provider cannot run here (said loudly, a failure in CI).
+async fn with_provider() -> Option<(Upstream, RealProvider, TestGateway, u16)> {
+    let up = Upstream::start().await;
+    let (listener, port) = bind().await;
+    let idp = RealProvider::start(client(&[port]), accounts()).await?;
+    let gw = TestGateway::start_on(listener, temp_dir(), &yaml(&up, port, &idp.issuer, ""))
+        .await
+        .unwrap();
+    Some((up, idp, gw, port))
+}
+
 /// A browser's whole sign-in: the gateway's start, the provider's login form, back to the
 /// gateway's callback. Returns the callback's answer.
 async fn sign_in(gateway: &Client, idp: &RealProvider, account: &str, rd: &str) -> Resp {
@@ -87,14 +99,9 @@ async fn sign_in(gateway: &Client, idp: &RealProvider, account: &str, rd: &str) 
 
 #[tokio::test]
 async fn a_real_provider_login_refreshes_rechecks_and_ends_when_the_provider_disables_the_user() {
-    let up = Upstream::start().await;
-    let (listener, port) = bind().await;
-    let Some(idp) = RealProvider::start(client(&[port]), accounts()).await else {
+    let Some((up, idp, gw, _port)) = with_provider().await else {
         return;
     };
-    let gw = TestGateway::start_on(listener, temp_dir(), &yaml(&up, port, &idp.issuer, ""))
-        .await
-        .unwrap();
     let browser = gw.client();
 
     let r = browser.navigate("/reports/q3").await;
@@ -143,14 +150,9 @@ async fn a_real_provider_login_refreshes_rechecks_and_ends_when_the_provider_dis
 
 #[tokio::test]
 async fn logout_idp_sends_the_browser_on_to_end_the_providers_session() {
-    let up = Upstream::start().await;
-    let (listener, port) = bind().await;
-    let Some(idp) = RealProvider::start(client(&[port]), accounts()).await else {
+    let Some((_up, idp, gw, port)) = with_provider().await else {
         return;
     };
-    let gw = TestGateway::start_on(listener, temp_dir(), &yaml(&up, port, &idp.issuer, ""))
-        .await
-        .unwrap();
     let browser = gw.client();
     let r = sign_in(&browser, &idp, "frank", "/").await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);

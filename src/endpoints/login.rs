@@ -12,8 +12,8 @@ use serde::Deserialize;
 use super::redirect::safe_return;
 use super::{body_kind, json, login_context, query_param, read_body, refuse_cross_site, BodyKind};
 use crate::authenticate::credentials::extract;
-use crate::authenticate::sessions;
 use crate::authenticate::users::canonical_username;
+use crate::authenticate::{sessions, throttle};
 use crate::body::Body;
 use crate::canonicalize::CanonicalRequest;
 use crate::config::Config;
@@ -178,9 +178,14 @@ pub async fn submit(
     let canonical = canonical_username(&attempt.username);
     let ip = ctx.client_ip.to_string();
 
-    if let Err(locked) = gw
-        .throttle_check(&canonical, ctx.client_ip, ctx.now_ms)
-        .await
+    if let Err(locked) = throttle::check(
+        &gw.throttle,
+        &gw.store,
+        &canonical,
+        ctx.client_ip,
+        ctx.now_ms,
+    )
+    .await
     {
         audit::login_locked(&canonical, &ip, locked.retry_after);
         gw.metrics.login("locked", "local");
@@ -213,16 +218,22 @@ pub async fn submit(
             };
             audit::login_failed(&canonical, &ip, reason);
             gw.metrics.login("failure", "local");
-            if let Some(locked) = gw
-                .throttle_failure(&canonical, ctx.client_ip, ctx.now_ms, config.throttle)
-                .await
+            if let Some(locked) = throttle::failure(
+                &gw.throttle,
+                &gw.store,
+                &canonical,
+                ctx.client_ip,
+                ctx.now_ms,
+                config.throttle,
+            )
+            .await
             {
                 audit::login_locked(&canonical, &ip, locked.retry_after);
             }
             return Ok(failure(config, &attempt));
         }
     };
-    gw.throttle_success(&canonical).await;
+    throttle::success(&gw.throttle, &gw.store, &canonical).await;
     let issued = sessions::login(
         &config.tokens,
         &gw.store,
