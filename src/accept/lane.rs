@@ -1,18 +1,23 @@
 //! The express lane: an HTTP/1.1 request loop of our own for the requests that dominate a
-//! gateway's traffic — a `GET` or `HEAD` without a body that the decision lets through — and
-//! hyper's server for everything else.
+//! gateway's traffic — a request without a body or with a small one that arrived with its
+//! head, which the decision lets through — and hyper's server for everything else.
 //!
-//! Each plain-HTTP connection starts here unless it is switched off: `server.express_lane:
+//! Each plain-HTTP connection, and each TLS one without HTTP/2, starts here unless it is switched off: `server.express_lane:
 //! false`, or `GATEHOUSE_EXPRESS_LANE=0` (read with the config; see
 //! [`crate::config::express_lane_allowed`]), or [`Gateway::set_express_lane`]. A request head is parsed in place with httparse; the lane
 //! answers it only when the head is plain and the decision says *forward*, and otherwise hands
 //! the connection, with the bytes it has read and not used, to hyper for the rest of its life —
 //! before it has written a byte for that request:
 //!
-//! - the head: `GET` or `HEAD`, HTTP/1.1, an origin-form target without `#`, exactly one
-//!   `Host`, no header that frames a body or changes the connection (`Content-Length`,
-//!   `Transfer-Encoding`, `Connection`, `Upgrade`, `Expect`, `TE`, `Trailer`, `Keep-Alive`,
-//!   `Proxy-Connection`, `HTTP2-Settings`), at most 64 headers, within the size limit;
+//! - the head: `GET`, `HEAD`, `POST`, `PUT`, `PATCH`, `DELETE` or `OPTIONS`, HTTP/1.1, an
+//!   origin-form target without `#`, exactly one `Host`, no header that frames a body other
+//!   than by one `Content-Length` or changes the connection (`Transfer-Encoding`,
+//!   `Connection`, `Upgrade`, `Expect`, `TE`, `Trailer`, `Keep-Alive`, `Proxy-Connection`,
+//!   `HTTP2-Settings`), at most 64 headers, within the size limit;
+//! - the body: none, or one `Content-Length` of at most 64 KiB written as plain digits, whose
+//!   bytes are all there when the head is (read with it, or by one more read that is ready at
+//!   once) — the lane never waits for a body, which hyper's path would already be streaming
+//!   upstream; it sends the body upstream in one piece, through the same client;
 //! - the decision: [`decide`], the function hyper's path and forward-auth call, on
 //!   the same `HeaderMap` hyper would build; the lane takes only [`Decision::Forward`].
 //!
@@ -33,7 +38,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use futures_util::FutureExt;
 use http::header::{CONTENT_LENGTH, DATE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
@@ -115,8 +120,20 @@ where
                 _ = &mut *close => return Ended::Closed,
             }
         };
-        match serve_one(gw, io, conn, head, &mut out).await {
-            Served::Answered => inbuf.advance(head_len),
+        // A body is the lane's only when all of it came with its head (one more read that is
+        // ready at once may complete it): waiting for the rest would hold the request back
+        // from the upstream, which hyper's path streams to at once.
+        let whole = head_len + head.body_len;
+        if inbuf.len() < whole {
+            inbuf.reserve(whole - inbuf.len());
+            let _ = io.read_buf(&mut inbuf).now_or_never();
+            if inbuf.len() < whole {
+                return Ended::HandOff(inbuf);
+            }
+        }
+        let body = &inbuf[head_len..whole];
+        match serve_one(gw, io, conn, head, body, &mut out).await {
+            Served::Answered => inbuf.advance(whole),
             Served::NotOurs => return Ended::HandOff(inbuf),
             Served::Broken => return Ended::Closed,
         }
@@ -132,6 +149,8 @@ struct Head {
     method: Method,
     uri: http::Uri,
     headers: HeaderMap,
+    /// The body's length from its one `Content-Length` (0 without one).
+    body_len: usize,
 }
 
 enum Parsed {
@@ -140,10 +159,12 @@ enum Parsed {
     Head(Box<Head>, usize),
 }
 
-/// Headers that make a request not the lane's: they frame a body or change the connection.
-/// Compared in any case.
-const REFUSED: [&str; 10] = [
-    "content-length",
+/// The longest body the lane reads with its head; a longer one streams through hyper's path.
+const MAX_BODY: usize = 64 * 1024;
+
+/// Headers that make a request not the lane's: they frame a body in a way other than one
+/// `Content-Length`, or change the connection. Compared in any case.
+const REFUSED: [&str; 9] = [
     "transfer-encoding",
     "connection",
     "keep-alive",
@@ -176,6 +197,11 @@ fn head(req: &httparse::Request<'_, '_>) -> Option<Head> {
     let method = match req.method? {
         "GET" => Method::GET,
         "HEAD" => Method::HEAD,
+        "POST" => Method::POST,
+        "PUT" => Method::PUT,
+        "PATCH" => Method::PATCH,
+        "DELETE" => Method::DELETE,
+        "OPTIONS" => Method::OPTIONS,
         _ => return None,
     };
     let target = req.path?;
@@ -185,11 +211,20 @@ fn head(req: &httparse::Request<'_, '_>) -> Option<Head> {
     let uri = http::Uri::try_from(target).ok()?;
     let mut headers = HeaderMap::with_capacity(req.headers.len());
     let mut hosts = 0;
+    let mut body_len = None;
     for h in req.headers.iter() {
         if REFUSED.iter().any(|r| h.name.eq_ignore_ascii_case(r)) {
             return None;
         }
         hosts += usize::from(h.name.eq_ignore_ascii_case("host"));
+        if h.name.eq_ignore_ascii_case("content-length") {
+            // Exactly one, digits only, short: anything else (a list, a repeat, a sign, a
+            // huge value) is for hyper's rules to judge.
+            if body_len.is_some() {
+                return None;
+            }
+            body_len = Some(content_length(h.value)?);
+        }
         let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
         let value = HeaderValue::from_bytes(h.value).ok()?;
         headers.append(name, value);
@@ -198,7 +233,19 @@ fn head(req: &httparse::Request<'_, '_>) -> Option<Head> {
         method,
         uri,
         headers,
+        body_len: body_len.unwrap_or(0),
     })
+}
+
+/// A `Content-Length` value the lane takes: 1 to 5 ASCII digits, at most [`MAX_BODY`].
+fn content_length(value: &[u8]) -> Option<usize> {
+    if value.is_empty() || value.len() > 5 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = value
+        .iter()
+        .fold(0usize, |n, d| n * 10 + usize::from(d - b'0'));
+    (n <= MAX_BODY).then_some(n)
 }
 
 enum Served {
@@ -217,6 +264,7 @@ async fn serve_one<IO>(
     io: &mut IO,
     conn: Conn,
     head: Box<Head>,
+    body: &[u8],
     out: &mut Vec<u8>,
 ) -> Served
 where
@@ -256,7 +304,7 @@ where
             identity,
             ..
         } = admitted;
-        let mut req = Request::new(Outgoing::Empty);
+        let mut req = Request::new(Outgoing::Buffered(Bytes::copy_from_slice(body)));
         *req.method_mut() = head.method;
         *req.uri_mut() = head.uri;
         *req.headers_mut() = head.headers;

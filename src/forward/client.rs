@@ -24,12 +24,19 @@ use tokio::time::Instant;
 
 pub use crate::error::UpstreamError;
 
-/// A request body going upstream: the client's, streamed (hyper's path), or none (a `GET` or
-/// `HEAD` the express lane read without a body). One type, so both paths share one pool.
+/// A request body going upstream: the client's, streamed (hyper's path), or one the express
+/// lane read whole with its head (none at all when the request had none). One type, so both
+/// paths share one pool.
 #[derive(Debug)]
 pub enum Outgoing {
     Streamed(Incoming),
-    Empty,
+    /// The whole body, sent as one frame; empty once sent (and for a request without one).
+    Buffered(bytes::Bytes),
+}
+
+impl Outgoing {
+    /// No body.
+    pub const EMPTY: Outgoing = Outgoing::Buffered(bytes::Bytes::new());
 }
 
 impl http_body::Body for Outgoing {
@@ -42,21 +49,24 @@ impl http_body::Body for Outgoing {
     ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
         match self.get_mut() {
             Outgoing::Streamed(body) => std::pin::Pin::new(body).poll_frame(cx),
-            Outgoing::Empty => std::task::Poll::Ready(None),
+            Outgoing::Buffered(data) if data.is_empty() => std::task::Poll::Ready(None),
+            Outgoing::Buffered(data) => {
+                std::task::Poll::Ready(Some(Ok(http_body::Frame::data(std::mem::take(data)))))
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             Outgoing::Streamed(body) => body.is_end_stream(),
-            Outgoing::Empty => true,
+            Outgoing::Buffered(data) => data.is_empty(),
         }
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
         match self {
             Outgoing::Streamed(body) => body.size_hint(),
-            Outgoing::Empty => http_body::SizeHint::with_exact(0),
+            Outgoing::Buffered(data) => http_body::SizeHint::with_exact(data.len() as u64),
         }
     }
 }
