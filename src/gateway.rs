@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use tracing::{field, Instrument};
 
 use crate::body::Body;
-use crate::canonicalize::{under_prefix, CanonicalError, RawFragment};
+use crate::canonicalize::{under_prefix, CanonicalError, CanonicalRequest, RawFragment};
 use crate::config::Config;
 use crate::decision::{canonical_request, decide, record_refusal, Admitted, Decision};
 use crate::error::{Blame, GatewayError};
@@ -68,8 +68,22 @@ async fn process(
         // proxied hot path should not carry (hyper moves the request future).
         return Box::pin(endpoints::serve(gw, config, req, &canon, ctx)).await;
     }
+    proxy(gw, config, &canon, req.map(Outgoing::Streamed), ctx).await
+}
+
+/// Phases 3–6 for a request to an app (not to the gateway's own pages): the one decision, the
+/// transparent refresh when it asks for one, then forwarding. hyper's path and the express
+/// lane both serve every such request through here, so they refuse, redirect, refresh and
+/// forward alike.
+pub(crate) async fn proxy(
+    gw: &Arc<Gateway>,
+    config: &Config,
+    canon: &CanonicalRequest,
+    req: Request<Outgoing>,
+    ctx: &RequestCtx,
+) -> Result<Response<Body>, GatewayError> {
     // 3.–5. route, authenticate, authorize: the one decision.
-    let decision = decide(config, &gw.store, &canon, req.method(), req.headers(), ctx);
+    let decision = decide(config, &gw.store, canon, req.method(), req.headers(), ctx);
     let admitted = match decision {
         Decision::Forward(admitted) => admitted,
         Decision::Refuse(e) => {
@@ -103,8 +117,8 @@ async fn process(
         matched.route,
         permit,
         identity.as_ref(),
-        &canon,
-        req.map(Outgoing::Streamed),
+        canon,
+        req,
         &ctx.origin(),
         tunnel_watch,
     )

@@ -1,8 +1,9 @@
 //! The express lane (src/accept/lane.rs) against hyper's path, on the same gateway: every
 //! request is sent once with the lane off and once with it on, and the client's answer and
 //! what the upstream received must be the same. The lane's own counter says which requests it
-//! took, so a request it must hand to hyper (refusals, bodies, odd heads) is checked both for
-//! the answer and for the lane keeping its hands off.
+//! took, so a request it must hand to hyper (the gateway's own pages, streamed bodies, odd
+//! heads) is checked both for the answer and for the lane keeping its hands off, and one it
+//! serves (refusals and redirects included) for being served there.
 
 mod support;
 
@@ -235,7 +236,7 @@ async fn authenticated_gets_are_forwarded_exactly_as_hyper_forwards_them() {
 }
 
 #[tokio::test]
-async fn requests_the_lane_must_not_take_get_hyper_s_answer() {
+async fn refusals_redirects_and_odd_heads_get_hyper_s_answers() {
     let up = Upstream::start().await;
     let gw = TestGateway::start(&base_yaml(&up.url(), default_routes())).await;
     let alice = logged_in(&gw, "alice", "alice-pw").await;
@@ -257,6 +258,14 @@ async fn requests_the_lane_must_not_take_get_hyper_s_answer() {
         t
     };
     let bearer_token = alice_access.split_once('=').unwrap().1.to_string();
+    // A refresh cookie that does not verify: a transparent refresh that fails (401, cookies
+    // cleared).
+    let refresh_name = alice
+        .split("; ")
+        .find_map(|p| p.split_once('=').filter(|(n, _)| n.contains("refresh")))
+        .unwrap()
+        .0;
+    let bad_refresh = format!("{refresh_name}=not-a-refresh-token");
     let both = differential(&gw, &up, || {
         vec![
             get("/x", "", &[]),
@@ -264,6 +273,7 @@ async fn requests_the_lane_must_not_take_get_hyper_s_answer() {
             get("/x", &tampered, &[]),
             get("/x", &access(&revoked), &[]),
             get("/admin/panel", &bob, &[]),
+            get("/x", &bad_refresh, &[]),
             get("/public/page", "", &[]),
             get("/public/page", &alice, &[]),
             get("/.gatehouse/healthz", &alice, &[]),
@@ -290,23 +300,26 @@ async fn requests_the_lane_must_not_take_get_hyper_s_answer() {
     let statuses: Vec<u16> = both.answers.iter().map(|a| a.status.as_u16()).collect();
     assert_eq!(
         statuses,
-        vec![401, 302, 401, 401, 403, 200, 200, 200, 400, 400, 200, 200, 200, 200, 200, 200]
+        vec![401, 302, 401, 401, 403, 401, 200, 200, 200, 400, 400, 200, 200, 200, 200, 200, 200]
     );
-    // Only the last request is the lane's: the first refusal hands the connection to hyper
-    // for good, so count on fresh connections too.
+    // The refusals, redirects and public paths are the lane's; the gateway's own page hands
+    // the connection to hyper for good, so count on fresh connections too.
     assert_eq!(
-        both.lane_took, 0,
-        "a handed-off connection stays with hyper"
+        both.lane_took, 8,
+        "the lane answers up to the gateway's own page, hyper after it"
     );
-    // The lane takes a plain GET/HEAD exactly when the decision (the one hyper's path takes)
-    // forwards it: refusals, own pages and framing headers are hyper's.
+    // The lane answers every plain request to an app, whatever the decision (the one hyper's
+    // path takes): forwarded, refused, redirected; the gateway's own pages are hyper's.
     for (req, lanes) in [
-        (get("/x", "", &[]), 0),
-        (get("/x", &tampered, &[]), 0),
-        (get("/x", &access(&revoked), &[]), 0),
-        (get("/admin/panel", &bob, &[]), 0),
-        (get("/x%23y", &alice, &[]), 0),
+        (get("/x", "", &[]), 1),
+        (get("/x", "", &[("accept", "text/html")]), 1),
+        (get("/x", &tampered, &[]), 1),
+        (get("/x", &access(&revoked), &[]), 1),
+        (get("/admin/panel", &bob, &[]), 1),
+        (get("/x", &bad_refresh, &[]), 1),
+        (get("/x%23y", &alice, &[]), 1),
         (get("/x", &alice, &[("content-length", "0")]), 1),
+        (get("/x", &alice, &[("expect", "100-continue")]), 0),
         (get("/.gatehouse/healthz", &alice, &[]), 0),
         (get("/public/page", &alice, &[]), 1),
         (get("/public/page", "", &[]), 1),
@@ -336,11 +349,7 @@ async fn requests_the_lane_must_not_take_get_hyper_s_answer() {
             status
         };
         assert_eq!(both.answers[0].status.as_u16(), expected, "{cookie}");
-        assert_eq!(
-            both.lane_took,
-            u64::from(expected == 200),
-            "the lane on {cookie}"
-        );
+        assert_eq!(both.lane_took, 1, "the lane on {cookie}");
     }
     gw.gw.set_express_lane(false);
     gw.stop().await;
@@ -701,12 +710,15 @@ async fn bodies_that_come_with_their_head_are_forwarded_exactly_as_hyper_forward
             .map(|(_, v)| v.as_str()),
         Some("6")
     );
-    // A refusal stays hyper's, body and all, and the upstream sees nothing.
+    // A refusal with a body is the lane's answer too, and the upstream sees nothing; the
+    // body is consumed, so the next request on the connection is read from after it.
     let refused = format!("POST /x HTTP/1.1\r\nHost: gw.example\r\n{}\r\nabc", len(3)).into_bytes();
+    let then = req("GET", "/x", "", b"");
     gw.gw.set_express_lane(true);
-    let (answers, seen, took) = raw_exchange(&gw, &up, &[refused], 1).await;
+    let (answers, seen, took) = raw_exchange(&gw, &up, &[[refused, then].concat()], 2).await;
     gw.gw.set_express_lane(false);
-    assert_eq!((answers[0].0, seen.len(), took), (401, 0, 0));
+    let statuses: Vec<u16> = answers.iter().map(|(code, _)| *code).collect();
+    assert_eq!((statuses, seen.len(), took), (vec![401, 200], 1, 2));
     gw.stop().await;
 }
 
@@ -951,6 +963,61 @@ async fn status_of(s: &mut TcpStream, buf: &mut Vec<u8>, path: &str, cookie: &st
 }
 
 #[tokio::test]
+async fn a_transparent_refresh_is_served_in_the_lane_and_the_connection_stays_there() {
+    let up = Upstream::start().await;
+    let yaml =
+        base_yaml(&up.url(), default_routes()).replace("  access_ttl: 5m\n", "  access_ttl: 2s\n");
+    let gw = TestGateway::start(&yaml).await;
+    let logged_in_at = std::time::Instant::now();
+    let cookies = logged_in(&gw, "alice", "alice-pw").await;
+    // The access token expires (2 s, whole seconds, no leeway); the refresh cookie is good.
+    past(logged_in_at, Duration::from_secs(3)).await;
+    gw.gw.set_express_lane(true);
+    let stream = TcpStream::connect(gw.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let took = gw.gw.lane_served();
+    let before = up.count();
+    let resp = sender.send_request(get("/x", &cookies, &[])).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let rotated: Vec<String> = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        rotated.len(),
+        2,
+        "new access and refresh cookies: {rotated:?}"
+    );
+    let _ = resp.into_body().collect().await.unwrap();
+    assert_eq!(up.count() - before, 1);
+    assert_eq!(up.last().header("x-forwarded-user"), Some("alice"));
+    assert!(
+        up.last().header("cookie").is_none(),
+        "no gateway cookie upstream"
+    );
+    // The new cookies work on the same connection, which is still the lane's.
+    sender.ready().await.unwrap();
+    let resp = sender
+        .send_request(get("/x", &rotated.join("; "), &[]))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let _ = resp.into_body().collect().await.unwrap();
+    assert_eq!(
+        gw.gw.lane_served() - took,
+        2,
+        "the lane refreshed, then kept the connection"
+    );
+    gw.gw.set_express_lane(false);
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn a_connection_s_repeated_cookie_is_still_checked_for_revocation_expiry_and_reload() {
     let up = Upstream::start().await;
     let yaml =
@@ -1141,11 +1208,8 @@ async fn bearer_requests_are_forwarded_exactly_as_hyper_forwards_them() {
             *status,
             "{path} {headers:?}"
         );
-        assert_eq!(
-            both.lane_took,
-            u64::from(*status == 200),
-            "the lane on {path} {headers:?}"
-        );
+        // Every one is the lane's: forwarded or refused, the same decision and answer.
+        assert_eq!(both.lane_took, 1, "the lane on {path} {headers:?}");
     }
     // The app's own `Authorization` reached it next to the cookie's identity.
     let requests = up.requests();

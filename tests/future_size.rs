@@ -1,4 +1,7 @@
-//! Prints the size of the per-request future (hyper moves it; big futures cost memmoves).
+//! Prints the size of the per-request future and keeps it from growing unnoticed. hyper's
+//! path boxes it once per request (`accept::serve_inner`), so its size is memory per request
+//! in flight and the cost of that allocation, no longer bytes moved on every poll; 3.6 KB
+//! since hyper's path and the express lane share `gateway::proxy` (3 KB before).
 
 mod support;
 
@@ -32,7 +35,7 @@ async fn the_request_future_stays_small() {
     let size = probe.await.unwrap();
     println!("request future: {size} bytes");
     assert!(
-        size > 0 && size <= 3072,
+        size > 0 && size <= 3712,
         "the request future grew to {size} bytes"
     );
     gw.stop().await;

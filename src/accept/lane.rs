@@ -1,13 +1,14 @@
-//! The express lane: an HTTP/1.1 request loop of our own for the requests that dominate a
-//! gateway's traffic — a request without a body or with a small one that arrived with its
-//! head, which the decision lets through — and hyper's server for everything else.
+//! The express lane: an HTTP/1.1 request loop of our own for the requests that make a
+//! gateway's traffic — requests to the apps, without a body or with a small one that arrived
+//! with its head — and hyper's server for everything else.
 //!
-//! Each plain-HTTP connection, and each TLS one without HTTP/2, starts here unless it is switched off: `server.express_lane:
-//! false`, or `GATEHOUSE_EXPRESS_LANE=0` (read with the config; see
-//! [`crate::config::express_lane_allowed`]), or [`Gateway::set_express_lane`]. A request head is parsed in place with httparse; the lane
-//! answers it only when the head is plain and the decision says *forward*, and otherwise hands
-//! the connection, with the bytes it has read and not used, to hyper for the rest of its life —
-//! before it has written a byte for that request:
+//! Each plain-HTTP connection, and each TLS one without HTTP/2, starts here unless it is
+//! switched off: `server.express_lane: false`, or `GATEHOUSE_EXPRESS_LANE=0` (read with the
+//! config; see [`crate::config::express_lane_allowed`]), or [`Gateway::set_express_lane`]. A
+//! request head is parsed in place with httparse; the lane answers it when the head is plain
+//! and names no page of the gateway's own, and otherwise hands the connection, with the bytes
+//! it has read and not used, to hyper for the rest of its life — before it has written a byte
+//! for that request:
 //!
 //! - the head: `GET`, `HEAD`, `POST`, `PUT`, `PATCH`, `DELETE` or `OPTIONS`, HTTP/1.1, an
 //!   origin-form target without `#`, exactly one `Host`, no header that frames a body other
@@ -18,14 +19,16 @@
 //!   bytes are all there when the head is (read with it, or by one more read that is ready at
 //!   once) — the lane never waits for a body, which hyper's path would already be streaming
 //!   upstream; it sends the body upstream in one piece, through the same client;
-//! - the decision: [`decide`], the function hyper's path and forward-auth call, on
-//!   the same `HeaderMap` hyper would build; the lane takes only [`Decision::Forward`].
+//! - the path: not under the gateway's prefix (`/.gatehouse/…`: login, refresh, forward-auth
+//!   and the rest are hyper's).
 //!
-//! What the lane does *not* have is an upstream side or a header policy of its own: the
-//! request goes through [`forward::forward`] — the same header rewrite, the same pooled hyper
-//! HTTP/1 client (whose connections are watched while idle), the same response policy — and
-//! ends in [`finish`]. The lane only writes the response head and body onto the client
-//! connection, with the framing hyper's server would choose (see [`write_response`]).
+//! What the lane does *not* have is a decision, an upstream side or a header policy of its
+//! own: the request goes through [`proxy`] — the sequence hyper's path runs for every request
+//! to an app: the one decision, the transparent refresh, refusals and login redirects, the same
+//! header rewrite, the same pooled hyper HTTP/1 client (whose connections are watched while
+//! idle), the same response policy — and ends in [`finish`]. The lane only writes the response
+//! head and body onto the client connection, with the framing hyper's server would choose (see
+//! [`write_response`]).
 //!
 //! Timers are those of hyper's path: the whole head within `min(header_read_timeout,
 //! idle_timeout)` of the wait starting (then the connection closes, as hyper's does), the
@@ -40,7 +43,7 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::FutureExt;
-use http::header::{CONTENT_LENGTH, DATE};
+use http::header::{CONNECTION, CONTENT_LENGTH, DATE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -51,10 +54,9 @@ use tracing::Instrument;
 
 use crate::body::Body;
 use crate::canonicalize::under_prefix;
-use crate::decision::{canonical_request, decide, Admitted, Decision};
-use crate::forward;
+use crate::decision::canonical_request;
 use crate::forward::client::Outgoing;
-use crate::gateway::{finish, request_span};
+use crate::gateway::{finish, proxy, request_span};
 use crate::runtime::{request_ctx, Conn, Gateway};
 
 /// Headers the lane parses in place; a head with more goes to hyper (which takes 100).
@@ -253,12 +255,14 @@ enum Served {
     Answered,
     /// Not the lane's: nothing was written, hyper takes the connection from this request on.
     NotOurs,
-    /// The client connection must close (it failed, or a body could not be relayed whole).
+    /// The client connection must close (it failed, a body could not be relayed whole, or the
+    /// answer said `Connection: close`).
     Broken,
 }
 
-/// Decides on one request head and, when the decision is to forward, forwards it through
-/// hyper's path's own functions and writes the answer.
+/// Serves one request to an app through hyper's path's own sequence ([`proxy`]: the decision,
+/// a transparent refresh, forwarding, or the refusal) and writes the answer. Requests to the
+/// gateway's own pages are hyper's.
 async fn serve_one<IO>(
     gw: &Arc<Gateway>,
     io: &mut IO,
@@ -272,67 +276,49 @@ where
 {
     let started = std::time::Instant::now();
     let config = gw.config();
-    let Ok(canon) = canonical_request(&head.uri, &head.headers) else {
-        return Served::NotOurs;
-    };
-    if under_prefix(canon.path(), &config.auth_prefix) {
+    let canon = canonical_request(&head.uri, &head.headers);
+    if canon
+        .as_ref()
+        .is_ok_and(|canon| under_prefix(canon.path(), &config.auth_prefix))
+    {
         return Served::NotOurs;
     }
-    let ctx = request_ctx(&config, &head.headers, conn);
-    let admitted = match decide(
-        &config,
-        &gw.store,
-        &canon,
-        &head.method,
-        &head.headers,
-        &ctx,
-    ) {
-        Decision::Forward(admitted) => admitted,
-        Decision::Refresh(_) | Decision::Refuse(_) => return Served::NotOurs,
-    };
-    // Decided: from here on the lane answers this request.
+    // From here on the lane answers this request, whatever the decision.
     gw.lane_served
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let ctx = request_ctx(&config, &head.headers, conn);
     let span = request_span(&ctx, &head.method);
     let is_head = head.method == Method::HEAD;
     let method = head.method.clone();
+    let Head {
+        method: m,
+        uri,
+        headers,
+        ..
+    } = *head;
+    let mut req = Request::new(Outgoing::Buffered(Bytes::copy_from_slice(body)));
+    *req.method_mut() = m;
+    *req.uri_mut() = uri;
+    *req.headers_mut() = headers;
     let result = async {
-        admitted.record(gw);
-        let Admitted {
-            matched,
-            permit,
-            identity,
-            ..
-        } = admitted;
-        let mut req = Request::new(Outgoing::Buffered(Bytes::copy_from_slice(body)));
-        *req.method_mut() = head.method;
-        *req.uri_mut() = head.uri;
-        *req.headers_mut() = head.headers;
-        forward::forward(
-            &gw.client,
-            &config,
-            matched.route,
-            permit,
-            identity.as_ref(),
-            &canon,
-            req,
-            &ctx.origin(),
-            None, // the lane serves no upgrades
-        )
-        .await
+        match canon {
+            Ok(canon) => proxy(gw, &config, &canon, req, &ctx).await,
+            Err(e) => Err(e.into()),
+        }
     }
     .instrument(span.clone())
     .await;
     let response = finish(gw, &config, &ctx, &method, result, started, &span);
     match write_response(io, response, is_head, out).await {
-        Ok(()) => Served::Answered,
-        Err(_) => Served::Broken,
+        Ok(true) => Served::Answered,
+        Ok(false) | Err(_) => Served::Broken,
     }
 }
 
 /// Writes a response as hyper's HTTP/1.1 server encodes it (`Server::encode_headers`), for the
-/// heads [`forward::forward`] and [`finish`] produce — which carry no `Connection`,
-/// `Transfer-Encoding` or `Trailer` (the response policy removes them):
+/// heads [`proxy`] and [`finish`] produce — which carry no `Transfer-Encoding` or `Trailer`
+/// (the response policy removes them) — and says whether the connection stays open (not
+/// when the head says `Connection: close`, as hyper's server closes then):
 /// - the status line with the upstream's reason phrase when hyper's client kept one;
 /// - headers in map order, names lowercase; only the first `Content-Length`;
 /// - the body by its length: an upstream `Content-Length` as is; else a known length as
@@ -344,11 +330,16 @@ async fn write_response<IO>(
     response: Response<Body>,
     is_head: bool,
     out: &mut Vec<u8>,
-) -> io::Result<()>
+) -> io::Result<bool>
 where
     IO: AsyncWrite + Unpin,
 {
     let (parts, mut body) = response.into_parts();
+    let keep_alive = !parts
+        .headers
+        .get_all(CONNECTION)
+        .iter()
+        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
     let status = parts.status;
     let no_length = status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -400,7 +391,7 @@ where
     }
     out.extend_from_slice(b"\r\n");
     if !can_have_body || length.is_none() {
-        return io.write_all(out).await;
+        return io.write_all(out).await.map(|()| keep_alive);
     }
     // The body, frame by frame, as it arrives: a frame that is ready joins what is waiting to
     // be written (the head goes out with the first one); before waiting for the next frame,
@@ -438,7 +429,7 @@ where
     if chunked {
         out.extend_from_slice(b"0\r\n\r\n");
     }
-    io.write_all(out).await
+    io.write_all(out).await.map(|()| keep_alive)
 }
 
 fn write_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
