@@ -317,6 +317,14 @@ async fn refusals_redirects_and_odd_heads_get_hyper_s_answers() {
         (get("/x", &access(&revoked), &[]), 1),
         (get("/admin/panel", &bob, &[]), 1),
         (get("/x", &bad_refresh, &[]), 1),
+        (
+            Request::head("/x")
+                .header("host", "gw.example")
+                .header("accept", "text/html")
+                .body(Full::default())
+                .unwrap(),
+            1,
+        ),
         (get("/x%23y", &alice, &[]), 1),
         (get("/x", &alice, &[("content-length", "0")]), 1),
         (get("/x", &alice, &[("expect", "100-continue")]), 0),
@@ -330,6 +338,17 @@ async fn refusals_redirects_and_odd_heads_get_hyper_s_answers() {
         on_one_connection(gw.addr, vec![req]).await;
         assert_eq!(gw.gw.lane_served() - took, lanes, "the lane on {path}");
     }
+    // HEAD refusals: the page's head without its body, framed as hyper frames it.
+    let head = |accept: &str| {
+        Request::head("/x")
+            .header("host", "gw.example")
+            .header("accept", accept)
+            .body(Full::default())
+            .unwrap()
+    };
+    let both = differential(&gw, &up, || vec![head("text/html"), head("*/*")]).await;
+    let statuses: Vec<u16> = both.answers.iter().map(|a| a.status.as_u16()).collect();
+    assert_eq!((statuses, both.lane_took), (vec![302, 401], 2));
     // Copies of the access cookie, and one that is not token-shaped: which copy counts is
     // hyper's path's call (the first token-shaped one), on a fresh connection each.
     let (name, _) = alice_access.split_once('=').unwrap();
@@ -719,6 +738,47 @@ async fn bodies_that_come_with_their_head_are_forwarded_exactly_as_hyper_forward
     gw.gw.set_express_lane(false);
     let statuses: Vec<u16> = answers.iter().map(|(code, _)| *code).collect();
     assert_eq!((statuses, seen.len(), took), (vec![401, 200], 1, 2));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_http2_preface_after_the_lane_s_answers_is_not_http2() {
+    // hyper tells HTTP/1 from HTTP/2 by a connection's first bytes; a preface after HTTP/1
+    // requests is an HTTP/1 request it refuses. Handed over by the lane, it must not become
+    // HTTP/2 either (it did: the lane's hand-off gave hyper the preface as first bytes).
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(&base_yaml(&up.url(), default_routes())).await;
+    let alice = logged_in(&gw, "alice", "alice-pw").await;
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    for first in [
+        format!("GET /x HTTP/1.1\r\nHost: gw\r\nCookie: {alice}\r\n\r\n"),
+        "GET /x HTTP/1.1\r\nHost: gw\r\n\r\n".to_string(),
+    ] {
+        let mut after = Vec::new();
+        for lane in [false, true] {
+            gw.gw.set_express_lane(lane);
+            let took = gw.gw.lane_served();
+            let mut s = TcpStream::connect(gw.addr).await.unwrap();
+            s.write_all(&[first.as_bytes(), preface].concat())
+                .await
+                .unwrap();
+            let mut buf = Vec::new();
+            let (code, _) = read_response(&mut s, &mut buf).await.expect("an answer");
+            assert!(code == 200 || code == 401);
+            // Then whatever comes until the connection closes (an HTTP/2 SETTINGS frame, if
+            // hyper took the preface for one).
+            while read_more(&mut s, &mut buf).await {}
+            after.push(buf);
+            assert_eq!(gw.gw.lane_served() - took, u64::from(lane), "lane: {lane}");
+        }
+        gw.gw.set_express_lane(false);
+        assert_eq!(after[0], after[1], "after {first:?}: lane off, then on");
+        assert!(
+            !after[1].starts_with(&[0, 0]),
+            "no HTTP/2 frame: {:?}",
+            after[1]
+        );
+    }
     gw.stop().await;
 }
 

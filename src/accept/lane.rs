@@ -66,8 +66,11 @@ const MAX_HEADERS: usize = 64;
 pub(crate) enum Ended {
     /// Closed (by either side, a timer or shutdown): nothing more to do.
     Closed,
-    /// The next request is not the lane's: hyper serves the connection from these bytes on.
-    HandOff(BytesMut),
+    /// The next request is not the lane's: hyper serves the connection from these bytes on —
+    /// as HTTP/1 only once the lane has answered a request on it (hyper's HTTP/1–HTTP/2
+    /// detection belongs to a connection's first bytes: an HTTP/2 preface after HTTP/1
+    /// requests is an HTTP/1 request hyper refuses, with the lane as without it).
+    HandOff { rest: BytesMut, answered: bool },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -95,6 +98,7 @@ where
     let deadline = tokio::time::sleep(settings.wait_for_request);
     tokio::pin!(deadline);
     let mut first = true;
+    let mut answered = false;
     loop {
         if !first {
             deadline
@@ -107,7 +111,12 @@ where
             if !inbuf.is_empty() {
                 match parse(&inbuf, settings.max_head) {
                     Parsed::Head(head, n) => break (head, n),
-                    Parsed::HandOff => return Ended::HandOff(inbuf),
+                    Parsed::HandOff => {
+                        return Ended::HandOff {
+                            rest: inbuf,
+                            answered,
+                        }
+                    }
                     Parsed::Partial => {}
                 }
             }
@@ -130,13 +139,24 @@ where
             inbuf.reserve(whole - inbuf.len());
             let _ = io.read_buf(&mut inbuf).now_or_never();
             if inbuf.len() < whole {
-                return Ended::HandOff(inbuf);
+                return Ended::HandOff {
+                    rest: inbuf,
+                    answered,
+                };
             }
         }
         let body = &inbuf[head_len..whole];
         match serve_one(gw, io, conn, head, body, &mut out).await {
-            Served::Answered => inbuf.advance(whole),
-            Served::NotOurs => return Ended::HandOff(inbuf),
+            Served::Answered => {
+                inbuf.advance(whole);
+                answered = true;
+            }
+            Served::NotOurs => {
+                return Ended::HandOff {
+                    rest: inbuf,
+                    answered,
+                }
+            }
             Served::Broken => return Ended::Closed,
         }
         // Shutdown or HTTP/2 idleness (never here) asked to close: the request is done.

@@ -131,7 +131,17 @@ where
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_request_header_bytes).unwrap_or(u32::MAX));
-    let builder = Arc::new(builder);
+    // The auto builder's HTTP/1 settings, for a connection the lane hands over after answering
+    // requests on it (hyper-util's `http1_only` does nothing with upgrades).
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
+        .timer(TokioTimer::new())
+        .header_read_timeout(wait_for_request)
+        .max_buf_size(max_head);
+    let servers = Arc::new(Servers {
+        auto: builder,
+        http1,
+    });
 
     tokio::pin!(shutdown);
     loop {
@@ -187,7 +197,7 @@ where
                 }
             })
         };
-        let builder = builder.clone();
+        let servers = servers.clone();
         let stop = stop_rx.clone();
         // Plain connections start in the express lane, and so do TLS connections that did not
         // negotiate HTTP/2 (checked after the handshake).
@@ -225,21 +235,20 @@ where
                 (Transport::Plain, _) => {
                     let mut stream = Timed::new(stream, wait_for_request, write_stall, activity);
                     let mut close_rx = close_rx;
-                    let prefix = match lane {
+                    let (prefix, answered) = match lane {
                         Some((gw, settings)) => {
                             match lane::serve(&gw, &mut stream, conn_info, settings, &mut close_rx)
                                 .await
                             {
                                 lane::Ended::Closed => return,
-                                lane::Ended::HandOff(prefix) => prefix,
+                                lane::Ended::HandOff { rest, answered } => (rest, answered),
                             }
                         }
-                        None => bytes::BytesMut::new(),
+                        None => (bytes::BytesMut::new(), false),
                     };
                     let stream = lane::Prefixed::new(prefix, stream);
                     let io = TokioIo::new(Watched::new(stream, fragments, max_head));
-                    let conn = builder.serve_connection_with_upgrades(io, service);
-                    drive(conn, |c| c.graceful_shutdown(), close_rx).await
+                    serve_hyper(&servers, io, service, answered, close_rx).await
                 }
                 (Transport::Tls, Some(config)) => {
                     let acceptor = tokio_rustls::TlsAcceptor::from(config);
@@ -252,7 +261,7 @@ where
                             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
                             let mut tls = Timed::new(tls, wait_for_request, write_stall, activity);
                             let mut close_rx = close_rx;
-                            let prefix = match lane.filter(|_| !h2) {
+                            let (prefix, answered) = match lane.filter(|_| !h2) {
                                 Some((gw, settings)) => {
                                     match lane::serve(
                                         &gw,
@@ -264,15 +273,14 @@ where
                                     .await
                                     {
                                         lane::Ended::Closed => return,
-                                        lane::Ended::HandOff(prefix) => prefix,
+                                        lane::Ended::HandOff { rest, answered } => (rest, answered),
                                     }
                                 }
-                                None => bytes::BytesMut::new(),
+                                None => (bytes::BytesMut::new(), false),
                             };
                             let tls = lane::Prefixed::new(prefix, tls);
                             let io = TokioIo::new(Watched::new(tls, fragments, max_head));
-                            let conn = builder.serve_connection_with_upgrades(io, service);
-                            drive(conn, |c| c.graceful_shutdown(), close_rx).await
+                            serve_hyper(&servers, io, service, answered, close_rx).await
                         }
                         Ok(Err(e)) => {
                             tracing::debug!(error = %e, "TLS handshake failed");
@@ -301,6 +309,47 @@ where
         tracing::warn!("shutdown grace elapsed with requests still open");
     }
     Ok(())
+}
+
+/// How hyper serves a connection the lane handed over (or never had).
+struct Servers {
+    /// HTTP/1 or HTTP/2, told by the connection's first bytes.
+    auto: auto::Builder<TokioExecutor>,
+    /// HTTP/1 only, with the auto builder's HTTP/1 settings.
+    http1: hyper::server::conn::http1::Builder,
+}
+
+type ConnError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Serves a connection with hyper from `io` on, until it ends: HTTP/1 or HTTP/2 by its first
+/// bytes, or HTTP/1 only when the express lane has already answered requests on it (then the
+/// connection is HTTP/1, as hyper's detection would have found at its start).
+async fn serve_hyper<I, S>(
+    servers: &Servers,
+    io: I,
+    service: S,
+    http1_only: bool,
+    close: oneshot::Receiver<()>,
+) -> Result<(), ConnError>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = hyper::Response<crate::body::Body>,
+            Error = Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    if http1_only {
+        let conn = servers.http1.serve_connection(io, service).with_upgrades();
+        drive(conn, |c| c.graceful_shutdown(), close)
+            .await
+            .map_err(Into::into)
+    } else {
+        let conn = servers.auto.serve_connection_with_upgrades(io, service);
+        drive(conn, |c| c.graceful_shutdown(), close).await
+    }
 }
 
 /// Serves one connection until it ends. When `close` fires (shutdown, or an idle HTTP/2
