@@ -30,10 +30,12 @@
 #                                    # from an identity provider (tests/oidc's oidc-provider,
 #                                    # needs node and `npm ci` there): the hot path must not
 #                                    # tell it from a password session
-#   TLS=1 benches/load.sh            # also HTTPS: nginx (ssl, http2) and Gatehouse's TLS
-#                                    # listener, HTTP/1.1 (wrk) and HTTP/2 (h2load, 10 streams
-#                                    # per connection), full handshakes per second (wrk,
-#                                    # Connection: close) and resumptions (openssl s_time -reuse)
+#   TLS=1 benches/load.sh            # also HTTPS (TLS 1.3 on both): nginx (ssl, http2) and
+#                                    # Gatehouse's TLS listener, HTTP/1.1 (wrk) and HTTP/2
+#                                    # (h2load, 10 streams per connection), a new connection per
+#                                    # request (wrk, Connection: close; wrk resumes its session),
+#                                    # full handshakes (openssl s_time -new) and resumptions
+#                                    # (openssl s_time -reuse)
 #   KINDS=1 benches/load.sh          # also the request kinds the lane does not take, each next
 #                                    # to a bare hyper proxy doing the same framing: POST with a
 #                                    # 1 KiB body, a public path, a refusal (401)
@@ -92,6 +94,12 @@ if [ -n "${TLS:-}" ]; then
     listen 127.0.0.1:$NGINX_TLS ssl http2;
     ssl_certificate $WORK/tls.crt;
     ssl_certificate_key $WORK/tls.key;
+    # TLS 1.3, as Gatehouse speaks it: nginx before 1.23.4 (Debian 12 has 1.22) offers only
+    # TLSv1-1.2 by default, and a TLS 1.2 resumption skips the key exchange that a TLS 1.3
+    # one does. The same suite Gatehouse prefers (AES-128-GCM), chosen by the server.
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_prefer_server_ciphers on;
+    ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256;
     ssl_session_cache shared:SSL:10m;
     ssl_session_tickets on;
     # nginx closes a keep-alive connection after 1000 requests by default: h2load does not
@@ -307,12 +315,13 @@ run_h2() {
   p99=$(awk '$2==200{print $3}' "$WORK/h2.log" | sort -n | awk '{a[NR]=$1} END{printf "%.3f", a[int(NR*0.99)+1]/1000}')
   echo "$name $rps $p50 $p99 $CPU $KERNEL" >> "$WORK/results"
 }
-# run_resume NAME PID HOST:PORT PATH: TLS resumptions per second (openssl s_time -reuse, one
-# client, GET PATH: a TLS 1.3 client has its ticket once it has read an answer); p50/p99 are
-# not measured (0).
-run_resume() {
-  local name=$1 pid=$2 addr=$3 path=$4
-  measured "$pid" taskset -c 1 openssl s_time -connect "$addr" -reuse -www "$path" -time "${RUN_DURATION:-$DURATION}"
+# run_s_time NAME PID HOST:PORT -new|-reuse [-www PATH]: TLS connections per second from one
+# client (openssl s_time): -new is a full handshake each time (no request), -reuse a
+# resumption (with -www PATH: a TLS 1.3 client has its ticket once it has read an answer);
+# p50/p99 are not measured (0).
+run_s_time() {
+  local name=$1 pid=$2 addr=$3; shift 3
+  measured "$pid" taskset -c 1 openssl s_time -connect "$addr" "$@" -time "${RUN_DURATION:-$DURATION}"
   local n
   n=$(echo "$OUT" | awk '/connections in [0-9.]+ real seconds/{for(i=1;i<=NF;i++) if($i=="connections") print $(i-1)}' | tail -1)
   echo "$name $(awk -v n="${n:-0}" -v d="${RUN_DURATION:-$DURATION}" 'BEGIN{printf "%.0f", n/d}') 0 0 $CPU $KERNEL" >> "$WORK/results"
@@ -364,10 +373,12 @@ for round in $(seq 1 "$ROUNDS"); do
     storm gatehouse/tls-h1+logins "$PID_gatehouse" "$GH" "$WORK/tlsstorm.$round" "https://127.0.0.1:$GH_TLS/"
     run_h2 nginx/h2 "$PID_nginx" "https://127.0.0.1:$NGINX_TLS/"
     run_h2 gatehouse/h2 "$PID_gatehouse" "https://127.0.0.1:$GH_TLS/" -H "cookie: gatehouse_access=$COOKIE"
-    run nginx/handshake "$PID_nginx" "https://127.0.0.1:$NGINX_TLS/" -H "Connection: close"
-    run gatehouse/handshake "$PID_gatehouse" "https://127.0.0.1:$GH_TLS/" -H "Connection: close" -H "Cookie: gatehouse_access=$COOKIE"
-    run_resume nginx/resume "$PID_nginx" "127.0.0.1:$NGINX_TLS" /healthz
-    run_resume gatehouse/resume "$PID_gatehouse" "127.0.0.1:$GH_TLS" /.gatehouse/healthz
+    run nginx/conn "$PID_nginx" "https://127.0.0.1:$NGINX_TLS/" -H "Connection: close"
+    run gatehouse/conn "$PID_gatehouse" "https://127.0.0.1:$GH_TLS/" -H "Connection: close" -H "Cookie: gatehouse_access=$COOKIE"
+    run_s_time nginx/full "$PID_nginx" "127.0.0.1:$NGINX_TLS" -new
+    run_s_time gatehouse/full "$PID_gatehouse" "127.0.0.1:$GH_TLS" -new
+    run_s_time nginx/resume "$PID_nginx" "127.0.0.1:$NGINX_TLS" -reuse -www /healthz
+    run_s_time gatehouse/resume "$PID_gatehouse" "127.0.0.1:$GH_TLS" -reuse -www /.gatehouse/healthz
   fi
   if [ -n "${KINDS:-}" ]; then
     run bare-hyper/post "$PID_bare" "http://127.0.0.1:$BARE/" -s "$WORK/post.lua"
@@ -412,7 +423,7 @@ NAMES="nginx bare-hyper gatehouse gatehouse+logins"
 [ -z "${HYPER_PATH:-}" ] || NAMES="$NAMES hyper-path hyper-path+logins"
 [ -z "${BEARER:-}" ] || NAMES="$NAMES gatehouse/bearer"
 [ -z "${BEARER:-}" ] || [ -z "${HYPER_PATH:-}" ] || NAMES="$NAMES hyper-path/bearer"
-[ -z "${TLS:-}" ] || NAMES="$NAMES nginx/tls-h1 gatehouse/tls-h1 gatehouse/tls-h1+logins nginx/h2 gatehouse/h2 nginx/handshake gatehouse/handshake nginx/resume gatehouse/resume"
+[ -z "${TLS:-}" ] || NAMES="$NAMES nginx/tls-h1 gatehouse/tls-h1 gatehouse/tls-h1+logins nginx/h2 gatehouse/h2 nginx/conn gatehouse/conn nginx/full gatehouse/full nginx/resume gatehouse/resume"
 [ -z "${KINDS:-}" ] || NAMES="$NAMES bare-hyper/post gatehouse/post bare-hyper/public gatehouse/public gatehouse/refusal"
 [ -z "${OIDC:-}" ] || NAMES="$NAMES gatehouse/oidc"
 [ -z "${FLOOR:-}" ] || NAMES="$NAMES floor floor+auth"
@@ -440,7 +451,7 @@ if [ "$PAIRS" -gt 0 ]; then
     -v w="$(echo "$RATIOS" | awk '$1<=1' | wc -l)" -v k="$PAIRS" -v np="$(per_core nginx/pair)" -v gp="$(per_core gatehouse/pair)" \
     'BEGIN{printf "  median p99 %.3f ms vs nginx %.3f ms; median ratio %.2fx; Gatehouse no worse in %d of %d; per core %.2fx\n", g, n, m, w, k, gp/np}'
 fi
-# Same-kind ratios: each target over its like (per core; resumptions and handshakes per second).
+# Same-kind ratios: each target over its like (per core; one client's handshakes per second too).
 like() { # name base-name label
   awk -v a="$(per_core "$1")" -v b="$(per_core "$2")" -v l="$3" 'BEGIN{ if (b>0) printf "  %-44s %.2fx\n", l, a/b }'
 }
@@ -450,8 +461,13 @@ if [ -n "${TLS:-}" ]; then
   awk -v i="$(stat gatehouse/tls-h1 4)" -v s="$(stat gatehouse/tls-h1+logins 4)" -v r="$(echo $(pair_ratios gatehouse/tls-h1 gatehouse/tls-h1+logins))" \
     'BEGIN{ if (i>0) printf "  %-44s %.2fx (p99 %.3f vs %.3f ms; per round %s)\n", "HTTPS/1.1 p99 during 50 logins/s / idle", s/i, s, i, r }'
   like gatehouse/h2 nginx/h2 "HTTP/2 GET, Gatehouse / nginx"
-  like gatehouse/handshake nginx/handshake "full handshakes, Gatehouse / nginx"
-  awk -v a="$(stat gatehouse/resume 2)" -v b="$(stat nginx/resume 2)" 'BEGIN{ if (b>0) printf "  %-44s %.2fx (per second, one client)\n", "resumptions, Gatehouse / nginx", a/b }'
+  like gatehouse/conn nginx/conn "a connection per request, Gatehouse / nginx"
+  per_second() { # name base-name label: one client's rate is bound by the client, so both
+    awk -v a="$(stat "$1" 2)" -v b="$(stat "$2" 2)" -v pa="$(per_core "$1")" -v pb="$(per_core "$2")" -v l="$3" \
+      'BEGIN{ if (b>0 && pb>0) printf "  %-44s %.2fx (per second, one client: %.2fx)\n", l, pa/pb, a/b }'
+  }
+  per_second gatehouse/full nginx/full "full handshakes, Gatehouse / nginx"
+  per_second gatehouse/resume nginx/resume "resumptions, Gatehouse / nginx"
 fi
 if [ -n "${KINDS:-}" ]; then
   like gatehouse/post bare-hyper/post "POST 1 KiB, Gatehouse / bare hyper"
