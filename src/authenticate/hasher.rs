@@ -38,8 +38,8 @@ use std::sync::{Arc, Mutex, Weak};
 use std::thread::Thread;
 use std::time::Duration;
 
-use argon2::password_hash::{PasswordHash, PasswordVerifier};
-use argon2::Argon2;
+use argon2::password_hash::{Output, PasswordHash};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::{oneshot, Semaphore};
 
 /// How long a login waits for an argon2 permit, and then for its answer, before 503.
@@ -153,22 +153,72 @@ impl Check {
             .map_or(true, |tx| tx.as_ref().is_none_or(|tx| tx.is_closed()))
     }
 
-    /// Runs the check unless it is settled; true when it ran.
-    fn run(&self, preempter: &Preempter) -> bool {
+    /// Runs the check unless it is settled, in the thread's own argon2 `memory`; true when
+    /// it ran.
+    fn run(&self, preempter: &Preempter, memory: &mut Vec<Block>) -> bool {
         if self.settled() {
             return false;
         }
         let _running = preempter.running();
-        let verdict = PasswordHash::new(&self.hash).is_ok_and(|parsed| {
-            Argon2::default()
-                .verify_password(self.password.as_bytes(), &parsed)
-                .is_ok()
-        });
+        let verdict = verify_in(&self.hash, self.password.as_bytes(), memory);
         if let Some(tx) = self.verdict.lock().ok().and_then(|mut tx| tx.take()) {
             let _ = tx.send(verdict);
         }
         true
     }
+}
+
+/// What `argon2`'s `PasswordVerifier::verify_password` does for a PHC string (same algorithm,
+/// version, parameters and salt; the outputs compared in constant time by `Output`), except
+/// that the argon2 memory is the calling thread's `memory`, grown when a hash needs more and
+/// kept for the next check. `verify_password` allocates its memory (19 MiB with the default
+/// parameters) for every check and frees it after: at 50 logins/s that is ~1 GB/s through the
+/// allocator, which gave the pages back to the kernel and handed them out again to the request
+/// thread, where each first touch of a fresh 2 MiB page meant zeroing it (perf during the load
+/// benchmark's login storm: `clear_page_erms` under the runtime thread's allocations, and
+/// proxied p99 20-60 ms in the first storm of a process). A malformed hash, or memory that
+/// cannot be had, is a mismatch.
+fn verify_in(hash: &str, password: &[u8], memory: &mut Vec<Block>) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(parsed.algorithm) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from).transpose() {
+        Ok(version) => version.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let Ok(params) = Params::try_from(&parsed) else {
+        return false;
+    };
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    let blocks = params.block_count();
+    if memory.len() < blocks {
+        if memory.try_reserve_exact(blocks - memory.len()).is_err() {
+            tracing::warn!(blocks, "no memory for a password check");
+            return false;
+        }
+        memory.resize(blocks, Block::default());
+    }
+    let argon2 = Argon2::new(algorithm, version, params);
+    let mut out = [0u8; Output::MAX_LENGTH];
+    let Some(out) = out.get_mut(..expected.len()) else {
+        return false;
+    };
+    if argon2
+        .hash_password_into_with_memory(password, salt, out, &mut memory[..blocks])
+        .is_err()
+    {
+        return false;
+    }
+    Output::new(out).is_ok_and(|computed| computed == expected)
 }
 
 type Queue = std::sync::mpsc::Sender<Arc<Check>>;
@@ -241,6 +291,8 @@ fn pool(name: &str, n: usize, priority: Priority, preempter: &Arc<Preempter>) ->
             .name(format!("{name}-{i}"))
             .spawn(move || {
                 lower_priority(priority);
+                // This thread's argon2 memory, reused by every check it runs.
+                let mut memory = Vec::new();
                 loop {
                     let check = match rx.lock() {
                         Ok(rx) => rx.recv(),
@@ -248,7 +300,7 @@ fn pool(name: &str, n: usize, priority: Priority, preempter: &Arc<Preempter>) ->
                     };
                     match check {
                         Ok(check) => {
-                            if check.run(&preempter) && priority == Priority::Rescue {
+                            if check.run(&preempter, &mut memory) && priority == Priority::Rescue {
                                 // A dedicated thread, never an executor's.
                                 #[allow(clippy::disallowed_methods)]
                                 std::thread::sleep(RESCUE_PAUSE);
@@ -323,6 +375,62 @@ mod tests {
     use super::*;
     use crate::authenticate::users::hash_password;
 
+    /// `verify_in` agrees with argon2's own `verify_password` on every variant, version and
+    /// parameter set, on right and wrong passwords and on malformed hashes, reusing one
+    /// memory across checks of different sizes.
+    #[test]
+    fn verify_in_agrees_with_argon2_s_verifier() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier, SaltString};
+        let salt = SaltString::encode_b64(b"sixteen byte slt").unwrap();
+        let mut hashes = Vec::new();
+        for algorithm in [Algorithm::Argon2id, Algorithm::Argon2i, Algorithm::Argon2d] {
+            for version in [Version::V0x13, Version::V0x10] {
+                for (m, t, p, len) in [(64, 1, 1, 32), (256, 3, 2, 16), (1024, 2, 4, 64)] {
+                    let params = Params::new(m, t, p, Some(len)).unwrap();
+                    let hash = Argon2::new(algorithm, version, params)
+                        .hash_password(b"right", &salt)
+                        .unwrap()
+                        .to_string();
+                    hashes.push(hash);
+                }
+            }
+        }
+        // A version-0x10 hash without its `v=`: both take the default version (0x13), so
+        // neither accepts it. And one with the default parameters.
+        hashes.push(hashes[3].replace("$v=16", ""));
+        hashes.push(hash_password(b"right").unwrap());
+        let malformed = [
+            String::new(),
+            "$argon2id$v=19$m=64,t=1,p=1$c2l4dGVlbg".into(),
+            hashes[0].replace("$argon2id$", "$balloon$"),
+            hashes[0].replace("v=19", "v=20"),
+            hashes[0].replace("m=64", "m=1"),
+            format!("{}A", hashes[0]),
+        ];
+        let mut memory = Vec::new();
+        let mut accepted = 0;
+        for hash in hashes.iter().chain(&malformed) {
+            for password in [&b"right"[..], b"wrong", b""] {
+                let oracle = PasswordHash::new(hash).is_ok_and(|parsed| {
+                    Argon2::default().verify_password(password, &parsed).is_ok()
+                });
+                assert_eq!(verify_in(hash, password, &mut memory), oracle, "{hash}");
+                accepted += usize::from(oracle);
+            }
+        }
+        assert_eq!(
+            accepted,
+            hashes.len() - 1,
+            "each good hash, its right password only"
+        );
+        assert!(verify_in(&hashes[0], b"right", &mut memory));
+        assert_eq!(
+            memory.len(),
+            Params::DEFAULT_M_COST as usize,
+            "kept at its largest"
+        );
+    }
+
     #[tokio::test]
     async fn verify_accepts_the_right_password_only() {
         let hash: Arc<str> = hash_password(b"correct horse").unwrap().into();
@@ -380,7 +488,7 @@ mod tests {
         drop(rx);
         assert!(check.settled(), "the caller left");
         let preempter = Preempter::start();
-        assert!(!check.run(&preempter));
+        assert!(!check.run(&preempter, &mut Vec::new()));
         assert!(check.verdict.lock().unwrap().is_some(), "not run");
         assert_eq!(preempter.running.load(Ordering::Acquire), 0);
     }
@@ -396,7 +504,7 @@ mod tests {
             verdict: Mutex::new(Some(tx)),
         };
         let before = preempter.ticks.load(Ordering::Relaxed);
-        assert!(check.run(&preempter));
+        assert!(check.run(&preempter, &mut Vec::new()));
         assert!(rx.blocking_recv().unwrap());
         // It wakes while a check runs. A loaded machine (CI runs tests in parallel) may not
         // schedule it within one hash, so hold a check running until it has, within 5 s.
