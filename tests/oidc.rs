@@ -13,6 +13,16 @@ use tokio::net::TcpListener;
 /// A gateway whose config has `public_url` pointing at itself and the `oidc` section given
 /// (`ISSUER` replaced by the provider's issuer).
 async fn gateway(up: &Upstream, issuer: &str, oidc_yaml: &str) -> TestGateway {
+    gateway_edited(up, issuer, oidc_yaml, |yaml| yaml).await
+}
+
+/// [`gateway`] with the whole config edited by `edit` first.
+async fn gateway_edited(
+    up: &Upstream,
+    issuer: &str,
+    oidc_yaml: &str,
+    edit: impl FnOnce(String) -> String,
+) -> TestGateway {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let yaml = base_yaml(&up.url(), &format!("{}{oidc_yaml}", default_routes()))
@@ -21,7 +31,7 @@ async fn gateway(up: &Upstream, issuer: &str, oidc_yaml: &str) -> TestGateway {
             &format!("  listen: \"127.0.0.1:0\"\n  public_url: \"http://127.0.0.1:{port}\"\n"),
         )
         .replace("ISSUER", issuer);
-    TestGateway::start_on(listener, temp_dir(), &yaml)
+    TestGateway::start_on(listener, temp_dir(), &edit(yaml))
         .await
         .unwrap_or_else(|e| panic!("config refused: {e}"))
 }
@@ -782,5 +792,64 @@ async fn a_flood_of_logins_at_a_down_provider_is_not_a_flood_of_fetches() {
     assert!(
         fetches <= 2 * (4 + elapsed.as_secs() as usize),
         "{fetches} connections to the provider for 40 logins in {elapsed:?}"
+    );
+}
+
+/// A provider that takes a while to answer issues its tokens in a later second than the
+/// browser's request reached the gateway. With `leeway: 0s` (the test gateway's) such a token
+/// was refused as "issued in the future" at the callback, and at a recheck the session was
+/// ended: the gateway judged `iat` by the time it read before asking the provider.
+#[tokio::test]
+async fn a_slow_provider_s_tokens_are_judged_by_the_time_they_arrive() {
+    let up = Upstream::start().await;
+    let idp = HostileProvider::start().await;
+    let yaml = PROVIDERS.replacen(
+        "      role_map: { \"idp-admins\": \"admin\" }\n",
+        "      role_map: { \"idp-admins\": \"admin\" }\n      recheck_interval: 1s\n",
+        1,
+    );
+    let gw = gateway_edited(&up, &idp.issuer, &yaml, |y| {
+        y.replace("  access_ttl: 5m\n", "  access_ttl: 1s\n")
+    })
+    .await;
+    let client = gw.client();
+    let slow = std::time::Duration::from_millis(1100);
+    let r = round_trip(
+        &client,
+        &idp,
+        "hostile",
+        Script {
+            delay: Some(slow),
+            refresh_token: Some("idp-refresh-1".into()),
+            ..Script::default()
+        },
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "callback: {}", r.body);
+    assert!(client.cookie("gatehouse_access").is_some());
+
+    // Past the access token's life and the recheck interval: the refresh asks the (slow)
+    // provider, whose fresh ID token must not end the session.
+    let sid = gw.gw.store().sessions_of("dana").await.unwrap()[0]
+        .sid
+        .clone();
+    let checked = gw.gw.store().sessions_of("dana").await.unwrap()[0]
+        .idp
+        .as_ref()
+        .unwrap()
+        .checked_at;
+    idp.script(Script {
+        delay: Some(slow),
+        refresh_token: Some("idp-refresh-2".into()),
+        ..Script::default()
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let r = client.navigate("/dashboard").await;
+    assert_eq!(r.status, StatusCode::OK, "after the recheck: {}", r.body);
+    assert!(!gw.gw.store().is_revoked(&sid), "the session was ended");
+    let after = gw.gw.store().sessions_of("dana").await.unwrap();
+    assert!(
+        after[0].idp.as_ref().unwrap().checked_at > checked,
+        "the refresh asked the provider"
     );
 }

@@ -369,7 +369,7 @@ async fn recheck(
     }
     if let Some(id_token) = answer.id_token {
         match oidc
-            .verify_id_token(p, &id_token, None, settings.leeway, now / 1000)
+            .verify_id_token(p, &id_token, None, settings.leeway)
             .await
         {
             Ok(claims) => {

@@ -315,7 +315,7 @@ async fn complete(
     let leeway = config.tokens.leeway;
     let mut claims = gw
         .oidc
-        .verify_id_token(p, id_token, Some(&entry.n), leeway, ctx.now)
+        .verify_id_token(p, id_token, Some(&entry.n), leeway)
         .await
         .map_err(|e| Failed {
             error: oidc_error(e),
@@ -427,7 +427,7 @@ pub async fn backchannel_logout(
     };
     let logout = match gw
         .oidc
-        .verify_logout_token(&p, &token, config.tokens.leeway, ctx.now)
+        .verify_logout_token(&p, &token, config.tokens.leeway)
         .await
     {
         Ok(l) => l,

@@ -422,13 +422,14 @@ impl Oidc {
     /// Verifies a JWT from the provider: an algorithm it advertises (asymmetric only), a key
     /// from its JWKS (fetched again for an unknown `kid`, at most once a minute), `iss`,
     /// `aud` containing our client id, `azp` when present (required with several audiences),
-    /// `exp` and `iat` with `leeway` seconds. `now` in seconds.
+    /// `exp` and `iat` with `leeway` seconds, against the clock as it reads once the provider
+    /// has answered: a time taken before the code exchange (a network round trip) can be a
+    /// second behind the token's `iat`, which with `leeway: 0` refused good tokens.
     pub async fn verify_jwt(
         &self,
         p: &ProviderSettings,
         token: &str,
         leeway: u64,
-        now: u64,
     ) -> Result<Map<String, Value>, OidcError> {
         let d = self.discovered(p).await?;
         let header = jsonwebtoken::decode_header(token)
@@ -465,6 +466,8 @@ impl Oidc {
                 })
             })?;
         let claims = data.claims;
+        // jsonwebtoken has just read the clock for `exp` and `nbf`; `iat` is judged by it too.
+        let now = crate::clock::now();
         let iat = claims
             .get("iat")
             .and_then(Value::as_u64)
@@ -491,9 +494,8 @@ impl Oidc {
         token: &str,
         nonce: Option<&str>,
         leeway: u64,
-        now: u64,
     ) -> Result<Map<String, Value>, OidcError> {
-        let claims = self.verify_jwt(p, token, leeway, now).await?;
+        let claims = self.verify_jwt(p, token, leeway).await?;
         if !claims.get("sub").is_some_and(Value::is_string) {
             return Err(OidcError::BadToken("missing_sub"));
         }
@@ -516,9 +518,9 @@ impl Oidc {
         p: &ProviderSettings,
         token: &str,
         leeway: u64,
-        now: u64,
     ) -> Result<LogoutRequest, OidcError> {
-        let claims = self.verify_jwt(p, token, leeway, now).await?;
+        let claims = self.verify_jwt(p, token, leeway).await?;
+        let now = crate::clock::now();
         let event = claims
             .get("events")
             .and_then(Value::as_object)

@@ -210,6 +210,9 @@ pub struct Script {
     pub challenge: Option<String>,
     /// Also issue a refresh token.
     pub refresh_token: Option<String>,
+    /// Answer the token request this much later, with `iat` the time it answers (a slow
+    /// provider: the token is issued in a later second than the request reached the gateway).
+    pub delay: Option<std::time::Duration>,
 }
 
 #[derive(Default)]
@@ -413,25 +416,32 @@ async fn hostile_handle(req: Request<Incoming>, shared: &Shared) -> Response<Ful
             let form: Map<String, Value> = form_urlencoded::parse(&body)
                 .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
                 .collect();
-            let mut st = state.lock().unwrap();
-            st.token_requests
-                .push(format!("{} auth={auth}", String::from_utf8_lossy(&body)));
-            let script = st.script.clone();
             let field = |n: &str| {
                 form.get(n)
                     .and_then(Value::as_str)
                     .unwrap_or("")
                     .to_string()
             };
-            if field("grant_type") == "authorization_code" {
-                let code = field("code");
-                if st.used_codes.contains(&code) {
-                    return json_response(
-                        StatusCode::BAD_REQUEST,
-                        &json!({"error": "invalid_grant"}),
-                    );
-                }
-                st.used_codes.push(code);
+            let code = (field("grant_type") == "authorization_code").then(|| field("code"));
+            // The lock is not held across the delay below.
+            let (script, reused) = {
+                let mut st = state.lock().unwrap();
+                st.token_requests
+                    .push(format!("{} auth={auth}", String::from_utf8_lossy(&body)));
+                let reused = match &code {
+                    Some(code) if st.used_codes.contains(code) => true,
+                    Some(code) => {
+                        st.used_codes.push(code.clone());
+                        false
+                    }
+                    None => false,
+                };
+                (st.script.clone(), reused)
+            };
+            if reused {
+                return json_response(StatusCode::BAD_REQUEST, &json!({"error": "invalid_grant"}));
+            }
+            if code.is_some() {
                 // PKCE S256: the verifier must hash to the challenge the browser carried.
                 if let Some(challenge) = &script.challenge {
                     let digest = aws_lc_rs::digest::digest(
@@ -445,6 +455,9 @@ async fn hostile_handle(req: Request<Incoming>, shared: &Shared) -> Response<Ful
                         );
                     }
                 }
+            }
+            if let Some(delay) = script.delay {
+                tokio::time::sleep(delay).await;
             }
             let t = now();
             let mut claims = json!({
