@@ -210,10 +210,16 @@ async fn back_channel_logout_from_the_provider_reaches_the_other_replica_within_
     let store = format!(
         "store:\n  backend: redis\n  redis:\n    url: \"redis://127.0.0.1:{redis_port}/0\"\n    key_prefix: \"bcl:\"\n"
     );
-    let a = TestGateway::start_on(l1, temp_dir(), &yaml(&up, p1, &idp.issuer, &store))
+    // Access tokens that outlive the test: with `yaml`'s 1 s (whole seconds, so as little as
+    // a few milliseconds) the bearer token could expire before replica B saw it, and B's 401
+    // after the logout would prove nothing.
+    let long_lived = |port| {
+        yaml(&up, port, &idp.issuer, &store).replace("  access_ttl: 1s\n", "  access_ttl: 5m\n")
+    };
+    let a = TestGateway::start_on(l1, temp_dir(), &long_lived(p1))
         .await
         .unwrap();
-    let b = TestGateway::start_on(l2, temp_dir(), &yaml(&up, p2, &idp.issuer, &store))
+    let b = TestGateway::start_on(l2, temp_dir(), &long_lived(p2))
         .await
         .unwrap();
     for gw in [&a, &b] {
