@@ -13,7 +13,7 @@ use http::StatusCode;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
+use tokio::sync::{Barrier, Notify};
 
 #[derive(Clone, Copy)]
 enum Mode {
@@ -33,6 +33,10 @@ struct RawUpstream {
     release: Arc<Notify>,
 }
 
+/// `/burst/…` requests are answered only once [`BURST`] of them have arrived: that many are
+/// in flight at once, each on its own upstream connection.
+const BURST: usize = 300;
+
 impl RawUpstream {
     async fn start(mode: Mode) -> RawUpstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -40,11 +44,12 @@ impl RawUpstream {
         let connections = Arc::new(AtomicUsize::new(0));
         let requests = Arc::new(AtomicUsize::new(0));
         let release = Arc::new(Notify::new());
+        let burst = Arc::new(Barrier::new(BURST));
         let (c, r, n) = (connections.clone(), requests.clone(), release.clone());
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 c.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(serve(stream, mode, r.clone(), n.clone()));
+                tokio::spawn(serve(stream, mode, r.clone(), n.clone(), burst.clone()));
             }
         });
         RawUpstream {
@@ -61,6 +66,7 @@ async fn serve(
     mode: Mode,
     requests: Arc<AtomicUsize>,
     release: Arc<Notify>,
+    burst: Arc<Barrier>,
 ) {
     let mut buf = Vec::new();
     loop {
@@ -89,6 +95,9 @@ async fn serve(
                 return;
             }
             continue;
+        }
+        if path.starts_with("/burst/") {
+            burst.wait().await;
         }
         let body = format!("saw {path}");
         let connection = match mode {
@@ -176,6 +185,38 @@ async fn a_response_still_streaming_does_not_hold_up_another_request() {
         );
     }
     assert_eq!(up.connections.load(Ordering::SeqCst), 2);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn every_connection_a_burst_opened_is_reused_by_the_next_burst() {
+    let up = RawUpstream::start(Mode::KeepAlive).await;
+    let gw = gateway(&up).await;
+    for wave in 0..2 {
+        let requests: Vec<_> = (0..BURST)
+            .map(|i| {
+                let c = gw.client();
+                tokio::spawn(async move { c.get(&format!("/burst/{wave}/{i}")).await })
+            })
+            .collect();
+        for (i, request) in requests.into_iter().enumerate() {
+            let r = tokio::time::timeout(Duration::from_secs(30), request)
+                .await
+                .expect("a burst request timed out")
+                .unwrap();
+            assert_eq!(r.body, format!("saw /burst/{wave}/{i}"));
+        }
+        // The upstream answered only with all of the burst in flight, so each had its own
+        // connection; the second burst finds every one of them idle in the pool.
+        assert_eq!(
+            up.connections.load(Ordering::SeqCst),
+            BURST,
+            "upstream connections after burst {wave}"
+        );
+        // A connection is reusable once hyper's task for it has seen its response end, which
+        // can trail the client's last byte by a moment.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     gw.stop().await;
 }
 
