@@ -156,7 +156,11 @@ pub(crate) fn finish(
             (e.into_response(config, shown), Some((blame, message)))
         }
     };
-    if let Ok(v) = http::HeaderValue::from_str(&ctx.request_id) {
+    if let Ok(mut v) = http::HeaderValue::from_str(&ctx.request_id) {
+        // Unique per response: HTTP/2's header compression is told never to index it, or
+        // every id would go into the connection's table, evicting entries that repeat and
+        // lengthening the chain the next response's id is compared against.
+        v.set_sensitive(true);
         response.headers_mut().insert(&X_REQUEST_ID, v);
     }
     record(
