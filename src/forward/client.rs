@@ -79,6 +79,10 @@ const MAX_IDLE_PER_AUTHORITY: usize = 1024;
 /// A connection unused for this long is closed instead of reused (upstreams commonly drop
 /// idle keep-alive connections after 60 s or more; reusing one they just dropped costs a retry).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often idle connections are looked over, so that those past [`IDLE_TIMEOUT`] are closed
+/// even when no request comes to take one (after a burst, up to [`MAX_IDLE_PER_AUTHORITY`]
+/// would otherwise stay open for as long as the upstream keeps them).
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 struct Idle {
     tx: http1::SendRequest<Outgoing>,
@@ -97,12 +101,27 @@ pub struct UpstreamClient {
 }
 
 impl UpstreamClient {
+    /// Inside a tokio runtime, also starts the sweep that closes expired idle connections; it
+    /// ends with the last clone of the client.
     pub fn new(connect_timeout: Duration, response_timeout: Duration) -> UpstreamClient {
-        UpstreamClient {
+        let client = UpstreamClient {
             idle: Arc::new(Mutex::new(IdleMap::default())),
             connect_timeout,
             response_timeout,
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let idle = Arc::downgrade(&client.idle);
+            runtime.spawn(async move {
+                let mut every = tokio::time::interval(SWEEP_EVERY);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    every.tick().await;
+                    let Some(idle) = idle.upgrade() else { break };
+                    sweep(&idle, Instant::now());
+                }
+            });
         }
+        client
     }
 
     pub fn connect_timeout(&self) -> Duration {
@@ -193,6 +212,12 @@ impl UpstreamClient {
         // Otherwise dropping `tx` lets the connection finish its response, then close.
     }
 
+    #[cfg(test)]
+    fn idle_count(&self) -> usize {
+        let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        idle.values().map(Vec::len).sum()
+    }
+
     async fn connect(
         &self,
         authority: &Authority,
@@ -220,5 +245,111 @@ impl UpstreamClient {
             }
         });
         Ok(tx)
+    }
+}
+
+/// Drops the idle connections that are closed or were last used more than [`IDLE_TIMEOUT`]
+/// before `now` (hyper's task for each then closes it); returns how many.
+fn sweep(idle: &Mutex<IdleMap>, now: Instant) -> usize {
+    let mut idle = idle.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut dropped = 0;
+    idle.retain(|_, list| {
+        let before = list.len();
+        list.retain(|entry| {
+            !entry.tx.is_closed() && now.saturating_duration_since(entry.since) <= IDLE_TIMEOUT
+        });
+        dropped += before - list.len();
+        !list.is_empty()
+    });
+    dropped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    #[tokio::test]
+    async fn a_connection_idle_past_the_timeout_is_closed_without_a_request_to_take_it() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let authority: Authority = listener.local_addr().unwrap().to_string().parse().unwrap();
+        // Answers one request, then reports when the connection is closed.
+        let upstream = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut byte = [0u8; 1];
+                assert_eq!(stream.read(&mut byte).await.unwrap(), 1);
+                head.push(byte[0]);
+            }
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .await
+                .unwrap();
+            let mut rest = [0u8; 64];
+            stream.read(&mut rest).await.unwrap_or(0)
+        });
+        let client = UpstreamClient::new(Duration::from_secs(5), Duration::from_secs(5));
+        let resp = client
+            .send(&authority, Request::get("/").body(Outgoing::EMPTY).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "ok");
+        assert_eq!(client.idle_count(), 1);
+
+        // Not yet expired: kept.
+        assert_eq!(sweep(&client.idle, Instant::now()), 0);
+        assert_eq!(client.idle_count(), 1);
+        // Expired: dropped from the pool, and the upstream sees the connection end.
+        let later = Instant::now() + IDLE_TIMEOUT + Duration::from_secs(1);
+        assert_eq!(sweep(&client.idle, later), 1);
+        assert_eq!(client.idle_count(), 0);
+        let read = tokio::time::timeout(Duration::from_secs(5), upstream)
+            .await
+            .expect("the expired connection was not closed")
+            .unwrap();
+        assert_eq!(read, 0, "the upstream read more bytes instead of the end");
+    }
+
+    #[tokio::test]
+    async fn a_response_still_streaming_when_its_connection_expires_is_delivered_whole() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let authority: Authority = listener.local_addr().unwrap().to_string().parse().unwrap();
+        let (go_on, resume) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut byte = [0u8; 1];
+                assert_eq!(stream.read(&mut byte).await.unwrap(), 1);
+                head.push(byte[0]);
+            }
+            let start = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n";
+            stream.write_all(start).await.unwrap();
+            let _ = resume.await;
+            stream.write_all(b"4\r\nlast\r\n0\r\n\r\n").await.unwrap();
+        });
+        let client = UpstreamClient::new(Duration::from_secs(5), Duration::from_secs(5));
+        let resp = client
+            .send(&authority, Request::get("/").body(Outgoing::EMPTY).unwrap())
+            .await
+            .unwrap();
+        let mut body = resp.into_body();
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(first, "first");
+
+        // The connection went back to the pool with its head; expiring it mid-body must not
+        // cut the response short.
+        let later = Instant::now() + IDLE_TIMEOUT + Duration::from_secs(1);
+        assert_eq!(sweep(&client.idle, later), 1);
+        go_on.send(()).unwrap();
+        let rest = tokio::time::timeout(Duration::from_secs(5), body.collect())
+            .await
+            .expect("the rest of the body never came")
+            .unwrap()
+            .to_bytes();
+        assert_eq!(rest, "last");
     }
 }
