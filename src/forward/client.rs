@@ -269,7 +269,19 @@ mod tests {
     use super::*;
     use http_body_util::BodyExt;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// The first connection to `listener`, with its first request head read.
+    async fn accept_one_request(listener: &TcpListener) -> TcpStream {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            assert_eq!(stream.read(&mut byte).await.unwrap(), 1);
+            head.push(byte[0]);
+        }
+        stream
+    }
 
     #[tokio::test]
     async fn a_connection_idle_past_the_timeout_is_closed_without_a_request_to_take_it() {
@@ -277,13 +289,7 @@ mod tests {
         let authority: Authority = listener.local_addr().unwrap().to_string().parse().unwrap();
         // Answers one request, then reports when the connection is closed.
         let upstream = tokio::spawn(async move {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            let mut head = Vec::new();
-            while !head.ends_with(b"\r\n\r\n") {
-                let mut byte = [0u8; 1];
-                assert_eq!(stream.read(&mut byte).await.unwrap(), 1);
-                head.push(byte[0]);
-            }
+            let mut stream = accept_one_request(&listener).await;
             stream
                 .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                 .await
@@ -319,13 +325,7 @@ mod tests {
         let authority: Authority = listener.local_addr().unwrap().to_string().parse().unwrap();
         let (go_on, resume) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            let mut head = Vec::new();
-            while !head.ends_with(b"\r\n\r\n") {
-                let mut byte = [0u8; 1];
-                assert_eq!(stream.read(&mut byte).await.unwrap(), 1);
-                head.push(byte[0]);
-            }
+            let mut stream = accept_one_request(&listener).await;
             let start = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n";
             stream.write_all(start).await.unwrap();
             let _ = resume.await;
