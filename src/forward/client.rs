@@ -89,6 +89,13 @@ struct Idle {
     since: Instant,
 }
 
+impl Idle {
+    /// Closed by the upstream, or unused for longer than [`IDLE_TIMEOUT`]: not to be reused.
+    fn expired(&self, now: Instant) -> bool {
+        self.tx.is_closed() || now.saturating_duration_since(self.since) > IDLE_TIMEOUT
+    }
+}
+
 /// Keyed by the authority's text as the route wrote it: `Authority`'s own `Hash` and `Eq` fold
 /// case byte by byte, which cost ~1.3k instructions a request here.
 type IdleMap = HashMap<Box<str>, Vec<Idle>, foldhash::fast::RandomState>;
@@ -188,7 +195,7 @@ impl UpstreamClient {
         while i > 0 {
             i -= 1;
             let entry = &list[i];
-            if entry.tx.is_closed() || now.duration_since(entry.since) > IDLE_TIMEOUT {
+            if entry.expired(now) {
                 list.swap_remove(i);
             } else if entry.tx.is_ready() {
                 return Some(list.swap_remove(i).tx);
@@ -255,9 +262,7 @@ fn sweep(idle: &Mutex<IdleMap>, now: Instant) -> usize {
     let mut dropped = 0;
     idle.retain(|_, list| {
         let before = list.len();
-        list.retain(|entry| {
-            !entry.tx.is_closed() && now.saturating_duration_since(entry.since) <= IDLE_TIMEOUT
-        });
+        list.retain(|entry| !entry.expired(now));
         dropped += before - list.len();
         !list.is_empty()
     });
