@@ -35,7 +35,8 @@
 #                                    # (h2load, 10 streams per connection), a new connection per
 #                                    # request (wrk, Connection: close; wrk resumes its session),
 #                                    # full handshakes (openssl s_time -new) and resumptions
-#                                    # (openssl s_time -reuse)
+#                                    # (openssl s_time -reuse); the bare hyper proxy serves
+#                                    # HTTPS/1.1 and HTTP/2 too (Gatehouse's rustls settings)
 #   KINDS=1 benches/load.sh          # also the request kinds the lane does not take, each next
 #                                    # to a bare hyper proxy doing the same framing: POST with a
 #                                    # 1 KiB body, a public path, a refusal (401)
@@ -82,7 +83,7 @@ wait_port() {
 
 UP=$(free_port); NGINX=$(free_port); BARE=$(free_port); GH=$(free_port); BASE=$(free_port)
 FLOOR_BARE=$(free_port); FLOOR_AUTH=$(free_port); LANE_PORT=$(free_port); IDP=$(free_port)
-NGINX_TLS=$(free_port); GH_TLS=$(free_port); NGINX_TLS_BLOCK=""
+NGINX_TLS=$(free_port); GH_TLS=$(free_port); BARE_TLS=$(free_port); NGINX_TLS_BLOCK=""; BARE_TLS_ARGS=()
 if [ -n "${TLS:-}" ]; then
   for tool in h2load openssl; do
     command -v "$tool" >/dev/null || { echo "TLS=1 needs $tool (apt-get install nghttp2-client openssl)" >&2; exit 1; }
@@ -90,6 +91,8 @@ if [ -n "${TLS:-}" ]; then
   # One self-signed P-256 certificate for both servers.
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
     -addext subjectAltName=IP:127.0.0.1 -keyout "$WORK/tls.key" -out "$WORK/tls.crt" 2>/dev/null
+  # The bare proxy serves HTTPS too, with Gatehouse's rustls settings: hyper alone over TLS.
+  BARE_TLS_ARGS=("127.0.0.1:$BARE_TLS" "$WORK/tls.crt" "$WORK/tls.key")
   NGINX_TLS_BLOCK="server {
     listen 127.0.0.1:$NGINX_TLS ssl http2;
     ssl_certificate $WORK/tls.crt;
@@ -149,7 +152,8 @@ $NGINX_TLS_BLOCK
 EOF
 # taskset execs the program, so $! is the proxy's own PID (CPU accounting reads it).
 taskset -c 0 nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" & PIDS+=($!); PID_nginx=$!
-taskset -c 0 "$BIN/examples/bare-proxy" "127.0.0.1:$BARE" "127.0.0.1:$UP" & PIDS+=($!); PID_bare=$!
+taskset -c 0 "$BIN/examples/bare-proxy" "127.0.0.1:$BARE" "127.0.0.1:$UP" ${BARE_TLS_ARGS[@]+"${BARE_TLS_ARGS[@]}"} \
+  & PIDS+=($!); PID_bare=$!
 
 cat > "$WORK/gateway.yaml" <<EOF
 server:
@@ -196,7 +200,7 @@ EOF
 fi
 RUST_LOG=warn taskset -c 0 "$BIN/gatehouse" run --config "$WORK/gateway.yaml" & PIDS+=($!); PID_gatehouse=$!
 wait_port "$NGINX"; wait_port "$BARE"; wait_port "$GH"
-[ -z "${TLS:-}" ] || { wait_port "$NGINX_TLS"; wait_port "$GH_TLS"; }
+[ -z "${TLS:-}" ] || { wait_port "$NGINX_TLS"; wait_port "$GH_TLS"; wait_port "$BARE_TLS"; }
 if [ -n "${BASELINE:-}" ]; then
   sed -e "s/127.0.0.1:$GH/127.0.0.1:$BASE/" -e "/^  tls:$/,+3d" "$WORK/gateway.yaml" > "$WORK/baseline.yaml"
   RUST_LOG=warn taskset -c 0 "$BASELINE" run --config "$WORK/baseline.yaml" & PIDS+=($!); PID_baseline=$!
@@ -226,6 +230,8 @@ if [ -n "${TLS:-}" ]; then
   [ "$(curl -sk -o /dev/null -w '%{http_code}' -H "Cookie: gatehouse_access=$COOKIE" "https://127.0.0.1:$GH_TLS/")" = 200 ]
   [ "$(curl -sk --http2 -o /dev/null -w '%{http_version} %{http_code}' -H "Cookie: gatehouse_access=$COOKIE" "https://127.0.0.1:$GH_TLS/")" = "2 200" ]
   [ "$(curl -sk --http2 -o /dev/null -w '%{http_version} %{http_code}' "https://127.0.0.1:$NGINX_TLS/")" = "2 200" ]
+  [ "$(curl -sk --http2 -o /dev/null -w '%{http_version} %{http_code}' "https://127.0.0.1:$BARE_TLS/")" = "2 200" ]
+  [ "$(curl -sk --http1.1 -o /dev/null -w '%{http_version} %{http_code}' "https://127.0.0.1:$BARE_TLS/")" = "1.1 200" ]
 fi
 if [ -n "${KINDS:-}" ]; then
   [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$GH/public/x")" = 200 ]
@@ -371,9 +377,11 @@ for round in $(seq 1 "$ROUNDS"); do
   fi
   if [ -n "${TLS:-}" ]; then
     run nginx/tls-h1 "$PID_nginx" "https://127.0.0.1:$NGINX_TLS/"
+    run bare-hyper/tls-h1 "$PID_bare" "https://127.0.0.1:$BARE_TLS/"
     run gatehouse/tls-h1 "$PID_gatehouse" "https://127.0.0.1:$GH_TLS/" -H "Cookie: gatehouse_access=$COOKIE"
     storm gatehouse/tls-h1+logins "$PID_gatehouse" "$GH" "$WORK/tlsstorm.$round" "https://127.0.0.1:$GH_TLS/"
     run_h2 nginx/h2 "$PID_nginx" "https://127.0.0.1:$NGINX_TLS/"
+    run_h2 bare-hyper/h2 "$PID_bare" "https://127.0.0.1:$BARE_TLS/"
     run_h2 gatehouse/h2 "$PID_gatehouse" "https://127.0.0.1:$GH_TLS/" -H "cookie: gatehouse_access=$COOKIE"
     run nginx/conn "$PID_nginx" "https://127.0.0.1:$NGINX_TLS/" -H "Connection: close"
     run gatehouse/conn "$PID_gatehouse" "https://127.0.0.1:$GH_TLS/" -H "Connection: close" -H "Cookie: gatehouse_access=$COOKIE"
@@ -425,7 +433,7 @@ NAMES="nginx bare-hyper gatehouse gatehouse+logins"
 [ -z "${HYPER_PATH:-}" ] || NAMES="$NAMES hyper-path hyper-path+logins"
 [ -z "${BEARER:-}" ] || NAMES="$NAMES gatehouse/bearer"
 [ -z "${BEARER:-}" ] || [ -z "${HYPER_PATH:-}" ] || NAMES="$NAMES hyper-path/bearer"
-[ -z "${TLS:-}" ] || NAMES="$NAMES nginx/tls-h1 gatehouse/tls-h1 gatehouse/tls-h1+logins nginx/h2 gatehouse/h2 nginx/conn gatehouse/conn nginx/full gatehouse/full nginx/resume gatehouse/resume"
+[ -z "${TLS:-}" ] || NAMES="$NAMES nginx/tls-h1 bare-hyper/tls-h1 gatehouse/tls-h1 gatehouse/tls-h1+logins nginx/h2 bare-hyper/h2 gatehouse/h2 nginx/conn gatehouse/conn nginx/full gatehouse/full nginx/resume gatehouse/resume"
 [ -z "${KINDS:-}" ] || NAMES="$NAMES bare-hyper/post gatehouse/post bare-hyper/public gatehouse/public gatehouse/refusal"
 [ -z "${OIDC:-}" ] || NAMES="$NAMES gatehouse/oidc"
 [ -z "${FLOOR:-}" ] || NAMES="$NAMES floor floor+auth"
@@ -463,6 +471,12 @@ if [ -n "${TLS:-}" ]; then
   awk -v i="$(stat gatehouse/tls-h1 4)" -v s="$(stat gatehouse/tls-h1+logins 4)" -v r="$(echo $(pair_ratios gatehouse/tls-h1 gatehouse/tls-h1+logins))" \
     'BEGIN{ if (i>0) printf "  %-44s %.2fx (p99 %.3f vs %.3f ms; per round %s)\n", "HTTPS/1.1 p99 during 50 logins/s / idle", s/i, s, i, r }'
   like gatehouse/h2 nginx/h2 "HTTP/2 GET, Gatehouse / nginx"
+  # hyper alone over TLS (no authentication), next to nginx and to Gatehouse: how much of
+  # each gap is hyper's, how much ours.
+  like bare-hyper/tls-h1 nginx/tls-h1 "HTTPS/1.1 GET, bare hyper / nginx"
+  like gatehouse/tls-h1 bare-hyper/tls-h1 "HTTPS/1.1 GET, Gatehouse / bare hyper"
+  like bare-hyper/h2 nginx/h2 "HTTP/2 GET, bare hyper / nginx"
+  like gatehouse/h2 bare-hyper/h2 "HTTP/2 GET, Gatehouse / bare hyper"
   like gatehouse/conn nginx/conn "a connection per request, Gatehouse / nginx"
   per_second() { # name base-name label: one client's rate is bound by the client, so both
     awk -v a="$(stat "$1" 2)" -v b="$(stat "$2" 2)" -v pa="$(per_core "$1")" -v pb="$(per_core "$2")" -v l="$3" \
