@@ -71,10 +71,10 @@ pub(crate) struct Admitted<'c> {
 }
 
 impl Admitted<'_> {
-    /// The auth-decision metric and the span's `route` and `user`, once the request goes on
-    /// (inside its span, on either path).
+    /// The auth-decision metric and the span's `user`, once the request goes on (inside its
+    /// span, on either path). [`decide`] recorded the `route` already: a field recorded twice
+    /// is written twice on the request's log line.
     pub(crate) fn record(&self, gw: &Gateway) {
-        tracing::Span::current().record("route", self.matched.route.name.as_str());
         if let Some(result) = self.result {
             gw.metrics.auth_decision(result);
             if let Some(identity) = &self.identity {

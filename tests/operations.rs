@@ -212,6 +212,8 @@ async fn the_log_is_plain_text_with_short_numbers_and_the_config_warnings() {
                 line.contains("route=\"app\"") && line.contains("user=\"bob\""),
                 "{line}"
             );
+            // Each field once: the decision records the route, nothing after it again.
+            assert_eq!(line.matches("route=").count(), 1, "{line}");
         }
         let value = line
             .split("latency_ms=")
