@@ -232,9 +232,9 @@ fn fragment_tracker(c: &mut Criterion) {
          upgrade-insecure-requests: 1\r\ncookie: gatehouse_access={}; theme=dark\r\n\r\n",
         "x".repeat(300)
     );
-    assert_eq!(gatehouse::accept::fragment::count_heads(head.as_bytes()), 1);
+    assert_eq!(gatehouse::accept::heads::count_heads(head.as_bytes()), 1);
     c.bench_function("fragment_tracker_head", |b| {
-        b.iter(|| gatehouse::accept::fragment::count_heads(black_box(head.as_bytes())))
+        b.iter(|| gatehouse::accept::heads::count_heads(black_box(head.as_bytes())))
     });
 }
 

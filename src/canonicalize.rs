@@ -14,12 +14,25 @@
 //! reading of it is safe for both kinds of upstream. Routes and rules are matched against the
 //! path with each segment's parameters removed ([`CanonicalRequest::match_path`]).
 
-/// A request whose host and path are canonical. Built only by [`canonicalize`].
 /// Put into a request's extensions by the listener when its raw request-target held a `#`
 /// (which hyper's URI parser would drop): phase 2 refuses it with 400.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RawFragment;
 
+/// Put into a request's extensions by the listener when the HTTP/1 request head it read was
+/// one hyper would refuse with a bare status line and no body: hyper was handed a stand-in
+/// head instead, so that the refusal is the gateway's own error page (SPEC §6, §10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusedHead {
+    /// Longer than `max_request_header_bytes`, or more header lines than hyper takes: 431.
+    TooLarge,
+    /// A request-target longer than hyper takes: 414.
+    UriTooLong,
+    /// Not a request head HTTP/1.1 allows: 400.
+    Malformed,
+}
+
+/// A request whose host and path are canonical. Built only by [`canonicalize`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CanonicalRequest {
     host: String,

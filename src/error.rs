@@ -14,7 +14,7 @@ use crate::authenticate::sessions::SessionError;
 use crate::authenticate::AuthFailure;
 use crate::authorize::Forbidden;
 use crate::body::{full, Body};
-use crate::canonicalize::CanonicalError;
+use crate::canonicalize::{CanonicalError, RefusedHead};
 use crate::config::Config;
 use crate::store::StoreError;
 use crate::ui;
@@ -23,6 +23,12 @@ use crate::ui;
 pub enum GatewayError {
     #[error("bad request: {0}")]
     BadPath(#[from] CanonicalError),
+    #[error("{}", match .0 {
+        RefusedHead::TooLarge => "the request head is larger than max_request_header_bytes",
+        RefusedHead::UriTooLong => "the request-target is too long",
+        RefusedHead::Malformed => "the request head is malformed",
+    })]
+    HeadRefused(RefusedHead),
     #[error("malformed request body: {0}")]
     MalformedBody(&'static str),
     #[error("unsupported content type")]
@@ -167,6 +173,7 @@ impl GatewayError {
     pub fn blame(&self) -> Blame {
         match self {
             GatewayError::BadPath(_)
+            | GatewayError::HeadRefused(_)
             | GatewayError::MalformedBody(_)
             | GatewayError::UnsupportedMediaType
             | GatewayError::NoRoute
@@ -228,6 +235,28 @@ impl GatewayError {
                 "This address is not one the site can serve.",
                 Remedy::None,
             ),
+            // HTTP/1: the stand-in head asked to close the connection, so hyper says so.
+            GatewayError::HeadRefused(refused) => match refused {
+                    RefusedHead::TooLarge => page(
+                        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                        "request_header_fields_too_large",
+                        "The request's headers are larger than this site takes; \
+                         clearing this site's cookies may help.",
+                        Remedy::None,
+                    ),
+                    RefusedHead::UriTooLong => page(
+                        StatusCode::URI_TOO_LONG,
+                        "uri_too_long",
+                        "This address is longer than this site takes.",
+                        Remedy::None,
+                    ),
+                    RefusedHead::Malformed => page(
+                        StatusCode::BAD_REQUEST,
+                        "bad_request",
+                        "The request could not be read.",
+                        Remedy::None,
+                    ),
+            },
             GatewayError::MalformedBody(_) => page(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",

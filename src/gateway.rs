@@ -12,7 +12,9 @@ use hyper::body::Incoming;
 use tracing::{field, Instrument};
 
 use crate::body::Body;
-use crate::canonicalize::{under_prefix, CanonicalError, CanonicalRequest, RawFragment};
+use crate::canonicalize::{
+    under_prefix, CanonicalError, CanonicalRequest, RawFragment, RefusedHead,
+};
 use crate::config::Config;
 use crate::decision::{canonical_request, decide, record_refusal, Admitted, Decision};
 use crate::error::{Blame, GatewayError};
@@ -58,6 +60,9 @@ async fn process(
     ctx: &RequestCtx,
 ) -> Result<Response<Body>, GatewayError> {
     // 2. canonicalize
+    if let Some(refused) = req.extensions().get::<RefusedHead>() {
+        return Err(GatewayError::HeadRefused(*refused));
+    }
     if req.extensions().get::<RawFragment>().is_some() {
         return Err(CanonicalError::Fragment.into());
     }

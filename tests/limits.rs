@@ -40,6 +40,115 @@ async fn oversized_headers_get_431() {
     gw.stop().await;
 }
 
+/// The head and body of each response in `raw` (a connection's whole answer), in order.
+fn responses(raw: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = raw;
+    while let Some((head, after)) = rest.split_once("\r\n\r\n") {
+        let length = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().to_string())
+            })
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0);
+        let length = length.min(after.len());
+        out.push((head.to_string(), after[..length].to_string()));
+        rest = &after[length..];
+    }
+    out
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().skip(1).find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then_some(v.trim())
+    })
+}
+
+/// SPEC §6 and §10: a request head hyper itself would refuse (too large, malformed) gets the
+/// gateway's error — a page for a browser, `{"error": …}` for the rest — not a bare status
+/// line, on the express lane's connections and on hyper's alike, however the head arrives.
+#[tokio::test]
+async fn a_refused_request_head_gets_the_gateway_s_error_body_on_either_path() {
+    let up = Upstream::start().await;
+    let on = yaml(&up, "    max_request_header_bytes: 16KiB\n");
+    let off = on.replace("server:\n", "server:\n  express_lane: false\n");
+    let big = "a".repeat(20 * 1024);
+    for config in [on, off] {
+        let gw = TestGateway::start(&config).await;
+        let seen_before = up.count();
+        let too_large = format!("GET /public/x HTTP/1.1\r\nhost: x\r\nx-big: {big}\r\n\r\n");
+        let browser_too_large = format!(
+            "GET /public/x HTTP/1.1\r\nhost: x\r\naccept: text/html\r\nx-big: {big}\r\n\r\n"
+        );
+        let malformed = "GET /public/x HTTP/1.1\r\nhost: x\r\nbad header: x\r\n\r\n";
+        for (request, status, json) in [
+            (
+                too_large.as_str(),
+                "431",
+                Some("request_header_fields_too_large"),
+            ),
+            (browser_too_large.as_str(), "431", None),
+            (malformed, "400", Some("bad_request")),
+        ] {
+            let answer = raw(gw.addr, request.as_bytes()).await;
+            let got = responses(&answer);
+            assert_eq!(got.len(), 1, "{answer}");
+            let (head, body) = &got[0];
+            assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{head}");
+            assert_eq!(header(head, "connection"), Some("close"), "{head}");
+            let id = header(head, "x-request-id").expect("a request id");
+            match json {
+                Some(code) => {
+                    assert_eq!(header(head, "content-type"), Some("application/json"));
+                    assert_eq!(body.trim(), format!("{{\"error\":\"{code}\"}}"));
+                }
+                None => {
+                    assert!(header(head, "content-type")
+                        .unwrap()
+                        .starts_with("text/html"));
+                    assert!(body.contains(id), "the page shows the request id: {body}");
+                }
+            }
+        }
+        // After a request that was answered, on the same connection; and a head that arrives
+        // in pieces is refused as soon as it is too large.
+        let mut s = TcpStream::connect(gw.addr).await.unwrap();
+        s.write_all(b"GET /public/x HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        for piece in too_large.as_bytes().chunks(6000) {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            if s.write_all(piece).await.is_err() {
+                break;
+            }
+        }
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        let got = responses(&answer);
+        assert_eq!(got.len(), 2, "{answer}");
+        assert!(got[0].0.starts_with("HTTP/1.1 200 "), "{answer}");
+        assert!(got[1].0.starts_with("HTTP/1.1 431 "), "{answer}");
+        assert_eq!(
+            got[1].1.trim(),
+            "{\"error\":\"request_header_fields_too_large\"}"
+        );
+        // `HEAD` gets the status and no body.
+        let head_request = too_large.replacen("GET", "HEAD", 1);
+        let answer = raw(gw.addr, head_request.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
+        assert!(answer.ends_with("\r\n\r\n"), "{answer}");
+        // Only the good request reached the app.
+        assert_eq!(up.count(), seen_before + 1);
+        assert_alive(gw.addr).await;
+        gw.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn slow_headers_are_cut_off_after_header_read_timeout() {
     let up = Upstream::start().await;
@@ -296,6 +405,47 @@ async fn an_idle_http2_connection_is_closed_after_idle_timeout_but_not_mid_reque
     assert_eq!(r.status(), 200);
     let body = r.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], b"slow");
+    gw.stop().await;
+}
+
+/// The HTTP/2 side of the rule above: a header list over `max_request_header_bytes` gets the
+/// gateway's 431, page or JSON, and the connection serves on.
+#[tokio::test]
+async fn an_http2_header_list_over_the_limit_gets_the_gateway_s_431() {
+    use http_body_util::BodyExt;
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(&yaml(&up, "    max_request_header_bytes: 16KiB\n")).await;
+    let (mut sender, _conn) = h2_client(gw.addr).await;
+    let request = |big: usize, accept: &str| {
+        http::Request::get("http://x/public/x")
+            .header("accept", accept)
+            .header("x-big", "a".repeat(big))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap()
+    };
+    let r = sender
+        .send_request(request(20 * 1024, "application/json"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 431);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let body = r.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        &body[..],
+        b"{\"error\":\"request_header_fields_too_large\"}\n"
+    );
+    let r = sender
+        .send_request(request(20 * 1024, "text/html"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 431);
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    let body = r.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains(&id));
+    // Under the limit, on the same connection: served.
+    let r = sender.send_request(request(1024, "*/*")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.count(), 1);
     gw.stop().await;
 }
 

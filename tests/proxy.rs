@@ -412,7 +412,7 @@ async fn dangerous_paths_are_400_and_never_forwarded() {
 #[tokio::test]
 async fn a_raw_fragment_in_the_request_target_is_400_and_never_forwarded() {
     // hyper cuts `#...` off the target before the service sees it; the connection's
-    // fragment tracker (src/accept/fragment.rs) reads the raw bytes and marks the request.
+    // head tracker (src/accept/heads.rs) reads the raw bytes and marks the request.
     let (up, gw) = setup().await;
     let c = gw.client();
     c.login("bob", "bob-pw").await;

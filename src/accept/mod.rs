@@ -3,7 +3,7 @@
 //! header size and header read timeout, and drain in-flight requests on shutdown for up to
 //! `shutdown_grace`.
 
-pub mod fragment;
+pub mod heads;
 pub mod idle;
 pub mod lane;
 
@@ -22,7 +22,7 @@ use tokio::sync::{oneshot, watch, Semaphore};
 use crate::gateway::handle;
 use crate::runtime::{Conn, Gateway};
 
-use self::fragment::{Fragments, RawFragment, Watched};
+use self::heads::{Flags, Found, RefusedHead, Watched};
 use self::idle::{tracked, Activity, Timed};
 
 /// How often expired sessions, revocations and throttle counters are dropped.
@@ -111,7 +111,7 @@ where
     // Shutdown: every connection task holds a receiver until its connection is done, so
     // `closed()` on the sender is the moment the last one finished.
     let (stop_tx, stop_rx) = watch::channel(());
-    // The most bytes hyper lets a request head take; the fragment tracker stops beyond it.
+    // The most bytes a request head may take: hyper's limit, and the head tracker's.
     let max_head = limits.max_request_header_bytes.max(8192);
     // How long a connection may wait for its next request head: hyper's HTTP/1 header timer
     // runs from the end of the previous response (so it is also the keep-alive idle limit)
@@ -130,7 +130,11 @@ where
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_request_header_bytes).unwrap_or(u32::MAX));
+        // Twice the limit: a list over the limit and under this gets the gateway's 431 page
+        // (`heads::h2_header_list_size`); `h2` answers a larger one with a bare 431.
+        .max_header_list_size(
+            u32::try_from(limits.max_request_header_bytes.saturating_mul(2)).unwrap_or(u32::MAX),
+        );
     // The auto builder's HTTP/1 settings, for a connection the lane hands over after answering
     // requests on it (hyper-util's `http1_only` does nothing with upgrades).
     let mut http1 = hyper::server::conn::http1::Builder::new();
@@ -172,16 +176,27 @@ where
         // New connections get the certificates of the current snapshot (reloaded certs).
         let tls_config = gw.config().tls.as_ref().map(|t| t.server_config.clone());
         let handshake_timeout = limits.header_read_timeout;
-        let fragments = Arc::new(Fragments::default());
+        let flags = Arc::new(Flags::default());
         let activity = Arc::new(Activity::default());
         let service = {
             let gw = gw.clone();
             let handler = handler.clone();
-            let fragments = fragments.clone();
+            let flags = flags.clone();
             let activity = activity.clone();
             service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                if fragments.had_fragment(req.uri()) {
-                    req.extensions_mut().insert(RawFragment);
+                match flags.take(req.uri()) {
+                    Some(Found::Fragment(raw)) => {
+                        req.extensions_mut().insert(raw);
+                    }
+                    Some(Found::Refused(refused)) => {
+                        req.extensions_mut().insert(refused);
+                    }
+                    None => {}
+                }
+                if req.version() == http::Version::HTTP_2
+                    && heads::h2_header_list_size(&req) > max_head
+                {
+                    req.extensions_mut().insert(RefusedHead::TooLarge);
                 }
                 // HTTP/2 requests are counted for the connection's idle timer.
                 let in_flight = (req.version() == http::Version::HTTP_2).then(|| activity.start());
@@ -247,7 +262,7 @@ where
                         None => (bytes::BytesMut::new(), false),
                     };
                     let stream = lane::Prefixed::new(prefix, stream);
-                    let io = TokioIo::new(Watched::new(stream, fragments, max_head));
+                    let io = TokioIo::new(Watched::new(stream, flags, max_head, answered));
                     serve_hyper(&servers, io, service, answered, close_rx).await
                 }
                 (Transport::Tls, Some(config)) => {
@@ -279,7 +294,7 @@ where
                                 None => (bytes::BytesMut::new(), false),
                             };
                             let tls = lane::Prefixed::new(prefix, tls);
-                            let io = TokioIo::new(Watched::new(tls, fragments, max_head));
+                            let io = TokioIo::new(Watched::new(tls, flags, max_head, answered));
                             serve_hyper(&servers, io, service, answered, close_rx).await
                         }
                         Ok(Err(e)) => {
