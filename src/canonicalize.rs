@@ -73,6 +73,10 @@ impl CanonicalRequest {
 pub enum CanonicalError {
     #[error("the Host header is not a valid host name")]
     BadHost,
+    #[error("an HTTP/1.1 request without a Host header")]
+    NoHost,
+    #[error("more than one Host header")]
+    TwoHosts,
     #[error("the path does not start with `/`")]
     NotAbsolute,
     #[error("the path holds an encoded `/`")]

@@ -36,9 +36,19 @@ fn forbidden(reason: Forbidden, identity: &Identity, canon: &CanonicalRequest) -
 pub(crate) fn canonical_request(
     uri: &http::Uri,
     headers: &HeaderMap,
+    version: http::Version,
 ) -> Result<CanonicalRequest, CanonicalError> {
-    let host = headers
-        .get(http::header::HOST)
+    let mut hosts = headers.get_all(http::header::HOST).iter();
+    let first = hosts.next();
+    // RFC 9112 §3.2: 400 for an HTTP/1.1 request without `Host` and for any with two — a
+    // proxy in front and the app behind could each read another one.
+    if hosts.next().is_some() {
+        return Err(CanonicalError::TwoHosts);
+    }
+    if first.is_none() && version == http::Version::HTTP_11 {
+        return Err(CanonicalError::NoHost);
+    }
+    let host = first
         .and_then(|h| h.to_str().ok())
         .or_else(|| uri.authority().map(|a| a.as_str()));
     canonicalize(host, uri.path(), uri.query())

@@ -66,7 +66,7 @@ async fn process(
     if req.extensions().get::<RawFragment>().is_some() {
         return Err(CanonicalError::Fragment.into());
     }
-    let canon = canonical_request(req.uri(), req.headers())?;
+    let canon = canonical_request(req.uri(), req.headers(), req.version())?;
     if under_prefix(canon.path(), &config.auth_prefix) {
         let _ = ctx.route.set(gw.metrics.gateway_route.clone());
         // Boxed: the gateway's own pages (login, refresh, ...) have big futures that the

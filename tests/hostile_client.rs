@@ -6,6 +6,8 @@
 //! - servlet path parameters (`..;`, `.;`, `;x`) that Tomcat resolves to another path;
 //! - our access token in any `Authorization` spelling;
 //! - `Connection: Host` dropping the `Host` that `preserve_host` forwards;
+//! - two `Host` headers (or none, in HTTP/1.1), so that a proxy in front and the app behind
+//!   could each read another host;
 //! - path-override and foreign identity headers (`server.strip_client_headers`).
 
 mod support;
@@ -310,6 +312,42 @@ async fn connection_cannot_remove_the_host_that_preserve_host_forwards() {
             assert_eq!(seen.header("x-request-id"), Some("rid-7"));
             assert_eq!(seen.header("x-forwarded-user"), Some("alice"));
         }
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn two_hosts_or_none_in_http_1_1_are_400_and_never_forwarded() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(&base_yaml(&up.url(), default_routes())).await;
+    let (cookie, _) = access_cookie(&gw, "alice").await;
+    for lane in [true, false] {
+        gw.gw.set_express_lane(lane);
+        let before = up.count();
+        for (hosts, version) in [
+            ("host: www.example\r\nhost: admin.example\r\n", "HTTP/1.1"),
+            ("host: www.example\r\nHost: www.example\r\n", "HTTP/1.1"),
+            ("host: www.example\r\nhost: admin.example\r\n", "HTTP/1.0"),
+            ("", "HTTP/1.1"),
+        ] {
+            for path in ["/x", "/public/x"] {
+                let (status, text) = exchange(
+                    gw.addr,
+                    &format!("GET {path} {version}\r\n{hosts}cookie: {cookie}\r\nconnection: close\r\n\r\n"),
+                )
+                .await;
+                assert_eq!(status, 400, "lane {lane}: {hosts:?} {version}: {text}");
+                assert!(text.contains("{\"error\":\"bad_request\"}"), "{text}");
+            }
+        }
+        assert_eq!(up.count(), before, "lane {lane}: nothing reached the app");
+        // HTTP/1.0 may leave `Host` out: served.
+        let (status, text) = exchange(
+            gw.addr,
+            &format!("GET /x HTTP/1.0\r\ncookie: {cookie}\r\n\r\n"),
+        )
+        .await;
+        assert_eq!(status, 200, "lane {lane}: {text}");
     }
     gw.stop().await;
 }

@@ -296,7 +296,7 @@ where
 {
     let started = std::time::Instant::now();
     let config = gw.config();
-    let canon = canonical_request(&head.uri, &head.headers);
+    let canon = canonical_request(&head.uri, &head.headers, http::Version::HTTP_11);
     if canon
         .as_ref()
         .is_ok_and(|canon| under_prefix(canon.path(), &config.auth_prefix))
