@@ -135,12 +135,13 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
         "express lane: {}",
         if c.express_lane { "on" } else { "off" }
     );
+    let shown = gatehouse::config::units::format_seconds;
     println!(
-        "tokens: {:?}, access {}s, refresh {}s, session {}s",
+        "tokens: {:?}, access {}, refresh {}, session {}",
         c.tokens.keys.algorithm(),
-        c.tokens.access_ttl,
-        c.tokens.refresh_ttl,
-        c.tokens.session_max_age
+        shown(c.tokens.access_ttl),
+        shown(c.tokens.refresh_ttl),
+        shown(c.tokens.session_max_age)
     );
     println!("users: {}", c.users.len());
     if let Some(oidc) = &c.oidc {
@@ -162,16 +163,18 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
             gatehouse::route::HostPattern::Exact(h) => h.clone(),
             gatehouse::route::HostPattern::Wildcard(s) => format!("*{s}"),
         };
+        let count =
+            |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
         println!(
-            "  {} {}{} -> {}://{}{} ({} public prefixes, {} rules)",
+            "  {} {}{} -> {}://{}{} ({}, {})",
             r.name,
             host,
             r.prefix,
             r.upstream.scheme,
             r.upstream.authority,
             r.upstream.base_path,
-            r.public.len(),
-            r.rules.len()
+            count(r.public.len(), "public prefix", "public prefixes"),
+            count(r.rules.len(), "rule", "rules")
         );
     }
     for w in &c.warnings {

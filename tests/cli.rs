@@ -56,6 +56,12 @@ fn check_accepts_the_example_config() {
             && stdout.contains("users: 2"),
         "{stdout}"
     );
+    // Lifetimes in the operator's words, as gateway.yaml writes them; counts in English.
+    assert!(
+        stdout.contains("access 5m, refresh 7d, session 30d"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("(2 public prefixes, 1 rule)"), "{stdout}");
 }
 
 #[test]

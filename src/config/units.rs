@@ -42,6 +42,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("`{text}` is too long"))
 }
 
+/// Whole seconds written as an operator writes them in `gateway.yaml`: the largest unit that
+/// divides them (`300` → `5m`, `604800` → `7d`, `90` → `90s`); [`parse_duration`] reads it back.
+pub fn format_seconds(seconds: u64) -> String {
+    match seconds {
+        0 => "0s".to_string(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let split = text
@@ -113,6 +125,24 @@ mod tests {
         assert!(parse_duration("5 minutes").is_err());
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("99999999999999999999d").is_err());
+    }
+
+    #[test]
+    fn seconds_are_shown_in_the_largest_unit_that_divides_them_and_read_back() {
+        let shown: Vec<String> = [0, 45, 90, 300, 3600, 5400, 86_400, 604_800, 2_592_000]
+            .into_iter()
+            .map(format_seconds)
+            .collect();
+        assert_eq!(
+            shown,
+            ["0s", "45s", "90s", "5m", "1h", "90m", "1d", "7d", "30d"]
+        );
+        for seconds in [0, 1, 59, 61, 3599, 3601, 86_399, 86_401, 1_000_000] {
+            assert_eq!(
+                parse_duration(&format_seconds(seconds)),
+                Ok(Duration::from_secs(seconds))
+            );
+        }
     }
 
     #[test]
