@@ -338,6 +338,9 @@ struct Tracker {
     max_head: usize,
     /// The stream may start with HTTP/2's preface (hyper's automatic detection reads it).
     preface_possible: bool,
+    /// Heads parsed (or parses begun), for a test.
+    #[cfg(test)]
+    parses: usize,
 }
 
 /// What a complete request head says.
@@ -386,6 +389,8 @@ impl Tracker {
             chunk_size: 0,
             max_head,
             preface_possible,
+            #[cfg(test)]
+            parses: 0,
         }
     }
 
@@ -398,9 +403,18 @@ impl Tracker {
                 stand_in,
             };
         }
-        // A held head goes on: read it again from its start, with the new bytes.
+        // A held head goes on. Read again from its start only when the new bytes may end it
+        // (an empty line) or reach the limit: a head trickling in byte by byte is not parsed
+        // at every byte (hyper's `is_complete_fast` does the same).
+        let before = self.partial.len();
+        self.partial.extend_from_slice(data);
+        if self.partial.len() < self.max_head && !may_end_a_head(&self.partial, before) {
+            return Fed {
+                release: Release::Joined(Vec::new()),
+                stand_in: None,
+            };
+        }
         let mut joined = std::mem::take(&mut self.partial);
-        joined.extend_from_slice(data);
         let (n, stand_in) = self.follow(&joined, flags);
         joined.truncate(n);
         Fed {
@@ -469,6 +483,10 @@ impl Tracker {
             if H2_PREFACE.starts_with(buf) {
                 return Step::Hold;
             }
+        }
+        #[cfg(test)]
+        {
+            self.parses += 1;
         }
         // A head must end within `max_head` bytes: what lies beyond is never read as one.
         let window = &buf[..buf.len().min(self.max_head)];
@@ -540,6 +558,16 @@ impl Tracker {
         self.framing = Framing::Off;
         self.partial = Vec::new();
     }
+}
+
+/// Whether `buf`, of which the bytes from `new` on just arrived, may hold the empty line that
+/// ends a head (`\n\n` or `\n\r\n`, the first part possibly before `new`).
+fn may_end_a_head(buf: &[u8], new: usize) -> bool {
+    let from = new.saturating_sub(2);
+    memchr::memchr_iter(b'\n', &buf[from..]).any(|i| {
+        let after = &buf[from + i + 1..];
+        after.starts_with(b"\n") || after.starts_with(b"\r\n")
+    })
 }
 
 /// Skips up to `left` bytes of `data`: the rest of `data`, and how many are still to skip.

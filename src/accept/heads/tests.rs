@@ -302,6 +302,27 @@ fn the_start_of_a_head_is_held_back_until_all_of_it_has_come() {
 }
 
 #[test]
+fn a_head_trickling_in_is_parsed_when_it_may_have_ended_not_at_every_byte() {
+    let flags = Flags::default();
+    let mut tracker = Tracker::new(8192, true);
+    let head = format!(
+        "GET /a HTTP/1.1\r\nhost: x\r\nx-pad: {}\r\n\r\n",
+        "a".repeat(4000)
+    );
+    let mut read = Vec::new();
+    for byte in head.as_bytes().chunks(1) {
+        match tracker.feed(byte, &flags).release {
+            Release::Prefix(n) => read.extend_from_slice(&byte[..n]),
+            Release::Joined(bytes) => read.extend_from_slice(&bytes),
+        }
+    }
+    assert_eq!(read, head.as_bytes());
+    assert_eq!(tracker.heads, 1);
+    // The first byte, then only where a line ended.
+    assert!(tracker.parses <= 5, "{} parses", tracker.parses);
+}
+
+#[test]
 fn http2_s_preface_is_held_until_it_is_whole_and_then_passes_untouched() {
     let mut stream = H2_PREFACE.to_vec();
     stream.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
