@@ -1103,18 +1103,22 @@ async fn a_connection_s_repeated_cookie_is_still_checked_for_revocation_expiry_a
         assert_eq!(gw.gw.lane_served() - took, 2, "the lane took both");
         (cookies, access, s, buf)
     };
-    // 0. Another user's cookie on the same connection is that user's.
+    // 0. Another user's cookie on the same connection is that user's. (Each token is used
+    // right after its login: a 2 s token with a whole-second `exp` may have only a second
+    // left, and an argon2 hash on a busy machine can take that.)
     let (_, alice, mut s, mut buf) = open().await;
-    let bob = access_only(&logged_in(&gw, "bob", "bob-pw").await);
     assert_eq!(status_of(&mut s, &mut buf, "/admin/x", &alice).await, 200);
+    let bob = access_only(&logged_in(&gw, "bob", "bob-pw").await);
     assert_eq!(
         status_of(&mut s, &mut buf, "/admin/x", &bob).await,
         403,
         "bob"
     );
     // 1. The session is revoked (logout on another connection).
-    let (cookies, access, mut s, mut buf) = open().await;
+    // (`later`, for case 2, is opened first, so that `access` is as fresh as can be: its 401
+    // must be the revocation's, not its expiry's.)
     let (_, later_access, mut later, mut later_buf) = open().await;
+    let (cookies, access, mut s, mut buf) = open().await;
     log_out(&gw, &cookies).await;
     assert_eq!(status_on(&mut s, &mut buf, &access).await, 401, "revoked");
     // 2. The token expires (2 s, no leeway).
