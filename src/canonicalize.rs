@@ -32,6 +32,19 @@ pub enum RefusedHead {
     Malformed,
 }
 
+/// The host a request names, as sent (before canonicalization): an absolute-form target's
+/// authority — HTTP/2's `:authority` too — before `Host` (RFC 9112 §3.2.2: a server ignores
+/// `Host` then). Routing and the `Host` sent upstream both take it from here, so the app is
+/// always told the host the gateway routed on.
+pub fn named_host<'a>(
+    authority: Option<&'a http::uri::Authority>,
+    host: Option<&'a http::HeaderValue>,
+) -> Option<&'a [u8]> {
+    authority
+        .map(|a| a.as_str().as_bytes())
+        .or_else(|| host.map(http::HeaderValue::as_bytes))
+}
+
 /// A request whose host and path are canonical. Built only by [`canonicalize`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CanonicalRequest {
@@ -77,6 +90,8 @@ pub enum CanonicalError {
     NoHost,
     #[error("more than one Host header")]
     TwoHosts,
+    #[error("the Host header names another host than :authority")]
+    HostNotAuthority,
     #[error("the path does not start with `/`")]
     NotAbsolute,
     #[error("the path holds an encoded `/`")]

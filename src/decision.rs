@@ -9,7 +9,9 @@ use crate::authenticate::{
     refresh_in_proxy, verify_access, AuthFailure, Identity, Unauthenticated,
 };
 use crate::authorize::{authorize, public, Forbidden, Permit};
-use crate::canonicalize::{canonicalize, CanonicalError, CanonicalRequest};
+use crate::canonicalize::{
+    canonical_host, canonicalize, named_host, CanonicalError, CanonicalRequest,
+};
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::route::Matched;
@@ -48,9 +50,15 @@ pub(crate) fn canonical_request(
     if first.is_none() && version == http::Version::HTTP_11 {
         return Err(CanonicalError::NoHost);
     }
-    let host = first
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| uri.authority().map(|a| a.as_str()));
+    // RFC 9113 §8.3.1: a `Host` that names another host than `:authority` is malformed.
+    if let (http::Version::HTTP_2, Some(authority), Some(host)) = (version, uri.authority(), first)
+    {
+        let named = |raw: &str| canonical_host(raw).ok();
+        if host.to_str().ok().and_then(named) != named(authority.as_str()) {
+            return Err(CanonicalError::HostNotAuthority);
+        }
+    }
+    let host = named_host(uri.authority(), first).and_then(|h| std::str::from_utf8(h).ok());
     canonicalize(host, uri.path(), uri.query())
 }
 

@@ -352,6 +352,92 @@ async fn two_hosts_or_none_in_http_1_1_are_400_and_never_forwarded() {
     gw.stop().await;
 }
 
+/// Two routes told apart by host: one public, one for admins only.
+fn two_hosts_yaml(up: &Upstream) -> String {
+    base_yaml(
+        &up.url(),
+        r#"routes:
+  - name: open
+    host: www.example
+    upstream: "UPSTREAM"
+    public: ["/"]
+  - name: admins
+    host: admin.example
+    upstream: "UPSTREAM"
+    allow_roles: [admin]
+"#,
+    )
+}
+
+#[tokio::test]
+async fn an_absolute_target_names_the_host_and_the_app_is_told_that_one() {
+    // RFC 9112 §3.2.2: with an absolute-form target, `Host` is ignored. A front proxy that
+    // follows the RFC routes on the target; so does the gateway, and the app gets that host.
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(&two_hosts_yaml(&up)).await;
+    for lane in [true, false] {
+        gw.gw.set_express_lane(lane);
+        let before = up.count();
+        let (status, text) = exchange(
+            gw.addr,
+            "GET http://admin.example/x HTTP/1.1\r\nhost: www.example\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+        assert_eq!(status, 401, "lane {lane}: {text}");
+        assert_eq!(
+            up.count(),
+            before,
+            "lane {lane}: the admin route was not passed"
+        );
+        let (status, text) = exchange(
+            gw.addr,
+            "GET http://www.example/x HTTP/1.1\r\nhost: admin.example\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+        assert_eq!(status, 200, "lane {lane}: {text}");
+        let seen = up.last();
+        assert_eq!(seen.header("host"), Some("www.example"), "lane {lane}");
+        assert_eq!(seen.header("x-forwarded-host"), Some("www.example"));
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_http2_host_header_that_contradicts_the_authority_is_400() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(&two_hosts_yaml(&up)).await;
+    let tcp = TcpStream::connect(gw.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let request = |host: Option<&str>| {
+        let mut r = http::Request::get("http://www.example/x");
+        if let Some(host) = host {
+            r = r.header("host", host);
+        }
+        r.body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap()
+    };
+    let before = up.count();
+    let r = sender
+        .send_request(request(Some("admin.example")))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(up.count(), before);
+    // The same host, in another spelling, or none: served.
+    for host in [Some("WWW.example:80"), None] {
+        let r = sender.send_request(request(host)).await.unwrap();
+        assert_eq!(r.status(), 200, "{host:?}");
+        assert_eq!(up.last().header("host"), Some("www.example"));
+    }
+    gw.stop().await;
+}
+
 const OVERRIDES: [(&str, &str); 10] = [
     ("X-Original-URL", "/admin/delete-everything"),
     ("X-Rewrite-URL", "/admin"),

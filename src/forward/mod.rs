@@ -15,7 +15,7 @@ use crate::authenticate::sessions::sign_assertion;
 use crate::authenticate::Identity;
 use crate::authorize::Permit;
 use crate::body::{stream, Body};
-use crate::canonicalize::CanonicalRequest;
+use crate::canonicalize::{named_host, CanonicalRequest};
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::route::Route;
@@ -68,10 +68,8 @@ pub fn prepare(
     let upgrade = remove_hop_by_hop(headers)
         .filter(|_| route.websocket)
         .and_then(headers::websocket_upgrade);
-    let original_host = headers
-        .get(HOST)
-        .cloned()
-        .or_else(|| uri_authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    let original_host =
+        named_host(uri_authority, headers.get(HOST)).and_then(|h| HeaderValue::from_bytes(h).ok());
     if let Some(host) = &original_host {
         headers.insert(HOST, host.clone());
     }
