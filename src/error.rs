@@ -237,25 +237,25 @@ impl GatewayError {
             ),
             // HTTP/1: the stand-in head asked to close the connection, so hyper says so.
             GatewayError::HeadRefused(refused) => match refused {
-                    RefusedHead::TooLarge => page(
-                        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                        "request_header_fields_too_large",
-                        "The request's headers are larger than this site takes; \
-                         clearing this site's cookies may help.",
-                        Remedy::None,
-                    ),
-                    RefusedHead::UriTooLong => page(
-                        StatusCode::URI_TOO_LONG,
-                        "uri_too_long",
-                        "This address is longer than this site takes.",
-                        Remedy::None,
-                    ),
-                    RefusedHead::Malformed => page(
-                        StatusCode::BAD_REQUEST,
-                        "bad_request",
-                        "The request could not be read.",
-                        Remedy::None,
-                    ),
+                RefusedHead::TooLarge => page(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "request_header_fields_too_large",
+                    "The request's headers are larger than this site takes; \
+                     clearing this site's cookies may help.",
+                    Remedy::None,
+                ),
+                RefusedHead::UriTooLong => page(
+                    StatusCode::URI_TOO_LONG,
+                    "uri_too_long",
+                    "This address is longer than this site takes.",
+                    Remedy::None,
+                ),
+                RefusedHead::Malformed => page(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "The request could not be read.",
+                    Remedy::None,
+                ),
             },
             GatewayError::MalformedBody(_) => page(
                 StatusCode::BAD_REQUEST,
