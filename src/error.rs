@@ -101,6 +101,8 @@ pub enum UpstreamError {
     Broken(#[source] hyper::Error),
     #[error("the upstream switched protocols without being asked to")]
     UnexpectedUpgrade,
+    #[error("the upstream framed its response with a transfer coding other than chunked")]
+    TransferCoding,
 }
 
 impl UpstreamError {
@@ -109,7 +111,9 @@ impl UpstreamError {
         match self {
             UpstreamError::Unreachable(_) => "connect",
             UpstreamError::Timeout => "timeout",
-            UpstreamError::Broken(_) | UpstreamError::UnexpectedUpgrade => "protocol",
+            UpstreamError::Broken(_)
+            | UpstreamError::UnexpectedUpgrade
+            | UpstreamError::TransferCoding => "protocol",
         }
     }
 }
@@ -374,7 +378,8 @@ impl GatewayError {
             GatewayError::Upstream(
                 UpstreamError::Unreachable(_)
                 | UpstreamError::Broken(_)
-                | UpstreamError::UnexpectedUpgrade,
+                | UpstreamError::UnexpectedUpgrade
+                | UpstreamError::TransferCoding,
             ) => page(
                 StatusCode::BAD_GATEWAY,
                 "upstream_unavailable",

@@ -56,6 +56,14 @@ enum Misbehaviour {
     HugeHead,
     /// `Set-Cookie` for the gateway's cookies (every spelling) next to the app's own.
     OurCookies,
+    /// `Content-Length` as a list of one repeated value, on two lines (RFC 9110 §8.6).
+    ListedLength,
+    /// `Transfer-Encoding: gzip, chunked`: a coding hyper does not decode.
+    CodedChunked,
+    /// `Transfer-Encoding: gzip` alone: the body ends when the upstream closes.
+    CodedUntilClose,
+    /// A chunked body with trailers that name our cookie and an identity header.
+    Trailers,
 }
 
 use Misbehaviour::*;
@@ -78,7 +86,9 @@ fn expectation(m: Misbehaviour) -> Expect {
     match m {
         BodyAfter204 => Expect::OwnStatus(204),
         BodyAfter304 => Expect::OwnStatus(304),
-        TwoLengths | UnaskedUpgrade | HugeHead => Expect::BadGateway,
+        TwoLengths | UnaskedUpgrade | HugeHead | CodedChunked | CodedUntilClose => {
+            Expect::BadGateway
+        }
         BadChunkSize => Expect::BadGatewayOrBroken,
         _ => Expect::Own,
     }
@@ -192,6 +202,32 @@ fn script(m: Misbehaviour, marker: &str) -> (String, Option<String>, bool) {
                  set-cookie: theme=dark\r\n",
             ),
             None,
+            false,
+        ),
+        ListedLength => (
+            format!(
+                "HTTP/1.1 200 OK\r\nx-marker: {marker}\r\ncontent-length: {n}, {n}\r\ncontent-length: {n}\r\n\r\n{marker}",
+                n = marker.len()
+            ),
+            Some(stale_response),
+            false,
+        ),
+        CodedChunked => (
+            chunked(marker, "").replace("transfer-encoding: chunked", "transfer-encoding: gzip, chunked"),
+            Some(stale_response),
+            false,
+        ),
+        CodedUntilClose => (
+            format!("HTTP/1.1 200 OK\r\nx-marker: {marker}\r\ntransfer-encoding: gzip\r\n\r\n{marker}"),
+            Some(STALE.to_string()),
+            true,
+        ),
+        Trailers => (
+            chunked(marker, "trailer: set-cookie, x-forwarded-user\r\n").replace(
+                "0\r\n\r\n",
+                "0\r\nset-cookie: gatehouse_access=planted\r\nx-forwarded-user: root\r\n\r\n",
+            ),
+            Some(stale_response),
             false,
         ),
     }
@@ -546,6 +582,107 @@ async fn an_upstream_never_sets_the_gateway_s_cookies() {
             vec!["app=1; Path=/".to_string(), "theme=dark".to_string()],
             "lane {lane}: only the app's own cookies reach the browser"
         );
+        gw.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_length_listed_twice_goes_on_as_one_value() {
+    no_response_reaches_the_wrong_user(ListedLength, Method::GET).await;
+    for lane in [true, false] {
+        let up = HostileUpstream::start(ListedLength).await;
+        let gw = TestGateway::start(&base_yaml(&up.url(), default_routes())).await;
+        gw.gw.set_express_lane(lane);
+        let alice = access_token(&gw, "alice").await;
+        let got = UserConn::open(gw.addr, &alice)
+            .await
+            .send(&Method::GET, "/len")
+            .await;
+        let Got::Answer { content_length, .. } = got else {
+            panic!("lane {lane}: no answer");
+        };
+        assert_eq!(content_length.as_deref(), Some("9"), "lane {lane}");
+        gw.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_transfer_coding_other_than_chunked_is_502() {
+    no_response_reaches_the_wrong_user(CodedChunked, Method::GET).await;
+    no_response_reaches_the_wrong_user(CodedUntilClose, Method::GET).await;
+}
+
+#[tokio::test]
+async fn trailers_reach_nobody() {
+    no_response_reaches_the_wrong_user(Trailers, Method::GET).await;
+}
+
+/// What one HTTP/2 request got back: status, headers, body, trailers.
+async fn h2_get(
+    addr: SocketAddr,
+    token: &str,
+    path: &str,
+) -> (StatusCode, http::HeaderMap, Bytes, Option<http::HeaderMap>) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get(format!("http://app.test{path}"))
+        .header("cookie", format!("gatehouse_access={token}"))
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), sender.send_request(req))
+        .await
+        .expect("an answer within 10 s")
+        .unwrap_or_else(|e| panic!("{path}: no HTTP/2 answer: {e}"));
+    let (parts, body) = resp.into_parts();
+    let collected = tokio::time::timeout(Duration::from_secs(10), body.collect())
+        .await
+        .expect("the body within 10 s")
+        .unwrap_or_else(|e| panic!("{path}: the HTTP/2 body failed: {e}"));
+    let trailers = collected.trailers().cloned();
+    (parts.status, parts.headers, collected.to_bytes(), trailers)
+}
+
+/// HTTP/2 clients get what HTTP/1 clients get: the response policy applies to the whole
+/// response, trailers included, and a head HTTP/2 could not carry as the upstream wrote it is
+/// put in HTTP/2's terms instead of resetting the stream.
+#[tokio::test]
+async fn http2_clients_get_what_http1_clients_get() {
+    for m in [
+        ListedLength,
+        Trailers,
+        OurCookies,
+        ChunkedWithLength,
+        CodedChunked,
+    ] {
+        let up = HostileUpstream::start(m).await;
+        let gw = TestGateway::start(&base_yaml(&up.url(), default_routes())).await;
+        let alice = access_token(&gw, "alice").await;
+        let (status, headers, body, trailers) = h2_get(gw.addr, &alice, "/h2").await;
+        if m == CodedChunked {
+            assert_eq!(status, StatusCode::BAD_GATEWAY, "{m:?}");
+            gw.stop().await;
+            continue;
+        }
+        assert_eq!(status, StatusCode::OK, "{m:?}");
+        assert_eq!(body, "alice/h2", "{m:?}");
+        assert!(trailers.is_none(), "{m:?}: trailers relayed: {trailers:?}");
+        let length = headers.get("content-length").map(|v| v.to_str().unwrap());
+        assert!(
+            length.is_none() || length == Some("8"),
+            "{m:?}: content-length {length:?}"
+        );
+        for cookie in headers.get_all("set-cookie") {
+            assert!(
+                !cookie.to_str().unwrap().contains("planted"),
+                "{m:?}: {cookie:?}"
+            );
+        }
         gw.stop().await;
     }
 }

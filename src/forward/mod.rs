@@ -176,7 +176,7 @@ pub async fn forward(
         });
         let upgrade_value = resp.headers().get(UPGRADE).cloned();
         let (mut parts, _) = resp.into_parts();
-        response_policy(config, route, &mut parts.headers);
+        response_policy(config, route, &mut parts.headers)?;
         parts
             .headers
             .insert(CONNECTION, HeaderValue::from_static("upgrade"));
@@ -186,20 +186,58 @@ pub async fn forward(
         return Ok(Response::from_parts(parts, crate::body::empty()));
     }
     let (mut parts, body) = resp.into_parts();
-    response_policy(config, route, &mut parts.headers);
+    // Refused (an unknown transfer coding): dropping the unread body closes the connection.
+    response_policy(config, route, &mut parts.headers)?;
     // Our answer speaks our HTTP version, not the upstream's: an HTTP/1.0 upstream's
     // close-delimited body reaches an HTTP/1.1 client chunked, on a connection kept alive.
     if parts.version == Version::HTTP_10 {
         parts.version = Version::HTTP_11;
     }
-    Ok(Response::from_parts(parts, stream(body)))
+    Ok(Response::from_parts(parts, stream(WithoutTrailers(body))))
+}
+
+/// An upstream body relayed without its trailers. Over HTTP/1 hyper's server never sends a
+/// response's trailers on, and the express lane writes none; over HTTP/2 they would go out
+/// as a last `HEADERS` frame, past the response policy (a `Set-Cookie` or an identity header
+/// name in a trailer). So no path relays them (SPEC §7 "One behaviour"): the body ends where
+/// the trailers begin. RFC 9110 §6.5.1 lets a recipient discard trailers it does not know.
+struct WithoutTrailers(hyper::body::Incoming);
+
+impl http_body::Body for WithoutTrailers {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        match std::pin::Pin::new(&mut self.0).poll_frame(cx) {
+            std::task::Poll::Ready(Some(Ok(frame))) if frame.is_trailers() => {
+                std::task::Poll::Ready(None)
+            }
+            polled => polled,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.0.size_hint()
+    }
 }
 
 /// [`headers::rewrite_response`], with an audit event for each gateway cookie it removed.
-fn response_policy(config: &Config, route: &Route, headers: &mut HeaderMap) {
-    for cookie in headers::rewrite_response(headers, &config.cookies).dropped_cookies {
+fn response_policy(
+    config: &Config,
+    route: &Route,
+    headers: &mut HeaderMap,
+) -> Result<(), GatewayError> {
+    for cookie in headers::rewrite_response(headers, &config.cookies)?.dropped_cookies {
         crate::telemetry::audit::upstream_cookie_dropped(&route.name, &cookie);
     }
+    Ok(())
 }
 
 #[cfg(test)]
