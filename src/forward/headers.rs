@@ -18,7 +18,7 @@ use std::net::IpAddr;
 use http::header::{
     AUTHORIZATION, CONNECTION, CONTENT_LENGTH, COOKIE, HOST, SET_COOKIE, TRANSFER_ENCODING, UPGRADE,
 };
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use crate::authenticate::cookies::CookiePolicy;
 use crate::authenticate::credentials::{cookie_segments, scan_cookies, CookieScan};
@@ -449,13 +449,17 @@ pub struct ResponseEdits {
 /// 3. a `Content-Length` that hyper accepted as a list of one repeated value (`2, 2`, or two
 ///    lines of `2`: RFC 9110 §8.6) goes on as that one value: HTTP/2 refuses the list, and
 ///    HTTP/1 clients differ on it;
-/// 4. hop-by-hop headers and those named in `Connection` are removed (RFC 9110 §7.6.1);
-/// 5. every `Set-Cookie` for one of the gateway's cookies (either spelling, or the OIDC state
+/// 4. a `204` or `304` goes on without `Content-Length`, as hyper's HTTP/1 server and the
+///    express lane write them (RFC 9110 §8.6: a `204` must not carry one; HTTP/2 resets a
+///    stream whose `204` announces a body);
+/// 5. hop-by-hop headers and those named in `Connection` are removed (RFC 9110 §7.6.1);
+/// 6. every `Set-Cookie` for one of the gateway's cookies (either spelling, or the OIDC state
 ///    cookie) is removed: an app that reflects a cookie must never plant another user's
 ///    token in a browser, replace the session, or clear it.
 ///
 /// The body's trailers are dropped where the body is relayed (`forward::without_trailers`).
 pub fn rewrite_response(
+    status: StatusCode,
     headers: &mut HeaderMap,
     cookies: &CookiePolicy,
 ) -> Result<ResponseEdits, UpstreamError> {
@@ -473,6 +477,9 @@ pub fn rewrite_response(
         headers.remove(CONTENT_LENGTH);
     } else if let Some(length) = listed_length(headers) {
         headers.insert(CONTENT_LENGTH, length);
+    }
+    if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        headers.remove(CONTENT_LENGTH);
     }
     remove_hop_by_hop(headers);
     let mut edits = ResponseEdits::default();
@@ -593,7 +600,10 @@ mod tests {
         let cookies = CookiePolicy::new("a", "r", false, cookie::SameSite::Lax, None);
         for chunked in ["chunked", "Chunked", " chunked "] {
             let mut h = response(&[("transfer-encoding", chunked), ("content-length", "5")]);
-            assert!(rewrite_response(&mut h, &cookies).is_ok(), "{chunked:?}");
+            assert!(
+                rewrite_response(StatusCode::OK, &mut h, &cookies).is_ok(),
+                "{chunked:?}"
+            );
             assert!(h.get("content-length").is_none(), "{chunked:?}");
         }
         for refused in [
@@ -609,7 +619,7 @@ mod tests {
             let mut h = response(refused);
             assert!(
                 matches!(
-                    rewrite_response(&mut h, &cookies),
+                    rewrite_response(StatusCode::OK, &mut h, &cookies),
                     Err(UpstreamError::TransferCoding)
                 ),
                 "{refused:?}"
@@ -631,11 +641,16 @@ mod tests {
             (&[], None),
         ] {
             let mut h = response(lines);
-            rewrite_response(&mut h, &cookies).unwrap();
+            rewrite_response(StatusCode::OK, &mut h, &cookies).unwrap();
             let values: Vec<_> = h.get_all("content-length").iter().collect();
             match expected {
                 Some(v) => assert_eq!(values, [v], "{lines:?}"),
                 None => assert!(values.is_empty(), "{lines:?}"),
+            }
+            for status in [StatusCode::NO_CONTENT, StatusCode::NOT_MODIFIED] {
+                let mut h = response(lines);
+                rewrite_response(status, &mut h, &cookies).unwrap();
+                assert!(h.get("content-length").is_none(), "{status} {lines:?}");
             }
         }
     }

@@ -176,7 +176,7 @@ pub async fn forward(
         });
         let upgrade_value = resp.headers().get(UPGRADE).cloned();
         let (mut parts, _) = resp.into_parts();
-        response_policy(config, route, &mut parts.headers)?;
+        response_policy(config, route, parts.status, &mut parts.headers)?;
         parts
             .headers
             .insert(CONNECTION, HeaderValue::from_static("upgrade"));
@@ -187,7 +187,7 @@ pub async fn forward(
     }
     let (mut parts, body) = resp.into_parts();
     // Refused (an unknown transfer coding): dropping the unread body closes the connection.
-    response_policy(config, route, &mut parts.headers)?;
+    response_policy(config, route, parts.status, &mut parts.headers)?;
     // Our answer speaks our HTTP version, not the upstream's: an HTTP/1.0 upstream's
     // close-delimited body reaches an HTTP/1.1 client chunked, on a connection kept alive.
     if parts.version == Version::HTTP_10 {
@@ -232,9 +232,10 @@ impl http_body::Body for WithoutTrailers {
 fn response_policy(
     config: &Config,
     route: &Route,
+    status: StatusCode,
     headers: &mut HeaderMap,
 ) -> Result<(), GatewayError> {
-    for cookie in headers::rewrite_response(headers, &config.cookies)?.dropped_cookies {
+    for cookie in headers::rewrite_response(status, headers, &config.cookies)?.dropped_cookies {
         crate::telemetry::audit::upstream_cookie_dropped(&route.name, &cookie);
     }
     Ok(())
