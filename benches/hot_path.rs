@@ -212,6 +212,7 @@ fn request_phases(c: &mut Criterion) {
                     &mut h,
                     &cfg.identity,
                     &cfg.cookies,
+                    &cfg.tokens.seal,
                     &origin,
                     None,
                 )

@@ -35,7 +35,7 @@ fn main() {
             credential_fingerprint: "xV3b9Q2mN8kL1pR7tY4wEg".into(),
             idp: None,
         };
-        store.create_session(session, hash_token(&gatehouse::ids::refresh_token()));
+        store.create_session(session, hash_token(&gatehouse::ids::random(32)));
     }
     let sessions = rss_bytes();
     for _ in 0..N {

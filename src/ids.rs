@@ -1,5 +1,5 @@
-//! Random identifiers: session ids, token ids, refresh tokens, request ids. All from the OS
-//! CSPRNG.
+//! Random identifiers: session ids, token ids, request ids (refresh tokens: `seal`). All
+//! from the OS CSPRNG.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -8,21 +8,21 @@ use base64::Engine as _;
 /// call fails, which never happens on a supported platform.
 pub fn random(n: usize) -> String {
     let mut bytes = vec![0u8; n];
-    if getrandom::fill(&mut bytes).is_err() {
-        use aws_lc_rs::rand::SecureRandom as _;
-        let _ = aws_lc_rs::rand::SystemRandom::new().fill(&mut bytes);
-    }
+    fill_random(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Fills `bytes` from the OS CSPRNG (the aws-lc-rs RNG if that call fails).
+pub fn fill_random(bytes: &mut [u8]) {
+    if getrandom::fill(bytes).is_err() {
+        use aws_lc_rs::rand::SecureRandom as _;
+        let _ = aws_lc_rs::rand::SystemRandom::new().fill(bytes);
+    }
 }
 
 /// A 128-bit session id.
 pub fn session_id() -> String {
     random(16)
-}
-
-/// A 256-bit refresh token.
-pub fn refresh_token() -> String {
-    random(32)
 }
 
 /// A request id: 16 base64url characters, unique within the process and, through a random

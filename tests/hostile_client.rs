@@ -55,6 +55,69 @@ async fn exchange(addr: SocketAddr, request: &str) -> (u16, String) {
     }
 }
 
+/// A client that sends its refresh token as a bearer token (by mistake, or an SDK that does)
+/// must not hand it to the app: with it the app could refresh its way into the session, or
+/// end the session by presenting it again after its rotation. On a public path (no login
+/// needed) and on a protected one (the access cookie logs the request in), in any spelling;
+/// an app's own opaque token of the same shape still reaches the app.
+#[tokio::test]
+async fn our_refresh_token_never_reaches_the_upstream() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(&base_yaml(&up.url(), default_routes())).await;
+    let tokens = gw.client().login_json("alice", "alice-pw").await;
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_string();
+    let cookie = format!(
+        "gatehouse_access={}",
+        tokens["access_token"].as_str().unwrap()
+    );
+    // 32 random bytes in base64url: the refresh token's shape, but the app's own.
+    let app_token = "q2Vx9KJbq0n4y1Xw8fZtLr3cH5uA7mNe6sDgPiYoWkT";
+    assert_eq!(app_token.len(), refresh.len());
+    let spellings = [
+        format!("Bearer {refresh}"),
+        format!("bearer\t\"{refresh}\""),
+        format!("Basic eA==, Bearer {refresh}"),
+        format!("DPoP {refresh}"),
+    ];
+    for lane in [true, false] {
+        gw.gw.set_express_lane(lane);
+        for path in ["/public/page", "/x"] {
+            for spelling in &spellings {
+                let (status, text) = exchange(
+                    gw.addr,
+                    &format!(
+                        "GET {path} HTTP/1.1\r\nhost: app\r\ncookie: {cookie}\r\nauthorization: {spelling}\r\nauthorization: Bearer {app_token}\r\n\r\n"
+                    ),
+                )
+                .await;
+                assert_eq!(status, 200, "lane {lane}, {path}, {spelling:?}: {text}");
+                let seen = up.last();
+                for (name, value) in &seen.headers {
+                    assert!(
+                        !String::from_utf8_lossy(value.as_bytes()).contains(&refresh),
+                        "lane {lane}, {path}: the refresh token went upstream in {name} ({spelling:?})"
+                    );
+                }
+                assert_eq!(
+                    seen.header("authorization"),
+                    Some(format!("Bearer {app_token}").as_str()),
+                    "lane {lane}, {path}: the app's own token"
+                );
+            }
+        }
+    }
+    // It is still the refresh token it was: it refreshes.
+    let resp = gw
+        .client()
+        .post_json(
+            "/.gatehouse/refresh",
+            serde_json::json!({ "refresh_token": refresh }),
+        )
+        .await;
+    assert_eq!(resp.status, 200);
+    gw.stop().await;
+}
+
 async fn access_cookie(gw: &TestGateway, user: &str) -> (String, String) {
     let tokens = gw.client().login_json(user, &format!("{user}-pw")).await;
     let token = tokens["access_token"].as_str().unwrap().to_string();

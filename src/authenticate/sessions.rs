@@ -261,7 +261,7 @@ async fn start_session(
         credential_fingerprint,
         idp,
     };
-    let refresh = ids::refresh_token();
+    let refresh = settings.seal.refresh_token();
     store
         .create_session(session.clone(), hash_token(&refresh))
         .await?;
@@ -404,7 +404,7 @@ pub async fn refresh(
     presented: &str,
     now: u64,
 ) -> Result<Issued, RefreshError> {
-    let successor = ids::refresh_token();
+    let successor = settings.seal.refresh_token();
     let outcome = store
         .rotate(
             &hash_token(presented),

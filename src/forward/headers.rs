@@ -8,7 +8,7 @@
 //!    every header of `server.strip_client_headers` (path and method overrides, other
 //!    gateways' identity headers: see `config::DEFAULT_STRIPPED`);
 //! 3. the gateway's cookies are removed, and every `Authorization` value that carries one of
-//!    our access tokens, whatever its scheme, spacing, quoting or place in a list;
+//!    our access or refresh tokens, whatever its scheme, spacing, quoting or place in a list;
 //! 4. `X-Forwarded-For/-Proto/-Host` are set, keeping incoming values only from
 //!    `trusted_proxies`; `X-Request-Id` is kept or generated;
 //! 5. identity headers are set from the verified [`Identity`].
@@ -26,6 +26,7 @@ use crate::authenticate::Identity;
 use crate::canonicalize::trim;
 use crate::config::{loose_header_eq, IdentityHeaders};
 use crate::error::UpstreamError;
+use crate::seal::SealKey;
 
 /// RFC 9110 §7.6.1, the de-facto ones (`Keep-Alive`, `Proxy-Connection`), and
 /// `HTTP2-Settings`, which belongs to the connection it asks to upgrade (RFC 7540 §3.2.1): an
@@ -143,39 +144,45 @@ pub struct Origin<'a> {
     pub request_id: &'a str,
 }
 
-/// Whether a credential header value carries one of our access tokens anywhere: any JWT whose
-/// header says `typ: at+jwt` is ours to consume, valid or not, whatever scheme names it
-/// (`Bearer`, `bearer<TAB>`, `DPoP`, none), however it is quoted, and wherever it stands in a
-/// list. An upstream that received one could replay it through the gateway as the user.
-pub fn carries_our_token(value: &[u8]) -> bool {
+/// Whether a credential header value carries one of our tokens anywhere: any JWT whose
+/// header says `typ: at+jwt` is ours to consume, valid or not, and so is any refresh token
+/// `seal` minted (a client that sends its refresh token as a bearer token), whatever scheme
+/// names it (`Bearer`, `bearer<TAB>`, `DPoP`, none), however it is quoted, and wherever it
+/// stands in a list. An upstream that received an access token could replay it through the
+/// gateway as the user; one that received a refresh token could take over the session, or
+/// end it by presenting it again after its rotation.
+pub fn carries_our_token(value: &[u8], seal: &SealKey) -> bool {
     let jwt_byte = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
     value
         .split(|b| !jwt_byte(b))
-        .filter(|word| word.iter().filter(|&&b| b == b'.').count() == 2)
-        .filter_map(|word| std::str::from_utf8(word).ok())
-        .any(|word| {
-            jsonwebtoken::decode_header(word).is_ok_and(|h| {
-                h.typ.as_deref().is_some_and(|t| {
-                    t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
+        .any(|word| match word.iter().filter(|&&b| b == b'.').count() {
+            2 => std::str::from_utf8(word).is_ok_and(|word| {
+                jsonwebtoken::decode_header(word).is_ok_and(|h| {
+                    h.typ.as_deref().is_some_and(|t| {
+                        t.eq_ignore_ascii_case("at+jwt")
+                            || t.eq_ignore_ascii_case("application/at+jwt")
+                    })
                 })
-            })
+            }),
+            0 => seal.is_refresh_token(word),
+            _ => false,
         })
 }
 
 /// Removes every `Authorization` value that carries one of our tokens; the app's own
 /// credentials (another scheme, another issuer's token) pass unchanged and in order.
-fn strip_our_tokens(headers: &mut HeaderMap) {
+fn strip_our_tokens(headers: &mut HeaderMap, seal: &SealKey) {
     if !headers
         .get_all(AUTHORIZATION)
         .iter()
-        .any(|v| carries_our_token(v.as_bytes()))
+        .any(|v| carries_our_token(v.as_bytes(), seal))
     {
         return;
     }
     let kept: Vec<HeaderValue> = headers
         .get_all(AUTHORIZATION)
         .iter()
-        .filter(|v| !carries_our_token(v.as_bytes()))
+        .filter(|v| !carries_our_token(v.as_bytes(), seal))
         .cloned()
         .collect();
     headers.remove(AUTHORIZATION);
@@ -189,6 +196,7 @@ pub fn rewrite_request(
     headers: &mut HeaderMap,
     identity_names: &IdentityHeaders,
     cookies: &CookiePolicy,
+    seal: &SealKey,
     origin: &Origin<'_>,
     identity: Option<&Identity>,
 ) -> Result<(), http::header::InvalidHeaderValue> {
@@ -216,7 +224,7 @@ pub fn rewrite_request(
     }
     // 3. our credentials.
     strip_our_cookies(headers, cookies)?;
-    strip_our_tokens(headers);
+    strip_our_tokens(headers, seal);
     // 4. forwarding headers.
     let mut xff = None;
     let mut proto = None;

@@ -73,8 +73,15 @@ pub fn prepare(
     if let Some(host) = &original_host {
         headers.insert(HOST, host.clone());
     }
-    rewrite_request(headers, &config.identity, &config.cookies, origin, identity)
-        .map_err(|e| GatewayError::Internal(Box::new(e)))?;
+    rewrite_request(
+        headers,
+        &config.identity,
+        &config.cookies,
+        &config.tokens.seal,
+        origin,
+        identity,
+    )
+    .map_err(|e| GatewayError::Internal(Box::new(e)))?;
     if let (Some(name), Some(id)) = (&config.identity.assertion, identity) {
         let jwt = sign_assertion(&config.tokens, id, &route.name, crate::clock::now())
             .map_err(|e| GatewayError::Internal(Box::new(e)))?;
