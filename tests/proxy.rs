@@ -632,3 +632,56 @@ async fn app_cookies_and_headers_come_back_unchanged() {
     assert!(r.header("x-request-id").is_some());
     gw.stop().await;
 }
+
+/// An app behind `preserve_host: false` sees its own address in `Host` and writes it into
+/// `Location`; the browser cannot reach that address. The gateway turns such a `Location`
+/// into the client's path (nginx's `proxy_redirect default`), undoing `strip_prefix` and the
+/// upstream URL's path, on both paths; any other `Location` passes as the app wrote it.
+#[tokio::test]
+async fn a_redirect_to_the_upstream_itself_becomes_the_client_s_path() {
+    let up = Upstream::start().await;
+    let routes = format!(
+        r#"routes:
+  - name: legacy
+    path_prefix: /app
+    strip_prefix: true
+    preserve_host: false
+    upstream: "{u}/legacy"
+    public: ["/"]
+"#,
+        u = up.url()
+    );
+    let gw = TestGateway::start(&base_yaml("unused", &routes)).await;
+    let own = format!("http://{}", up.addr);
+    let cases = [
+        (
+            format!("{own}/legacy/landing?x=1#top"),
+            "/app/landing?x=1#top".to_string(),
+        ),
+        (format!("{own}/legacy"), "/app/".to_string()),
+        // Not the upstream, or outside its path, or a site-relative one: as written.
+        (
+            "https://sso.example/login".to_string(),
+            "https://sso.example/login".to_string(),
+        ),
+        (format!("{own}/other"), format!("{own}/other")),
+        ("/legacy/x".to_string(), "/legacy/x".to_string()),
+    ];
+    for lane in [true, false] {
+        gw.gw.set_express_lane(lane);
+        for (sent, expected) in &cases {
+            let r = gw
+                .client()
+                .get_with("/app/redirect", &[("x-redirect-to", sent)])
+                .await;
+            assert_eq!(r.status, 302, "lane {lane}: {sent}");
+            assert_eq!(
+                r.header("location"),
+                Some(expected.as_str()),
+                "lane {lane}: {sent}"
+            );
+        }
+    }
+    assert_eq!(up.last().uri, "/legacy/redirect");
+    gw.stop().await;
+}

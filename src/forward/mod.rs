@@ -5,7 +5,7 @@
 pub mod client;
 pub mod headers;
 
-use http::header::{CONNECTION, HOST, UPGRADE};
+use http::header::{CONNECTION, HOST, LOCATION, UPGRADE};
 use http::uri::Authority;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
 
@@ -50,6 +50,56 @@ pub fn upstream_path(route: &Route, canon: &CanonicalRequest) -> String {
         out.push_str(q);
     }
     out
+}
+
+/// A `Location` that names the upstream itself (`http://127.0.0.1:3000/login`, what an app
+/// writes when it sees its own address in `Host`, as with `preserve_host: false`), as the
+/// client's path: the inverse of [`upstream_path`] — the upstream URL's path taken off, the
+/// route prefix put back if `strip_prefix` took it — as a path-absolute reference, so the
+/// browser stays on the gateway's scheme and host. nginx's `proxy_redirect default` does the
+/// same. `None` (left as it is) for any other `Location`, and for one outside the upstream
+/// URL's path.
+pub fn client_location(route: &Route, location: &[u8]) -> Option<HeaderValue> {
+    let text = std::str::from_utf8(location).ok()?;
+    let scheme = route.upstream.scheme.as_str();
+    let after_scheme = text
+        .get(..scheme.len())
+        .filter(|s| s.eq_ignore_ascii_case(scheme))
+        .and_then(|_| text[scheme.len()..].strip_prefix("://"))?;
+    let end = after_scheme
+        .find(['/', '?', '#'])
+        .unwrap_or(after_scheme.len());
+    let (authority, tail) = after_scheme.split_at(end);
+    let authority: Authority = authority.parse().ok()?;
+    let default_port = if scheme == "https" { 443 } else { 80 };
+    let upstream = &route.upstream.authority;
+    let same = !authority.as_str().contains('@')
+        && authority.host().eq_ignore_ascii_case(upstream.host())
+        && authority.port_u16().unwrap_or(default_port)
+            == upstream.port_u16().unwrap_or(default_port);
+    if !same {
+        return None;
+    }
+    let path_end = tail.find(['?', '#']).unwrap_or(tail.len());
+    let (path, suffix) = tail.split_at(path_end);
+    let path = if path.is_empty() { "/" } else { path };
+    let base = route.upstream.base_path.as_str();
+    let under_base = match path.strip_prefix(base) {
+        Some("") => "/",
+        Some(rest) if rest.starts_with('/') => rest,
+        _ => return None,
+    };
+    let prefix = if route.strip_prefix && route.prefix != "/" {
+        route.prefix.as_str()
+    } else {
+        ""
+    };
+    let client = format!("{prefix}{under_base}{suffix}");
+    // `//host` or `/\host` would send the browser to another site.
+    if client.starts_with("//") || client.starts_with("/\\") {
+        return None;
+    }
+    HeaderValue::from_str(&client).ok()
 }
 
 /// Everything forwarding does to a request head before it goes upstream (SPEC §7): hop-by-hop
@@ -195,6 +245,13 @@ pub async fn forward(
     let (mut parts, body) = resp.into_parts();
     // Refused (an unknown transfer coding): dropping the unread body closes the connection.
     response_policy(config, route, parts.status, &mut parts.headers)?;
+    if let Some(location) = parts
+        .headers
+        .get(LOCATION)
+        .and_then(|l| client_location(route, l.as_bytes()))
+    {
+        parts.headers.insert(LOCATION, location);
+    }
     // Our answer speaks our HTTP version, not the upstream's: an HTTP/1.0 upstream's
     // close-delimited body reaches an HTTP/1.1 client chunked, on a connection kept alive.
     if parts.version == Version::HTTP_10 {
@@ -250,7 +307,7 @@ fn response_policy(
 
 #[cfg(test)]
 mod tests {
-    use super::upstream_path;
+    use super::{client_location, upstream_path};
     use crate::canonicalize::canonicalize;
     use crate::route::{HostPattern, Route, Upstream};
 
@@ -294,5 +351,68 @@ mod tests {
         assert_eq!(path(&root, "/x", None), "/base/x");
         // The canonical path is what goes upstream, never the raw one.
         assert_eq!(path(&keep, "/app/./a/../b//c", None), "/app/b/c");
+    }
+
+    #[test]
+    fn a_location_naming_the_upstream_becomes_the_client_s_path() {
+        let at = |route: &Route, l: &str| {
+            client_location(route, l.as_bytes()).map(|v| v.to_str().unwrap().to_string())
+        };
+        let keep = route("/app", false, "");
+        assert_eq!(
+            at(&keep, "http://127.0.0.1:1/app/x?a=1#f").as_deref(),
+            Some("/app/x?a=1#f")
+        );
+        assert_eq!(at(&keep, "HTTP://127.0.0.1:1").as_deref(), Some("/"));
+        let strip = route("/app", true, "");
+        assert_eq!(
+            at(&strip, "http://127.0.0.1:1/login?rd=/").as_deref(),
+            Some("/app/login?rd=/")
+        );
+        assert_eq!(at(&strip, "http://127.0.0.1:1/").as_deref(), Some("/app/"));
+        let based = route("/app", true, "/legacy");
+        assert_eq!(
+            at(&based, "http://127.0.0.1:1/legacy/x").as_deref(),
+            Some("/app/x")
+        );
+        assert_eq!(
+            at(&based, "http://127.0.0.1:1/legacy").as_deref(),
+            Some("/app/")
+        );
+        // Outside the upstream URL's path, another host or port, another scheme, userinfo,
+        // relative references: left as they are.
+        for other in [
+            "http://127.0.0.1:1/legacy-old/x",
+            "http://127.0.0.1:1/x",
+            "http://127.0.0.1:2/legacy/x",
+            "http://127.0.0.10:1/legacy/x",
+            "https://127.0.0.1:1/legacy/x",
+            "http://evil@127.0.0.1:1/legacy/x",
+            "/legacy/x",
+            "//127.0.0.1:1/legacy/x",
+            "http:/127.0.0.1:1/legacy/x",
+        ] {
+            assert_eq!(at(&based, other), None, "{other}");
+        }
+        // Never a reference to another site.
+        for other in [
+            "http://127.0.0.1:1//evil.example/x",
+            "http://127.0.0.1:1/\\evil.example",
+        ] {
+            assert_eq!(at(&keep, other), None, "{other}");
+        }
+        let root = route("/", true, "/legacy");
+        assert_eq!(at(&root, "http://127.0.0.1:1/legacy//evil.example/x"), None);
+        assert_eq!(
+            at(&based, "http://127.0.0.1:1/legacy//evil.example/x").as_deref(),
+            Some("/app//evil.example/x"),
+            "a path on this site"
+        );
+        let mut default_port = route("/", false, "");
+        default_port.upstream.authority = "app.internal".parse().unwrap();
+        assert_eq!(
+            at(&default_port, "http://APP.internal:80/x").as_deref(),
+            Some("/x")
+        );
     }
 }

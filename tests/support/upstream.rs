@@ -95,6 +95,16 @@ async fn upstream_handle(
             ok(Bytes::from_static(b"slow"))
         }
         "/echo-body" => ok(body),
+        // A redirect to wherever the request's `x-redirect-to` says (an app that writes its
+        // own address into `Location`).
+        p if p.ends_with("/redirect") => {
+            let mut r = ok(Bytes::new());
+            *r.status_mut() = StatusCode::FOUND;
+            if let Some(to) = parts.headers.get("x-redirect-to") {
+                r.headers_mut().insert("location", to.clone());
+            }
+            r
+        }
         "/set-app-cookie" => {
             let mut r = ok(Bytes::from_static(b"cookie set"));
             r.headers_mut()
