@@ -18,12 +18,6 @@ use crate::route::Matched;
 use crate::runtime::{Gateway, RequestCtx};
 use crate::store::Store;
 
-/// A top-level browser navigation (a `GET` or `HEAD` from a client that reads HTML) gets a
-/// login redirect; anything else gets a 401.
-fn is_navigation(method: &Method, ctx: &RequestCtx) -> bool {
-    (method == Method::GET || method == Method::HEAD) && ctx.wants_html
-}
-
 /// The 403 for an identity the route or rule does not admit.
 fn forbidden(reason: Forbidden, identity: &Identity, canon: &CanonicalRequest) -> GatewayError {
     GatewayError::Forbidden {
@@ -205,7 +199,8 @@ pub(crate) fn decide<'c, 'h>(
         }
         Err(failure) => failure,
     };
-    let navigation = is_navigation(method, ctx);
+    // A top-level browser navigation gets a login redirect; anything else gets a 401.
+    let navigation = ctx.navigation;
     if let Some(token) = creds.refresh_cookie {
         return Decision::Refresh(PendingRefresh {
             matched,

@@ -32,7 +32,7 @@ pub fn request_future_size(gw: Arc<Gateway>, req: Request<Incoming>, conn: Conn)
 pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, conn: Conn) -> Response<Body> {
     let started = Instant::now();
     let config = gw.config();
-    let ctx = request_ctx(&config, req.headers(), conn);
+    let ctx = request_ctx(&config, req.method(), req.uri().path(), req.headers(), conn);
     let span = request_span(&ctx, req.method());
     let method = req.method().clone();
     let result = process(&gw, &config, req, &ctx)
@@ -155,7 +155,7 @@ pub(crate) fn finish(
             let blame = e.blame();
             let message = e.to_string();
             let shown = crate::error::Shown {
-                wants_html: ctx.wants_html,
+                wants_html: ctx.pages,
                 request_id: &ctx.request_id,
             };
             (e.into_response(config, shown), Some((blame, message)))

@@ -178,8 +178,13 @@ pub struct RequestCtx {
     pub now: u64,
     /// The same instant in milliseconds: for every time the gateway keeps itself.
     pub now_ms: u64,
-    /// The client reads HTML (`Accept` names `text/html`): errors are pages, not JSON.
-    pub wants_html: bool,
+    /// A browser navigation: a `GET` or `HEAD` whose `Accept` names `text/html` (SPEC §7): an
+    /// unauthenticated one is sent to the login page, anything else gets a 401.
+    pub navigation: bool,
+    /// Errors are pages, not JSON (SPEC §6): for a navigation, and for a browser submitting
+    /// one of the gateway's own forms (the login form; *Sign out* on the 403 page), whose
+    /// answer a person reads just the same.
+    pub pages: bool,
     /// The route name once known: the metrics label.
     pub route: OnceLock<RouteName>,
 }
@@ -197,7 +202,15 @@ impl RequestCtx {
 }
 
 /// What every phase may read about a request, from its headers and connection.
-pub(crate) fn request_ctx(config: &Config, headers: &HeaderMap, conn: Conn) -> RequestCtx {
+pub(crate) fn request_ctx(
+    config: &Config,
+    method: &http::Method,
+    path: &str,
+    headers: &HeaderMap,
+    conn: Conn,
+) -> RequestCtx {
+    let navigation =
+        (method == http::Method::GET || method == http::Method::HEAD) && accepts_html(headers);
     let (client_ip, peer_trusted) = client_ip(&config.trusted_proxies, headers, conn.peer.ip());
     let now_ms = clock::now_ms();
     RequestCtx {
@@ -208,9 +221,26 @@ pub(crate) fn request_ctx(config: &Config, headers: &HeaderMap, conn: Conn) -> R
         proto: if conn.tls { "https" } else { "http" },
         now: now_ms / 1000,
         now_ms,
-        wants_html: accepts_html(headers),
+        navigation,
+        pages: navigation
+            || (method == http::Method::POST
+                && accepts_html(headers)
+                && is_form(headers)
+                && crate::canonicalize::under_prefix(path, &config.auth_prefix)),
         route: OnceLock::new(),
     }
+}
+
+/// A form's body: what a browser sends when a person submits an HTML form.
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| {
+            mime.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
 }
 
 /// Whether the client reads HTML: a browser names `text/html` in `Accept` on navigations and

@@ -85,6 +85,8 @@ async fn a_refused_request_head_gets_the_gateway_s_error_body_on_either_path() {
             "GET /public/x HTTP/1.1\r\nhost: x\r\naccept: text/html\r\nx-big: {big}\r\n\r\n"
         );
         let malformed = "GET /public/x HTTP/1.1\r\nhost: x\r\nbad header: x\r\n\r\n";
+        // Not a navigation (SPEC §6): JSON, whatever `Accept` says.
+        let post_too_large = browser_too_large.replacen("GET", "POST", 1);
         for (request, status, json) in [
             (
                 too_large.as_str(),
@@ -92,6 +94,11 @@ async fn a_refused_request_head_gets_the_gateway_s_error_body_on_either_path() {
                 Some("request_header_fields_too_large"),
             ),
             (browser_too_large.as_str(), "431", None),
+            (
+                post_too_large.as_str(),
+                "431",
+                Some("request_header_fields_too_large"),
+            ),
             (malformed, "400", Some("bad_request")),
         ] {
             let answer = raw(gw.addr, request.as_bytes()).await;

@@ -103,6 +103,102 @@ async fn gateway_errors_are_pages_for_browsers_and_json_for_everyone_else() {
     gw.stop().await;
 }
 
+/// SPEC §6: a page only for a browser navigation — "the same test as the login redirect in
+/// §7: `GET`/`HEAD` with `Accept` containing `text/html`" — and JSON for everything else, even
+/// a `POST`, `PUT` or `DELETE` that names `text/html` (a script, a fetch, an app's own form
+/// posted to an upstream that is down). The one exception is a browser submitting the
+/// gateway's own forms (login, *Sign out*): a person reads that answer as a page.
+#[tokio::test]
+async fn only_navigations_and_our_own_forms_get_pages() {
+    let port = unused_port();
+    let gw = TestGateway::start(&base_yaml(
+        &format!("http://127.0.0.1:{port}"),
+        default_routes(),
+    ))
+    .await;
+    let c = gw.client();
+    c.login("bob", "bob-pw").await;
+    let with_html = |method: Method, path: &str| {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header(HTML.0, HTML.1)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Full::from("a=1"))
+            .unwrap()
+    };
+    for (method, path, status, code) in [
+        (
+            Method::POST,
+            "/x",
+            StatusCode::BAD_GATEWAY,
+            "upstream_unavailable",
+        ),
+        (
+            Method::DELETE,
+            "/x",
+            StatusCode::BAD_GATEWAY,
+            "upstream_unavailable",
+        ),
+        (Method::POST, "/admin", StatusCode::FORBIDDEN, "forbidden"),
+        (
+            Method::PUT,
+            "/%2e%2e/x",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            Method::PUT,
+            "/.gatehouse/login",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+    ] {
+        let r = c.send(with_html(method.clone(), path)).await;
+        assert_eq!(r.status, status, "{method} {path}");
+        assert!(!is_page(&r), "{method} {path}: a page for a non-navigation");
+        assert_eq!(r.json()["error"], code, "{method} {path}");
+    }
+    // The same errors for a navigation are pages.
+    for (path, status) in [
+        ("/x", StatusCode::BAD_GATEWAY),
+        ("/admin", StatusCode::FORBIDDEN),
+    ] {
+        let r = c.get_with(path, &[HTML]).await;
+        assert_eq!(r.status, status, "{path}");
+        assert!(is_page(&r), "GET {path}: {}", r.body);
+    }
+    // Our own login form, posted cross-site by a browser: a page; the same refusal to a JSON
+    // login is JSON.
+    let cross_site = |content_type: &str, body: &'static str| {
+        Request::builder()
+            .method(Method::POST)
+            .uri("/.gatehouse/login")
+            .header(HTML.0, HTML.1)
+            .header("origin", "https://evil.example")
+            .header("content-type", content_type)
+            .body(Full::from(body))
+            .unwrap()
+    };
+    let r = c
+        .send(cross_site(
+            "application/x-www-form-urlencoded",
+            "username=bob&password=x",
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(is_page(&r), "{}", r.body);
+    let r = c
+        .send(cross_site(
+            "application/json",
+            r#"{"username":"bob","password":"x"}"#,
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(!is_page(&r), "{}", r.body);
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn a_locked_out_browser_is_told_when_to_try_again() {
     let up = Upstream::start().await;

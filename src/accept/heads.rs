@@ -273,7 +273,9 @@ fn stand_in(refused: &[u8]) -> Vec<u8> {
     } else {
         "GET"
     };
-    let accept = if asks_for_html(refused) {
+    // A page only for a navigation (SPEC §6: `GET`/`HEAD` asking for HTML), JSON otherwise.
+    let navigation = refused.starts_with(b"GET ") || refused.starts_with(b"HEAD ");
+    let accept = if navigation && asks_for_html(refused) {
         "accept: text/html\r\n"
     } else {
         ""

@@ -306,7 +306,7 @@ where
     // From here on the lane answers this request, whatever the decision.
     gw.lane_served
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let ctx = request_ctx(&config, &head.headers, conn);
+    let ctx = request_ctx(&config, &head.method, head.uri.path(), &head.headers, conn);
     let span = request_span(&ctx, &head.method);
     let is_head = head.method == Method::HEAD;
     let method = head.method.clone();

@@ -236,7 +236,7 @@ pub async fn callback(
             let mut r = f.error.into_response(
                 config,
                 crate::error::Shown {
-                    wants_html: ctx.wants_html,
+                    wants_html: ctx.pages,
                     request_id: &ctx.request_id,
                 },
             );
