@@ -143,3 +143,48 @@ async fn a_websocket_closes_within_a_second_when_its_session_is_revoked() {
     );
     gw.stop().await;
 }
+
+/// An upstream that answers a WebSocket upgrade by switching to another protocol (`h2c`), or
+/// to none it names, gets no tunnel: through one the client could send requests the rules
+/// never saw. 502, and nothing the upstream sends after its 101 reaches the client.
+#[tokio::test]
+async fn a_switch_to_anything_but_websocket_is_502() {
+    for answer in [
+        "HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: h2c\r\n\r\nTUNNELLED",
+        "HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\n\r\nTUNNELLED",
+    ] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let _ = read_head(&mut s).await;
+                    let _ = s.write_all(answer.as_bytes()).await;
+                    let mut rest = [0u8; 1024];
+                    while matches!(s.read(&mut rest).await, Ok(n) if n > 0) {}
+                });
+            }
+        });
+        let gw = TestGateway::start(&base_yaml(&format!("http://{addr}"), &routes(true))).await;
+        let c = gw.client();
+        c.login("alice", "alice-pw").await;
+        let cookie = format!("gatehouse_access={}", c.cookie("gatehouse_access").unwrap());
+        for lane in [true, false] {
+            gw.gw.set_express_lane(lane);
+            let mut s = TcpStream::connect(gw.addr).await.unwrap();
+            s.write_all(upgrade_request(Some(&cookie)).as_bytes())
+                .await
+                .unwrap();
+            let head = read_head(&mut s).await;
+            assert!(head.starts_with("HTTP/1.1 502"), "lane {lane}: {head}");
+            let mut rest = Vec::new();
+            let _ =
+                tokio::time::timeout(Duration::from_millis(300), s.read_to_end(&mut rest)).await;
+            assert!(
+                !String::from_utf8_lossy(&rest).contains("TUNNELLED"),
+                "lane {lane}"
+            );
+        }
+        gw.stop().await;
+    }
+}

@@ -206,10 +206,21 @@ pub async fn forward(
 
     let mut resp = client.send(&route.upstream.authority, req).await?;
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        // A 101 we did not ask for cannot be relayed: there is no splice behind it.
+        // A 101 we did not ask for cannot be relayed: there is no splice behind it. Nor can a
+        // switch to anything but the WebSocket we asked for (RFC 6455 §4.2.2): a tunnel to
+        // another protocol (`h2c`) would carry requests past every rule.
         let Some(client_upgrade) = client_upgrade else {
             return Err(client::UpstreamError::UnexpectedUpgrade.into());
         };
+        if resp
+            .headers()
+            .get(UPGRADE)
+            .cloned()
+            .and_then(headers::websocket_upgrade)
+            .is_none()
+        {
+            return Err(client::UpstreamError::UnexpectedUpgrade.into());
+        }
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
         tokio::spawn(async move {
             if let (Ok(a), Ok(b)) = tokio::join!(client_upgrade, upstream_upgrade) {
