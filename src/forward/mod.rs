@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod headers;
+pub mod response;
 
 use http::header::{CONNECTION, HOST, LOCATION, UPGRADE};
 use http::uri::Authority;
@@ -303,14 +304,14 @@ impl http_body::Body for WithoutTrailers {
     }
 }
 
-/// [`headers::rewrite_response`], with an audit event for each gateway cookie it removed.
+/// [`response::rewrite_response`], with an audit event for each gateway cookie it removed.
 fn response_policy(
     config: &Config,
     route: &Route,
     status: StatusCode,
     headers: &mut HeaderMap,
 ) -> Result<(), GatewayError> {
-    for cookie in headers::rewrite_response(status, headers, &config.cookies)?.dropped_cookies {
+    for cookie in response::rewrite_response(status, headers, &config.cookies)?.dropped_cookies {
         crate::telemetry::audit::upstream_cookie_dropped(&route.name, &cookie);
     }
     Ok(())
