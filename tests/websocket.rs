@@ -185,6 +185,7 @@ async fn a_switch_to_anything_but_websocket_is_502() {
                 "lane {lane}"
             );
         }
+        assert_alive(gw.addr).await;
         gw.stop().await;
     }
 }
