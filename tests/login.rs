@@ -333,6 +333,73 @@ async fn cross_site_posts_are_refused() {
     gw.stop().await;
 }
 
+/// Behind a TLS-terminating proxy the browser's origin is `https://app.example` while the
+/// gateway hears plain HTTP, often with the proxy's own `Host` (nginx's default is the
+/// upstream's address). From a trusted proxy, `X-Forwarded-Proto/-Host` say what the browser
+/// saw: a same-origin login is let in, a cross-site one still refused; from anyone else those
+/// headers are not believed. Default ports are the same origin as none.
+#[tokio::test]
+async fn the_same_origin_check_believes_a_trusted_proxy_s_forwarded_host() {
+    let up = Upstream::start().await;
+    let trusting = base_yaml(&up.url(), default_routes()).replace(
+        "server:\n",
+        "server:\n  trusted_proxies: [\"127.0.0.1/32\"]\n",
+    );
+    let post = |headers: &[(&str, &str)]| {
+        let mut b = Request::post("/.gatehouse/login")
+            .header("content-type", "application/x-www-form-urlencoded");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(Full::new(Bytes::from("username=alice&password=alice-pw")))
+            .unwrap()
+    };
+    let behind_proxy = [
+        ("host", "127.0.0.1:8080"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "app.example"),
+    ];
+    let with_origin = |origin: &'static str| {
+        let mut h = behind_proxy.to_vec();
+        h.push(("origin", origin));
+        h
+    };
+    let gw = TestGateway::start(&trusting).await;
+    let c = gw.client();
+    for (origin, status) in [
+        ("https://app.example", StatusCode::SEE_OTHER),
+        ("https://app.example:443", StatusCode::SEE_OTHER),
+        ("http://app.example", StatusCode::FORBIDDEN),
+        ("https://evil.example", StatusCode::FORBIDDEN),
+        ("http://127.0.0.1:8080", StatusCode::FORBIDDEN),
+    ] {
+        let r = c.send(post(&with_origin(origin))).await;
+        assert_eq!(r.status, status, "trusted proxy, origin {origin}");
+    }
+    // `Host` with the default port is the origin without it.
+    let r = c
+        .send(post(&[
+            ("host", "app.example:80"),
+            ("origin", "http://app.example"),
+        ]))
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    gw.stop().await;
+
+    // Not from a trusted proxy: the forwarded headers say nothing.
+    let gw = TestGateway::start(&base_yaml(&up.url(), default_routes())).await;
+    let c = gw.client();
+    let r = c.send(post(&with_origin("https://app.example"))).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = c.send(post(&with_origin("http://127.0.0.1:8080"))).await;
+    assert_eq!(
+        r.status,
+        StatusCode::SEE_OTHER,
+        "its own Host is its origin"
+    );
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn bad_login_bodies_are_4xx_and_harmless() {
     let (_up, gw) = setup().await;

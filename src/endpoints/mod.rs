@@ -150,19 +150,47 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
 /// The origin this request was addressed to: `public_url`, or scheme and `Host`.
 fn own_origin(config: &Config, headers: &HeaderMap, ctx: &RequestCtx) -> Option<String> {
     if let Some(o) = &config.public_origin {
-        return Some(o.clone());
+        return Some(same_origin_form(o));
     }
-    let proto = if ctx.peer_trusted {
-        headers
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok())
-            .filter(|p| *p == "https" || *p == "http")
-            .unwrap_or(ctx.proto)
-    } else {
-        ctx.proto
+    // From a trusted proxy (which terminates TLS, and may rewrite `Host` as nginx does by
+    // default), the origin the browser saw is in `X-Forwarded-Proto/-Host`: its first value,
+    // the one the browser's hop wrote.
+    let forwarded = |name: &str| {
+        ctx.peer_trusted
+            .then(|| {
+                headers
+                    .get(name)?
+                    .to_str()
+                    .ok()?
+                    .split(',')
+                    .next()
+                    .map(str::trim)
+            })
+            .flatten()
+            .filter(|v| !v.is_empty())
     };
-    let host = headers.get(HOST)?.to_str().ok()?;
-    Some(format!("{proto}://{}", host.to_ascii_lowercase()))
+    let proto = forwarded("x-forwarded-proto")
+        .filter(|p| p.eq_ignore_ascii_case("https") || p.eq_ignore_ascii_case("http"))
+        .unwrap_or(ctx.proto);
+    let host = match forwarded("x-forwarded-host") {
+        Some(host) => host,
+        None => headers.get(HOST)?.to_str().ok()?,
+    };
+    Some(same_origin_form(&format!("{proto}://{host}")))
+}
+
+/// An origin (`scheme://host[:port]`) in the form two of them are compared in: lowercase, no
+/// trailing `/`, no default port (`https://a:443` is `https://a`, as a browser writes it).
+fn same_origin_form(origin: &str) -> String {
+    let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
+    for (scheme, port) in [("https://", ":443"), ("http://", ":80")] {
+        if origin.starts_with(scheme) {
+            if let Some(bare) = origin.strip_suffix(port) {
+                return bare.to_string();
+            }
+        }
+    }
+    origin
 }
 
 /// CSRF defence for state-changing endpoints (SPEC §6): refuse when the browser says the
@@ -180,10 +208,7 @@ pub fn refuse_cross_site(
     }
     if let Some(origin) = headers.get(http::header::ORIGIN) {
         let ours = own_origin(config, headers, ctx);
-        let theirs = origin
-            .to_str()
-            .ok()
-            .map(|o| o.trim_end_matches('/').to_ascii_lowercase());
+        let theirs = origin.to_str().ok().map(same_origin_form);
         if ours.is_none() || theirs != ours {
             return Err(GatewayError::CrossSite);
         }
