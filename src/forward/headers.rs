@@ -427,21 +427,44 @@ pub fn client_ip(
     if !is_trusted(trusted_proxies, peer) {
         return (peer, false);
     }
-    let chain: Vec<std::net::IpAddr> = headers
+    // Walk the chain from the right (the hops we trust wrote it) to the first address that is
+    // not a trusted proxy: the client. Entries to its left are the client's to forge. An entry
+    // that is no address at all (`unknown`, garbage) ends the walk at the peer: skipping it
+    // would hand the choice to whatever the client wrote further left.
+    let mut chain = headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    let ip = chain
-        .iter()
-        .rev()
-        .find(|ip| !is_trusted(trusted_proxies, **ip))
-        .or(chain.first())
-        .copied()
-        .unwrap_or(peer);
-    (ip, true)
+        .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+        .map(forwarded_ip)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev();
+    let mut leftmost = None;
+    for hop in chain.by_ref() {
+        match hop {
+            Some(ip) if is_trusted(trusted_proxies, ip) => leftmost = Some(ip),
+            Some(ip) => return (ip, true),
+            None => return (peer, true),
+        }
+    }
+    // Every hop is a trusted proxy: the leftmost is the origin of the request.
+    (leftmost.unwrap_or(peer), true)
+}
+
+/// The address in one `X-Forwarded-For` entry: `192.0.2.1`, `2001:db8::1`, and the forms with
+/// a port some proxies write (`192.0.2.1:5555`, `[2001:db8::1]:5555`).
+fn forwarded_ip(entry: &str) -> Option<std::net::IpAddr> {
+    let entry = entry.trim();
+    if let Ok(ip) = entry.parse() {
+        return Some(ip);
+    }
+    if let Ok(addr) = entry.parse::<std::net::SocketAddr>() {
+        return Some(addr.ip());
+    }
+    entry
+        .strip_prefix('[')
+        .and_then(|e| e.strip_suffix(']'))
+        .and_then(|e| e.parse().ok())
 }
 
 #[cfg(test)]
@@ -465,6 +488,38 @@ mod tests {
         ] {
             assert!(!is_hop_by_hop(&HeaderName::from_static(name)), "{name}");
         }
+    }
+
+    #[test]
+    fn the_client_is_the_rightmost_address_no_trusted_proxy_wrote() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let peer: IpAddr = "10.0.0.1".parse().unwrap();
+        let from = |xff: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in xff {
+                h.append("x-forwarded-for", HeaderValue::from_str(v).unwrap());
+            }
+            client_ip(&trusted, &h, peer).0.to_string()
+        };
+        assert_eq!(from(&["6.6.6.6, 203.0.113.7"]), "203.0.113.7");
+        assert_eq!(from(&["6.6.6.6", "203.0.113.7, 10.0.0.2"]), "203.0.113.7");
+        // A port some proxies write is not a reason to skip the real client.
+        assert_eq!(from(&["6.6.6.6, 203.0.113.7:5555"]), "203.0.113.7");
+        assert_eq!(from(&["6.6.6.6, [2001:db8::7]:5555"]), "2001:db8::7");
+        assert_eq!(from(&["6.6.6.6, [2001:db8::7]"]), "2001:db8::7");
+        // An entry that is no address stops the walk at the peer, never at the forged one.
+        assert_eq!(from(&["6.6.6.6, unknown"]), "10.0.0.1");
+        assert_eq!(from(&["6.6.6.6, "]), "10.0.0.1");
+        // Only trusted hops: the leftmost; none at all: the peer.
+        assert_eq!(from(&["10.0.0.3, 10.0.0.2"]), "10.0.0.3");
+        assert_eq!(from(&[]), "10.0.0.1");
+        // From an untrusted peer the header says nothing.
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        assert_eq!(
+            client_ip(&trusted, &h, "192.0.2.9".parse().unwrap()),
+            ("192.0.2.9".parse().unwrap(), false)
+        );
     }
 
     #[test]
