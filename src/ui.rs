@@ -124,6 +124,10 @@ pub fn html(status: StatusCode, body: String) -> Response<Body> {
         http::header::X_FRAME_OPTIONS,
         HeaderValue::from_static("DENY"),
     );
+    h.insert(
+        http::header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     // `same-origin`, not `no-referrer`: with `no-referrer` browsers send `Origin: null` on the
     // form POST, which the cross-site check rightly refuses (found by the browser test).
     h.insert(

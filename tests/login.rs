@@ -48,6 +48,18 @@ async fn the_login_page_is_a_self_contained_labelled_form() {
         .header("content-security-policy")
         .unwrap()
         .contains("default-src 'none'"));
+    assert_eq!(r.header("x-frame-options"), Some("DENY"));
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    // The JSON that carries tokens is never read as anything else either.
+    let login = gw
+        .client()
+        .post_json(
+            "/.gatehouse/login",
+            serde_json::json!({"username": "alice", "password": "alice-pw"}),
+        )
+        .await;
+    assert_eq!(login.status, StatusCode::OK);
+    assert_eq!(login.header("x-content-type-options"), Some("nosniff"));
     gw.stop().await;
 }
 

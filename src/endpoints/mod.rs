@@ -144,10 +144,16 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // Tokens travel in these bodies: no browser may read one as anything but JSON.
+    r.headers_mut().insert(
+        http::header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     r
 }
 
-/// The origin this request was addressed to: `public_url`, or scheme and `Host`.
+/// The origin this request was addressed to: `public_url`, or the scheme and host the browser
+/// used (a trusted proxy's `X-Forwarded-Proto/-Host`, else the connection's and `Host`).
 fn own_origin(config: &Config, headers: &HeaderMap, ctx: &RequestCtx) -> Option<String> {
     if let Some(o) = &config.public_origin {
         return Some(same_origin_form(o));
