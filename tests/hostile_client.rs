@@ -576,3 +576,63 @@ async fn path_overrides_and_foreign_identity_headers_are_stripped() {
     assert!(err.contains("server.strip_client_headers.keep[0]"), "{err}");
     assert!(err.contains("not in the built-in list"), "{err}");
 }
+
+/// A client's trailers (chunked over HTTP/1.1, a last HEADERS frame over HTTP/2) arrive after
+/// the header policy ran: they never reach the upstream, so nothing can ride along in them.
+#[tokio::test]
+async fn request_trailers_never_reach_the_upstream() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(&base_yaml(&up.url(), default_routes())).await;
+    let (cookie, _) = access_cookie(&gw, "alice").await;
+    for lane in [true, false] {
+        gw.gw.set_express_lane(lane);
+        let (status, text) = exchange(
+            gw.addr,
+            &format!(
+                "POST /echo-body HTTP/1.1\r\nhost: app\r\ncookie: {cookie}\r\ntransfer-encoding: chunked\r\nte: trailers\r\ntrailer: x-forwarded-user\r\n\r\n3\r\nabc\r\n0\r\nx-forwarded-user: root\r\n\r\n"
+            ),
+        )
+        .await;
+        assert_eq!(status, 200, "lane {lane}: {text}");
+        let seen = up.last();
+        assert_eq!(seen.body, "abc");
+        assert_eq!(
+            seen.header_all("x-forwarded-user"),
+            vec!["alice"],
+            "lane {lane}"
+        );
+    }
+    // HTTP/2 (prior knowledge on the plain listener), with the h2 crate: hyper's client would
+    // not send trailers on a request without a body frame to carry them.
+    let tcp = TcpStream::connect(gw.addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let req = http::Request::post("http://app/echo-body")
+        .header("cookie", &cookie)
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let (response, mut stream) = client.send_request(req, false).unwrap();
+    stream
+        .send_data(bytes::Bytes::from_static(b"abc"), false)
+        .unwrap();
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("x-forwarded-user", "root".parse().unwrap());
+    trailers.insert("cookie", "gatehouse_access=planted".parse().unwrap());
+    stream.send_trailers(trailers).unwrap();
+    let response = tokio::time::timeout(std::time::Duration::from_secs(10), response)
+        .await
+        .expect("an answer within 10 s")
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let seen = up.last();
+    assert_eq!(seen.body, "abc");
+    assert_eq!(seen.header_all("x-forwarded-user"), vec!["alice"]);
+    assert!(
+        seen.header("cookie").is_none(),
+        "{:?}",
+        seen.header("cookie")
+    );
+    gw.stop().await;
+}

@@ -30,6 +30,8 @@ pub struct Recorded {
     pub uri: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The body's trailers, if it had any.
+    pub trailers: Option<HeaderMap>,
 }
 
 impl Recorded {
@@ -74,19 +76,23 @@ async fn upstream_handle(
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     // `/stream-echo` answers before reading: proves the request body streams.
-    let body = if path == "/no-read" {
-        Bytes::new()
+    let (body, trailers) = if path == "/no-read" {
+        (Bytes::new(), None)
     } else {
-        body.collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default()
+        match body.collect().await {
+            Ok(collected) => {
+                let trailers = collected.trailers().cloned();
+                (collected.to_bytes(), trailers)
+            }
+            Err(_) => (Bytes::new(), None),
+        }
     };
     seen.lock().unwrap().push(Recorded {
         method: parts.method.clone(),
         uri: parts.uri.to_string(),
         headers: parts.headers.clone(),
         body: body.clone(),
+        trailers,
     });
     let ok = |b: Bytes| Response::new(Full::new(b).boxed());
     Ok(match path.as_str() {
@@ -141,6 +147,7 @@ fn websocket_echo(
         uri: req.uri().to_string(),
         headers: req.headers().clone(),
         body: Bytes::new(),
+        trailers: None,
     });
     let key = req
         .headers()
