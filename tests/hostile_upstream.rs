@@ -479,6 +479,25 @@ async fn no_response_reaches_the_wrong_user(m: Misbehaviour, method: Method) {
     }
 }
 
+/// Alice's answer to one `GET path` from an upstream following `m`, on the express lane and
+/// on hyper's path (`true`, `false`), each from a gateway of its own.
+async fn alice_s_answers(m: Misbehaviour, path: &str) -> Vec<(bool, Got)> {
+    let mut answers = Vec::new();
+    for lane in [true, false] {
+        let up = HostileUpstream::start(m).await;
+        let gw = TestGateway::start(&base_yaml(&up.url(), default_routes())).await;
+        gw.gw.set_express_lane(lane);
+        let alice = access_token(&gw, "alice").await;
+        let got = UserConn::open(gw.addr, &alice)
+            .await
+            .send(&Method::GET, path)
+            .await;
+        answers.push((lane, got));
+        gw.stop().await;
+    }
+    answers
+}
+
 #[tokio::test]
 async fn a_second_response_in_a_later_segment_reaches_nobody() {
     no_response_reaches_the_wrong_user(ExtraResponseLater, Method::GET).await;
@@ -513,15 +532,7 @@ async fn a_body_after_304_reaches_nobody() {
 async fn chunked_with_content_length_is_forwarded_without_the_length() {
     no_response_reaches_the_wrong_user(ChunkedWithLength, Method::GET).await;
     // And the client never sees the upstream's stale length next to the decoded body.
-    for lane in [true, false] {
-        let up = HostileUpstream::start(ChunkedWithLength).await;
-        let gw = TestGateway::start(&base_yaml(&up.url(), default_routes())).await;
-        gw.gw.set_express_lane(lane);
-        let alice = access_token(&gw, "alice").await;
-        let got = UserConn::open(gw.addr, &alice)
-            .await
-            .send(&Method::GET, "/cl")
-            .await;
+    for (lane, got) in alice_s_answers(ChunkedWithLength, "/cl").await {
         match got {
             Got::Answer { content_length, .. } => assert_ne!(
                 content_length.as_deref(),
@@ -530,7 +541,6 @@ async fn chunked_with_content_length_is_forwarded_without_the_length() {
             ),
             Got::NoAnswer(e) => panic!("lane {lane}: {e}"),
         }
-        gw.stop().await;
     }
 }
 
@@ -572,15 +582,7 @@ async fn a_huge_response_head_is_502() {
 #[tokio::test]
 async fn an_upstream_never_sets_the_gateway_s_cookies() {
     no_response_reaches_the_wrong_user(OurCookies, Method::GET).await;
-    for lane in [true, false] {
-        let up = HostileUpstream::start(OurCookies).await;
-        let gw = TestGateway::start(&base_yaml(&up.url(), default_routes())).await;
-        gw.gw.set_express_lane(lane);
-        let alice = access_token(&gw, "alice").await;
-        let got = UserConn::open(gw.addr, &alice)
-            .await
-            .send(&Method::GET, "/c")
-            .await;
+    for (lane, got) in alice_s_answers(OurCookies, "/c").await {
         let Got::Answer { set_cookies, .. } = got else {
             panic!("lane {lane}: no answer");
         };
@@ -589,27 +591,17 @@ async fn an_upstream_never_sets_the_gateway_s_cookies() {
             vec!["app=1; Path=/".to_string(), "theme=dark".to_string()],
             "lane {lane}: only the app's own cookies reach the browser"
         );
-        gw.stop().await;
     }
 }
 
 #[tokio::test]
 async fn a_length_listed_twice_goes_on_as_one_value() {
     no_response_reaches_the_wrong_user(ListedLength, Method::GET).await;
-    for lane in [true, false] {
-        let up = HostileUpstream::start(ListedLength).await;
-        let gw = TestGateway::start(&base_yaml(&up.url(), default_routes())).await;
-        gw.gw.set_express_lane(lane);
-        let alice = access_token(&gw, "alice").await;
-        let got = UserConn::open(gw.addr, &alice)
-            .await
-            .send(&Method::GET, "/len")
-            .await;
+    for (lane, got) in alice_s_answers(ListedLength, "/len").await {
         let Got::Answer { content_length, .. } = got else {
             panic!("lane {lane}: no answer");
         };
         assert_eq!(content_length.as_deref(), Some("9"), "lane {lane}");
-        gw.stop().await;
     }
 }
 
