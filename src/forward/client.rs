@@ -52,12 +52,9 @@ impl http_body::Body for Outgoing {
             // they would arrive after the header policy, where `X-Forwarded-User` or a cookie
             // of ours could ride along. hyper's HTTP/1 client sends none undeclared anyway;
             // this does not rely on it.
-            Outgoing::Streamed(body) => match std::pin::Pin::new(body).poll_frame(cx) {
-                std::task::Poll::Ready(Some(Ok(frame))) if frame.is_trailers() => {
-                    std::task::Poll::Ready(None)
-                }
-                polled => polled,
-            },
+            Outgoing::Streamed(body) => {
+                crate::body::end_at_trailers(std::pin::Pin::new(body).poll_frame(cx))
+            }
             Outgoing::Buffered(data) if data.is_empty() => std::task::Poll::Ready(None),
             Outgoing::Buffered(data) => {
                 std::task::Poll::Ready(Some(Ok(http_body::Frame::data(std::mem::take(data)))))

@@ -287,12 +287,7 @@ impl http_body::Body for WithoutTrailers {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        match std::pin::Pin::new(&mut self.0).poll_frame(cx) {
-            std::task::Poll::Ready(Some(Ok(frame))) if frame.is_trailers() => {
-                std::task::Poll::Ready(None)
-            }
-            polled => polled,
-        }
+        crate::body::end_at_trailers(std::pin::Pin::new(&mut self.0).poll_frame(cx))
     }
 
     fn is_end_stream(&self) -> bool {
