@@ -14,6 +14,16 @@ fn is_page(r: &Resp) -> bool {
         && r.body.starts_with("<!doctype html>")
 }
 
+/// A gateway whose upstream is gone (nothing listens on its port): every forward is a 502.
+async fn gateway_without_upstream() -> TestGateway {
+    let port = unused_port();
+    TestGateway::start(&base_yaml(
+        &format!("http://127.0.0.1:{port}"),
+        default_routes(),
+    ))
+    .await
+}
+
 #[tokio::test]
 async fn a_forbidden_page_says_who_is_signed_in_and_offers_to_switch() {
     let up = Upstream::start().await;
@@ -85,12 +95,7 @@ async fn gateway_errors_are_pages_for_browsers_and_json_for_everyone_else() {
     gw.stop().await;
 
     // The upstream is gone: 502, with a page that says to try again and quote the id.
-    let port = unused_port();
-    let gw = TestGateway::start(&base_yaml(
-        &format!("http://127.0.0.1:{port}"),
-        default_routes(),
-    ))
-    .await;
+    let gw = gateway_without_upstream().await;
     let c = gw.client();
     c.login("alice", "alice-pw").await;
     let page = c.get_with("/x", &[HTML]).await;
@@ -110,12 +115,7 @@ async fn gateway_errors_are_pages_for_browsers_and_json_for_everyone_else() {
 /// gateway's own forms (login, *Sign out*): a person reads that answer as a page.
 #[tokio::test]
 async fn only_navigations_and_our_own_forms_get_pages() {
-    let port = unused_port();
-    let gw = TestGateway::start(&base_yaml(
-        &format!("http://127.0.0.1:{port}"),
-        default_routes(),
-    ))
-    .await;
+    let gw = gateway_without_upstream().await;
     let c = gw.client();
     c.login("bob", "bob-pw").await;
     let with_html = |method: Method, path: &str| {
