@@ -134,7 +134,7 @@ async fn caddy_forward_auth_allows_redirects_forbids_and_delivers_refreshed_cook
     assert_eq!(bob.get("/admin").await.status, StatusCode::FORBIDDEN);
     assert_eq!(up.count(), before);
 
-    // Past access_ttl: refreshed inside /auth; both new cookies reach the browser through
+    // Access cookie gone (as at its Max-Age): refreshed inside /auth; both new cookies reach the browser through
     // Caddy, and the rotated refresh token keeps working (a lost one would trip reuse
     // detection after the 1 s grace).
     refreshed_cookies_reach_the_browser(&alice, "/reports").await;

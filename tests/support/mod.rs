@@ -34,8 +34,10 @@ pub fn hash_of(password: &str) -> String {
         .clone()
 }
 
-/// A gateway config for forward-auth tests: loopback proxies trusted, 1 s access tokens and
-/// refresh grace, so a test can wait past both.
+/// A gateway config for forward-auth tests: loopback proxies trusted and a 1 s refresh grace,
+/// so a test can wait past it. Access tokens keep the default lifetime: a test that wants a
+/// refresh drops the access cookie as a browser does at its Max-Age, and a slow login on a
+/// busy machine never turns into an unasked-for refresh.
 pub fn forward_auth_yaml(up: &Upstream) -> String {
     base_yaml(&up.url(), default_routes())
         .replace(
@@ -44,7 +46,7 @@ pub fn forward_auth_yaml(up: &Upstream) -> String {
         )
         .replace(
             "  access_ttl: 5m\n",
-            "  access_ttl: 1s\n  refresh_reuse_grace: 1s\n",
+            "  access_ttl: 5m\n  refresh_reuse_grace: 1s\n",
         )
 }
 
