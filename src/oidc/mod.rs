@@ -446,7 +446,7 @@ impl Oidc {
             }
         };
         let mut validation = Validation::new(header.alg);
-        validation.set_issuer(&[&p.issuer]);
+        validation.set_issuer(&accepted_issuers(&p.issuer));
         validation.set_audience(&[&p.client_id]);
         validation.leeway = leeway;
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud"]);
@@ -623,6 +623,18 @@ impl Oidc {
     }
 }
 
+/// The `iss` values a provider's tokens may carry: its issuer exactly, and for Google also
+/// the spelling without a scheme, which Google documents for its ID tokens ("always
+/// `https://accounts.google.com` or `accounts.google.com`") and go-oidc accepts likewise.
+fn accepted_issuers(issuer: &str) -> Vec<&str> {
+    const GOOGLE: &str = "https://accounts.google.com";
+    if issuer == GOOGLE {
+        vec![GOOGLE, "accounts.google.com"]
+    } else {
+        vec![issuer]
+    }
+}
+
 /// PKCE S256 (RFC 7636 §4.2): the challenge for a verifier.
 pub fn pkce_challenge(verifier: &str) -> String {
     use base64::Engine as _;
@@ -633,6 +645,21 @@ pub fn pkce_challenge(verifier: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_google_s_issuer_also_accepts_its_schemeless_spelling() {
+        assert_eq!(
+            accepted_issuers("https://accounts.google.com"),
+            ["https://accounts.google.com", "accounts.google.com"]
+        );
+        for other in [
+            "https://idp.example.com/realms/corp",
+            "http://127.0.0.1:5556/dex",
+            "https://accounts.google.com/",
+        ] {
+            assert_eq!(accepted_issuers(other), [other]);
+        }
+    }
 
     #[test]
     fn pkce_matches_the_rfc_example() {
