@@ -1,6 +1,6 @@
 //! The YAML mirror of `gateway.yaml` (SPEC §3): every key, its default, nothing else.
 //! Unknown keys are rejected; values that later checks may refuse keep their source span.
-//! No I/O and no cross-key rules here: those live in `build.rs`.
+//! No I/O and no cross-key rules here: those live in `build/`.
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;

@@ -1,4 +1,4 @@
-//! Configuration (SPEC §3): `file.rs` mirrors the YAML, `build.rs` turns it into the runtime
+//! Configuration (SPEC §3): `file.rs` mirrors the YAML, `build/` turns it into the runtime
 //! [`Config`] (doing the I/O and the rules that span keys), `error.rs` reports every problem
 //! with file, line, column and key path. `check`, start-up, reload and tests all go through
 //! [`load`] or [`parse`].

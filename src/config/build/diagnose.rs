@@ -1,0 +1,160 @@
+//! The operator's words for a YAML file the parser refused: what went wrong, on which
+//! line, and the fix (a key written twice, one value where a list belongs, an unclosed quote,
+//! a line indented too far).
+
+use crate::config::error::{key_path_at, ConfigError};
+
+/// The operator's words for the mistakes people make most, from the parser's structured error
+/// (never its text): a key written twice, one value where a list belongs, one value where a
+/// section belongs. The fix is built from the line itself.
+fn plain_words(err: &serde_saphyr::Error, text: &str, line: u64) -> Option<String> {
+    let source = usize::try_from(line)
+        .ok()
+        .and_then(|l| text.lines().nth(l.checked_sub(1)?))
+        .unwrap_or("");
+    let (key, value) = match source.trim().trim_start_matches("- ").split_once(':') {
+        Some((k, v)) => (k.trim(), v.trim()),
+        None => ("", source.trim()),
+    };
+    // The error itself, under the snippet and alias wrappers the parser puts around it.
+    let mut err = err;
+    while let serde_saphyr::Error::WithSnippet { error, .. }
+    | serde_saphyr::Error::AliasError { error, .. } = err
+    {
+        err = error;
+    }
+    match err {
+        serde_saphyr::Error::DuplicateMappingKey { key: Some(k), .. } => Some(format!(
+            "`{k}` is written twice in the same section; write it once (merge the two into one)"
+        )),
+        serde_saphyr::Error::DuplicateMappingKey { key: None, .. } => {
+            Some("a key is written twice in the same section; write it once".into())
+        }
+        serde_saphyr::Error::Unexpected {
+            expected: "sequence start",
+            ..
+        } if !key.is_empty() => Some(format!(
+            "`{key}` takes a list; write it in brackets, e.g. `{key}: [{value}]`"
+        )),
+        serde_saphyr::Error::Unexpected {
+            expected: "mapping start",
+            ..
+        } if !key.is_empty() => Some(format!(
+            "`{key}` is a section, not a value: put its keys on the lines below it, indented"
+        )),
+        _ => None,
+    }
+}
+
+pub(super) fn parse_error(file: &str, text: &str, err: &serde_saphyr::Error) -> ConfigError {
+    let (line, column) = err
+        .location()
+        .map(|l| (l.line(), l.column()))
+        .unwrap_or((0, 0));
+    let rendered = err.to_string();
+    // The library renders `error: line L column C: message` and then a snippet; keep the
+    // message and the snippet, drop the duplicated position.
+    let message = rendered
+        .strip_prefix("error: ")
+        .and_then(|m| m.split_once(": "))
+        .map(|(_, rest)| rest.to_string())
+        .unwrap_or(rendered);
+    // The first line says what is wrong; the rest is the library's snippet, which names the
+    // text `<input>`: name the file instead.
+    let (message, snippet) = match message.split_once('\n') {
+        Some((first, rest)) => (
+            first.to_string(),
+            Some(rest.replace("<input>", file)).filter(|s| !s.trim().is_empty()),
+        ),
+        None => (message, None),
+    };
+    let message = plain_words(err, text, line).unwrap_or(message);
+    let key = if line > 0 {
+        key_path_at(text, line)
+    } else {
+        String::new()
+    };
+    let error = ConfigError {
+        file: file.to_string(),
+        line,
+        column,
+        key,
+        message,
+        snippet,
+    };
+    unclosed_quote(text, line)
+        .or_else(|| over_indented(text, line))
+        .map(|(line, key, message)| ConfigError {
+            line,
+            column: 1,
+            key,
+            message,
+            ..error.clone()
+        })
+        .unwrap_or(error)
+}
+
+/// The text's lines up to `line` (1-based), numbered, without blank and comment lines.
+fn lines_before(text: &str, line: u64) -> Vec<(u64, &str)> {
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| (i as u64 + 1, l))
+        .take_while(|(n, _)| *n <= line)
+        .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .collect()
+}
+
+/// A parse error after a line whose double quotes do not pair up: the parser reads on to the
+/// next quote and reports a later line, under a later key. Name the line that opened it.
+fn unclosed_quote(text: &str, line: u64) -> Option<(u64, String, String)> {
+    let (n, source) = lines_before(text, line)
+        .into_iter()
+        .filter(|(n, _)| *n < line)
+        .find(|(_, l)| {
+            // A double-quoted value whose quotes do not pair up on its line.
+            let value = l.split_once(": ").map_or(*l, |(_, v)| v).trim_start();
+            let unescaped = l.replace("\\\\", "").replace("\\\"", "");
+            value.starts_with('"') && unescaped.matches('"').count() % 2 == 1
+        })?;
+    let key = key_path_at(text, n);
+    Some((
+        n,
+        key,
+        format!(
+            "this value opens a quote it does not close: `{}`; add the closing `\"`",
+            source.trim()
+        ),
+    ))
+}
+
+/// A parse error on a key indented deeper than the `key: value` line above it: YAML reads it as
+/// part of that value. Name both keys and say how to indent.
+fn over_indented(text: &str, line: u64) -> Option<(u64, String, String)> {
+    let mut lines = lines_before(text, line).into_iter().rev();
+    let (n, here) = lines.next().filter(|(n, _)| *n == line)?;
+    let (_, above) = lines.next()?;
+    let indent = |l: &str| l.len() - l.trim_start().trim_start_matches("- ").len();
+    let (key_here, _) = here.trim().split_once(':')?;
+    let (key_above, value_above) = above.trim().trim_start_matches("- ").split_once(':')?;
+    if indent(here) <= indent(above) || value_above.trim().is_empty() {
+        return None;
+    }
+    let parent = key_path_at(text, n - 1);
+    let parent = parent.rsplit_once('.').map_or("", |(p, _)| p);
+    let key = if parent.is_empty() {
+        key_here.trim().to_string()
+    } else {
+        format!("{parent}.{}", key_here.trim())
+    };
+    Some((
+        n,
+        key,
+        format!(
+            "`{}` is indented more than `{}` above it, so YAML reads it as part of that value; \
+             indent it exactly like `{}`",
+            key_here.trim(),
+            key_above.trim(),
+            key_above.trim()
+        ),
+    ))
+}

@@ -1,0 +1,306 @@
+//! `routes:`, `identity_headers:` and `strip_client_headers:`: prefixes, upstreams, roles,
+//! rules, and the header names the request policy removes and sets.
+
+use std::collections::HashSet;
+
+use http::{HeaderName, Method};
+use serde_saphyr::Location;
+
+use super::Ctx;
+use crate::canonicalize::{canonical_host, canonical_path};
+use crate::config::expand::Text;
+use crate::config::file::{self, S};
+use crate::config::IdentityHeaders;
+use crate::route::{HostPattern, Route, RouteTable, Rule, Upstream};
+
+fn prefix(ctx: &mut Ctx<'_>, p: &S<Text>, key: &str) -> Option<String> {
+    match canonical_path(&p.value) {
+        Ok(c) => {
+            let trimmed = c.strip_suffix('/').filter(|t| !t.is_empty()).unwrap_or(&c);
+            Some(trimmed.to_string())
+        }
+        Err(e) => {
+            ctx.err(
+                p.referenced,
+                key,
+                format!("`{}` is not a path prefix: {e}", &*p.value),
+            );
+            None
+        }
+    }
+}
+
+fn upstream(ctx: &mut Ctx<'_>, u: &S<Text>, key: &str) -> Option<Upstream> {
+    let parsed: Option<http::Uri> = u.value.parse().ok();
+    let Some(uri) = parsed.filter(|uri| uri.authority().is_some() && uri.query().is_none()) else {
+        ctx.err(
+            u.referenced,
+            key,
+            format!(
+                "`{}` is not a URL like \"http://127.0.0.1:3000\"",
+                &*u.value
+            ),
+        );
+        return None;
+    };
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            ctx.err(
+                u.referenced,
+                key,
+                "https upstreams are not supported yet; use http to a local upstream",
+            );
+            return None;
+        }
+        _ => {
+            ctx.err(u.referenced, key, "must start with http://");
+            return None;
+        }
+    }
+    let authority = uri.authority()?.clone();
+    if authority.as_str().contains('@') {
+        ctx.err(u.referenced, key, "must not contain credentials");
+        return None;
+    }
+    Some(Upstream {
+        scheme: http::uri::Scheme::HTTP,
+        authority,
+        base_path: uri.path().trim_end_matches('/').to_string(),
+    })
+}
+
+fn roles(
+    list: &[S<Text>],
+    key: &str,
+    known: &HashSet<&str>,
+    warnings: &mut Vec<String>,
+) -> Vec<String> {
+    list.iter()
+        .map(|r| {
+            if !known.contains(r.value.0.as_str()) {
+                warnings.push(format!("{key}: no user has the role `{}`", &*r.value));
+            }
+            r.value.0.clone()
+        })
+        .collect()
+}
+
+pub(super) fn build_routes(
+    ctx: &mut Ctx<'_>,
+    list: &[S<file::Route>],
+    known: &HashSet<&str>,
+    warnings: &mut Vec<String>,
+) -> RouteTable {
+    let mut names = HashSet::new();
+    let mut routes = Vec::new();
+    for (i, r) in list.iter().enumerate() {
+        let k = format!("routes[{i}]");
+        let r = &r.value;
+        if r.name.value.is_empty() {
+            ctx.err(r.name.referenced, &format!("{k}.name"), "must not be empty");
+        } else if !names.insert(r.name.value.0.clone()) {
+            ctx.err(
+                r.name.referenced,
+                &format!("{k}.name"),
+                format!("`{}` is already the name of another route", &*r.name.value),
+            );
+        }
+        let host = match &r.host {
+            None => Some(HostPattern::Any),
+            Some(h) => {
+                let v = h.value.trim();
+                let (wild, rest) = match v.strip_prefix("*.") {
+                    Some(rest) => (true, rest),
+                    None => (false, v),
+                };
+                match canonical_host(rest) {
+                    Ok(c) if !c.is_empty() && !c.contains('*') => Some(if wild {
+                        HostPattern::Wildcard(format!(".{c}"))
+                    } else {
+                        HostPattern::Exact(c)
+                    }),
+                    _ => {
+                        ctx.err(
+                            h.referenced,
+                            &format!("{k}.host"),
+                            format!("`{v}` is not a host name or `*.domain` wildcard"),
+                        );
+                        None
+                    }
+                }
+            }
+        };
+        let path_prefix = prefix(ctx, &r.path_prefix, &format!("{k}.path_prefix"));
+        let up = match &r.upstream {
+            Some(u) => upstream(ctx, u, &format!("{k}.upstream")),
+            None => {
+                ctx.err(
+                    r.name.referenced,
+                    &format!("{k}.upstream"),
+                    "is required: every route needs an upstream URL",
+                );
+                None
+            }
+        };
+        let public: Vec<String> = r
+            .public
+            .iter()
+            .enumerate()
+            .filter_map(|(j, p)| prefix(ctx, p, &format!("{k}.public[{j}]")))
+            .collect();
+        let mut rules = Vec::new();
+        for (j, rule) in r.rules.iter().enumerate() {
+            let rk = format!("{k}.rules[{j}]");
+            let rule = &rule.value;
+            let rp = prefix(ctx, &rule.path_prefix, &format!("{rk}.path_prefix"));
+            let methods = rule.methods.as_ref().map(|ms| {
+                ms.iter()
+                    .filter_map(|m| {
+                        let upper = m.value.to_ascii_uppercase();
+                        Method::from_bytes(upper.as_bytes())
+                            .map_err(|_| {
+                                ctx.err(
+                                    m.referenced,
+                                    &format!("{rk}.methods"),
+                                    format!("`{}` is not an HTTP method", &*m.value),
+                                )
+                            })
+                            .ok()
+                    })
+                    .collect::<Vec<_>>()
+            });
+            if let Some(rp) = rp {
+                if public.iter().any(|p| {
+                    crate::canonicalize::under_prefix(&rp, p)
+                        || crate::canonicalize::under_prefix(p, &rp)
+                }) {
+                    warnings.push(format!("{rk}: `{rp}` overlaps a public path of the route; public paths are served without login and rules do not apply to them"));
+                }
+                rules.push(Rule {
+                    prefix: rp,
+                    methods,
+                    allow_roles: roles(
+                        &rule.allow_roles,
+                        &format!("{rk}.allow_roles"),
+                        known,
+                        warnings,
+                    ),
+                });
+            }
+        }
+        let allow_roles = roles(&r.allow_roles, &format!("{k}.allow_roles"), known, warnings);
+        if let (Some(host), Some(prefix), Some(upstream)) = (host, path_prefix, up) {
+            routes.push(Route {
+                name: r.name.value.0.clone(),
+                label: crate::telemetry::metrics::RouteName::new(&r.name.value.0),
+                host,
+                prefix,
+                upstream,
+                strip_prefix: r.strip_prefix,
+                preserve_host: r.preserve_host,
+                public,
+                allow_roles,
+                rules,
+                websocket: r.websocket,
+            });
+        }
+    }
+    RouteTable::new(routes)
+}
+
+pub(super) fn build_identity(
+    ctx: &mut Ctx<'_>,
+    h: &file::IdentityHeaders,
+) -> Option<IdentityHeaders> {
+    let mut header = |s: &S<Text>, key: &str| {
+        HeaderName::from_bytes(s.value.as_bytes())
+            .map_err(|_| {
+                ctx.err(
+                    s.referenced,
+                    key,
+                    format!("`{}` is not a header name", &*s.value),
+                )
+            })
+            .ok()
+    };
+    let user = header(&h.user, "identity_headers.user");
+    let email = header(&h.email, "identity_headers.email");
+    let roles = header(&h.roles, "identity_headers.roles");
+    let assertion = match &h.assertion {
+        Some(a) => Some(header(a, "identity_headers.assertion")?),
+        None => None,
+    };
+    let (user, email, roles) = (user?, email?, roles?);
+    let mut names: Vec<String> = [&user, &email, &roles]
+        .into_iter()
+        .chain(assertion.as_ref())
+        .map(|n| crate::config::loose_header_name(n.as_str()))
+        .collect();
+    names.sort();
+    names.dedup();
+    if names.len() != 3 + usize::from(assertion.is_some()) {
+        ctx.err(
+            Location::UNKNOWN,
+            "identity_headers",
+            "the identity headers must have distinct names",
+        );
+        return None;
+    }
+    Some(IdentityHeaders {
+        user,
+        email,
+        roles,
+        assertion,
+        strip: Vec::new(),
+    })
+}
+
+/// `server.strip_client_headers`: the built-in list, plus `add`, less `keep`.
+pub(super) fn build_strip(ctx: &mut Ctx<'_>, s: &file::StripClientHeaders) -> Vec<String> {
+    let mut check = |t: &S<Text>, key: String| {
+        let name = t.value.trim();
+        let bare = name.strip_suffix('*').unwrap_or(name);
+        if bare.is_empty() || HeaderName::from_bytes(bare.as_bytes()).is_err() {
+            ctx.err(
+                t.referenced,
+                &key,
+                format!("`{name}` is not a header name (write `X-Name`, or `X-Prefix-*` for every name it begins)"),
+            );
+            return None;
+        }
+        Some(crate::config::loose_header_name(name))
+    };
+    let add: Vec<String> = s
+        .add
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| check(t, format!("server.strip_client_headers.add[{i}]")))
+        .collect();
+    let keep: Vec<(usize, String)> = s
+        .keep
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| {
+            check(t, format!("server.strip_client_headers.keep[{i}]")).map(|n| (i, n))
+        })
+        .collect();
+    for (i, name) in &keep {
+        if !crate::config::DEFAULT_STRIPPED.contains(&name.as_str()) {
+            ctx.err(
+                s.keep[*i].referenced,
+                &format!("server.strip_client_headers.keep[{i}]"),
+                format!(
+                    "`{name}` is not in the built-in list, so there is nothing to keep; the list is: {}",
+                    crate::config::DEFAULT_STRIPPED.join(", ")
+                ),
+            );
+        }
+    }
+    crate::config::DEFAULT_STRIPPED
+        .iter()
+        .map(|n| n.to_string())
+        .filter(|n| !keep.iter().any(|(_, k)| k == n))
+        .chain(add)
+        .collect()
+}
