@@ -133,6 +133,17 @@ async fn caddy_forward_auth_allows_redirects_forbids_and_delivers_refreshed_cook
     let before = up.count();
     assert_eq!(bob.get("/admin").await.status, StatusCode::FORBIDDEN);
     assert_eq!(up.count(), before);
+    // Caddy passes the client's other headers to /auth: a client's own description of the
+    // request, naming a page bob may see, must not open /admin.
+    for forged in [
+        ("x-forwarded-uri", "/reports"),
+        ("x-original-uri", "/reports"),
+        ("x-original-url", "http://127.0.0.1/reports"),
+    ] {
+        let r = bob.get_with("/admin", &[forged]).await;
+        assert!(!r.status.is_success(), "{forged:?}: {}", r.status);
+        assert_eq!(up.count(), before, "{forged:?} opened /admin");
+    }
 
     // Access cookie gone (as at its Max-Age): refreshed inside /auth; both new cookies reach the browser through
     // Caddy, and the rotated refresh token keeps working (a lost one would trip reuse

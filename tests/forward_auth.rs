@@ -192,3 +192,108 @@ async fn the_signed_assertion_verifies_against_jwks_and_cannot_be_forged() {
     assert!(up.last().header("x-gatehouse-assertion").is_none());
     gw.stop().await;
 }
+
+/// A proxy sets the forward-auth headers it uses and passes the client's other headers along
+/// (nginx's `auth_request` does, Traefik's ForwardAuth too): a client's own spelling naming
+/// another path, method or host must never turn a refusal into a 2xx. Each spelling present
+/// must describe the same request, and none may come twice.
+#[tokio::test]
+async fn a_client_s_forward_auth_headers_never_override_the_proxy_s() {
+    let up = Upstream::start().await;
+    let routes = r#"routes:
+  - name: app
+    upstream: "UPSTREAM"
+    public: ["/public/"]
+    rules:
+      - path_prefix: /admin
+        allow_roles: [admin]
+      - path_prefix: /reports
+        methods: [GET]
+  - name: admin-site
+    host: admin.test
+    upstream: "UPSTREAM"
+    allow_roles: [admin]
+"#;
+    let yaml = base_yaml(&up.url(), routes).replace(
+        "server:\n",
+        "server:\n  trusted_proxies: [\"127.0.0.1/32\"]\n",
+    );
+    let gw = TestGateway::start(&yaml).await;
+    let bob = gw.client();
+    bob.login("bob", "bob-pw").await;
+    let auth = |headers: &'static [(&'static str, &'static str)]| {
+        let bob = bob.clone();
+        async move { bob.get_with("/.gatehouse/auth", headers).await.status }
+    };
+
+    // What the proxy alone says is refused, and what agrees with it is decided the same way.
+    let nginx: &[(&str, &str)] = &[
+        ("x-original-url", "http://app.test/admin"),
+        ("x-original-method", "GET"),
+    ];
+    assert_eq!(auth(nginx).await, StatusCode::FORBIDDEN);
+    assert_eq!(
+        auth(&[
+            ("x-original-url", "http://app.test/admin"),
+            ("x-forwarded-uri", "/admin"),
+            ("x-forwarded-host", "APP.test"),
+            ("x-forwarded-method", "GET"),
+            ("x-original-method", "GET"),
+        ])
+        .await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        auth(&[
+            ("x-original-url", "http://app.test/reports/q3"),
+            ("x-forwarded-uri", "/reports/q3"),
+        ])
+        .await,
+        StatusCode::OK
+    );
+
+    // The client's spelling next to the proxy's, naming something bob may have.
+    let forged: [&[(&str, &str)]; 7] = [
+        // another path: nginx's X-Original-URL and the client's X-Forwarded-Uri or -URI
+        &[
+            ("x-original-url", "http://app.test/admin"),
+            ("x-forwarded-uri", "/public/x"),
+        ],
+        &[
+            ("x-original-url", "http://app.test/admin"),
+            ("x-original-uri", "/public/x"),
+        ],
+        // Traefik's X-Forwarded-Uri and the client's X-Original-URL
+        &[
+            ("x-forwarded-uri", "/admin"),
+            ("x-original-url", "http://app.test/public/x"),
+        ],
+        // another method: a DELETE the rule does not list, described as a GET
+        &[
+            ("x-original-url", "http://app.test/reports/q3"),
+            ("x-original-method", "DELETE"),
+            ("x-forwarded-method", "GET"),
+        ],
+        // another host: the admin site, described as the app
+        &[
+            ("x-original-url", "http://admin.test/"),
+            ("x-forwarded-host", "app.test"),
+        ],
+        // the same header twice: the client's copy and the proxy's
+        &[
+            ("x-forwarded-uri", "/public/x"),
+            ("x-forwarded-uri", "/admin"),
+        ],
+        &[
+            ("x-forwarded-uri", "/reports/q3"),
+            ("x-forwarded-method", "GET"),
+            ("x-forwarded-method", "DELETE"),
+        ],
+    ];
+    for headers in forged {
+        let status = auth(headers).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{headers:?}");
+    }
+    assert_eq!(up.count(), 0, "forward-auth never proxies");
+    gw.stop().await;
+}

@@ -77,6 +77,13 @@ async fn nginx_auth_request_allows_redirects_forbids_and_delivers_refreshed_cook
     let before = up.count();
     assert_eq!(bob.get("/admin").await.status, StatusCode::FORBIDDEN);
     assert_eq!(up.count(), before);
+    // nginx hands the subrequest the client's own headers next to the X-Original-URL it
+    // sets: a client's forward-auth headers naming a page bob may see must not open /admin.
+    for forged in ["x-forwarded-uri", "x-original-uri"] {
+        let r = bob.get_with("/admin", &[(forged, "/reports")]).await;
+        assert!(!r.status.is_success(), "{forged}: {}", r.status);
+        assert_eq!(up.count(), before, "{forged} opened /admin");
+    }
 
     // Access cookie gone (as at its Max-Age): refreshed inside /auth, both new cookies reach the browser through
     // nginx, and the rotated refresh token keeps working (a lost one would trip reuse

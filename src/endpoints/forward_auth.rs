@@ -3,7 +3,9 @@
 //! *original* request described by `X-Forwarded-Method/-Host/-Uri` or `X-Original-URL`, and
 //! answers 200 with identity headers (plus refreshed cookies), 401 with `Location`, or 403.
 //! Those headers are believed only from `trusted_proxies`; from anyone else they are a spoofing
-//! attempt and get 403, failing closed rather than evaluating some other URI.
+//! attempt and get 403, failing closed rather than evaluating some other URI. Even from a
+//! trusted proxy, a spelling it does not set may be the client's own (proxies pass the
+//! client's headers along), so every spelling present must agree and none may come twice.
 
 use http::header::{HOST, SET_COOKIE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
@@ -35,11 +37,43 @@ const FORWARD_HEADERS: [&str; 5] = [
     "x-original-uri",
 ];
 
-fn get<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    h.get(name)
+/// One forward-auth header: absent, or its one value. The same header twice (a client's copy
+/// next to the one its proxy added) is refused: which copy the proxy wrote cannot be told.
+fn get<'a>(h: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, GatewayError> {
+    let mut values = h.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(GatewayError::MalformedBody(
+            "a forward-auth header was sent twice",
+        ));
+    }
+    Ok(first
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
-        .filter(|v| !v.is_empty())
+        .filter(|v| !v.is_empty()))
+}
+
+/// The one value every present spelling gives (`same` compares two), or an error when two
+/// spellings disagree. A proxy sets the spelling it uses and passes the client's other
+/// headers along (nginx's `auth_request` does, Traefik's ForwardAuth by default), so a
+/// spelling the proxy does not set may be the client's: each must describe the same request,
+/// or the request is refused instead of deciding on whichever was read first.
+fn agreed<'a>(
+    values: impl IntoIterator<Item = Option<&'a str>>,
+    same: impl Fn(&str, &str) -> bool,
+) -> Result<Option<&'a str>, GatewayError> {
+    let mut found: Option<&'a str> = None;
+    for v in values.into_iter().flatten() {
+        match found {
+            Some(f) if !same(f, v) => {
+                return Err(GatewayError::MalformedBody(
+                    "the forward-auth headers describe different requests",
+                ))
+            }
+            _ => found = Some(v),
+        }
+    }
+    Ok(found)
 }
 
 /// The original request: method, host, path and query.
@@ -50,45 +84,58 @@ struct Original {
     query: Option<String>,
 }
 
+/// The original request from `X-Forwarded-Method/-Host/-Uri`, `X-Original-Method/-URI` and
+/// `X-Original-URL`, whichever of them are present — and all of them describing one request.
 fn original(headers: &HeaderMap) -> Result<Original, GatewayError> {
-    let method = get(headers, "x-forwarded-method")
-        .or_else(|| get(headers, "x-original-method"))
-        .unwrap_or("GET");
+    let method = agreed(
+        [
+            get(headers, "x-forwarded-method")?,
+            get(headers, "x-original-method")?,
+        ],
+        |a, b| a == b,
+    )?
+    .unwrap_or("GET");
     let method = Method::from_bytes(method.as_bytes())
         .map_err(|_| GatewayError::MalformedBody("X-Forwarded-Method is not a method"))?;
-    let (mut host, target) = if let Some(uri) =
-        get(headers, "x-forwarded-uri").or_else(|| get(headers, "x-original-uri"))
-    {
-        (None, uri.to_string())
-    } else if let Some(url) = get(headers, "x-original-url") {
+    let url = match get(headers, "x-original-url")? {
         // `http::Uri` would cut a fragment off without a trace; refuse it like a raw `#`.
-        if url.contains('#') {
-            return Err(CanonicalError::Fragment.into());
-        }
-        let uri: http::Uri = url
-            .parse()
-            .map_err(|_| GatewayError::MalformedBody("X-Original-URL is not a URL"))?;
-        let pq = uri
-            .path_and_query()
-            .map(|pq| pq.as_str().to_string())
-            .unwrap_or_else(|| "/".into());
-        (uri.authority().map(|a| a.as_str().to_string()), pq)
-    } else {
-        return Err(GatewayError::MalformedBody(
-            "forward-auth needs X-Forwarded-Uri or X-Original-URL",
-        ));
+        Some(url) if url.contains('#') => return Err(CanonicalError::Fragment.into()),
+        Some(url) => Some(
+            url.parse::<http::Uri>()
+                .map_err(|_| GatewayError::MalformedBody("X-Original-URL is not a URL"))?,
+        ),
+        None => None,
     };
-    if let Some(h) = get(headers, "x-forwarded-host") {
-        host = Some(h.to_string());
-    }
-    let host = host.or_else(|| get(headers, HOST.as_str()).map(str::to_string));
+    let url_target = url
+        .as_ref()
+        .map(|u| u.path_and_query().map_or("/", |pq| pq.as_str()));
+    let url_host = url.as_ref().and_then(|u| u.authority()).map(|a| a.as_str());
+    let target = agreed(
+        [
+            get(headers, "x-forwarded-uri")?,
+            get(headers, "x-original-uri")?,
+            url_target,
+        ],
+        |a, b| a == b,
+    )?
+    .ok_or(GatewayError::MalformedBody(
+        "forward-auth needs X-Forwarded-Uri or X-Original-URL",
+    ))?;
+    let host = agreed(
+        [get(headers, "x-forwarded-host")?, url_host],
+        str::eq_ignore_ascii_case,
+    )?;
+    let host = match host {
+        Some(h) => Some(h),
+        None => get(headers, HOST.as_str())?,
+    };
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p.to_string(), Some(q.to_string())),
-        None => (target, None),
+        None => (target.to_string(), None),
     };
     Ok(Original {
         method,
-        host,
+        host: host.map(str::to_string),
         path,
         query,
     })
