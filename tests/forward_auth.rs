@@ -236,7 +236,7 @@ async fn a_client_s_forward_auth_headers_never_override_the_proxy_s() {
         auth(&[
             ("x-original-url", "http://app.test/admin"),
             ("x-forwarded-uri", "/admin"),
-            ("x-forwarded-host", "APP.test"),
+            ("x-forwarded-host", "APP.test:443"),
             ("x-forwarded-method", "GET"),
             ("x-original-method", "GET"),
         ])

@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 
 use super::text;
 use crate::body::Body;
-use crate::canonicalize::{canonicalize, CanonicalError};
+use crate::canonicalize::{canonical_host, canonicalize, CanonicalError};
 use crate::config::Config;
 use crate::decision::{decide, login_url, Admitted, Decision};
 use crate::error::GatewayError;
@@ -76,6 +76,15 @@ fn agreed<'a>(
     Ok(found)
 }
 
+/// Two spellings of a host name the same route host: compared as routing compares them
+/// (case, port and a trailing dot aside).
+fn same_host(a: &str, b: &str) -> bool {
+    match (canonical_host(a), canonical_host(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a.eq_ignore_ascii_case(b),
+    }
+}
+
 /// The original request: method, host, path and query.
 struct Original {
     method: Method,
@@ -121,10 +130,7 @@ fn original(headers: &HeaderMap) -> Result<Original, GatewayError> {
     .ok_or(GatewayError::MalformedBody(
         "forward-auth needs X-Forwarded-Uri or X-Original-URL",
     ))?;
-    let host = agreed(
-        [get(headers, "x-forwarded-host")?, url_host],
-        str::eq_ignore_ascii_case,
-    )?;
+    let host = agreed([get(headers, "x-forwarded-host")?, url_host], same_host)?;
     let host = match host {
         Some(h) => Some(h),
         None => get(headers, HOST.as_str())?,
