@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::SET_COOKIE;
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use tracing::{field, Instrument};
@@ -128,9 +127,7 @@ pub(crate) async fn proxy(
         tunnel_watch,
     )
     .await?;
-    for cookie in set_cookies {
-        response.headers_mut().append(SET_COOKIE, cookie);
-    }
+    forward::response::add_session_cookies(response.headers_mut(), set_cookies);
     Ok(response)
 }
 

@@ -516,3 +516,39 @@ async fn a_token_signed_with_the_previous_key_verifies_after_key_rotation() {
     );
     gw.stop().await;
 }
+
+/// A refresh inside the proxy puts the session's new cookies on the app's response; a shared
+/// cache in front of the gateway that kept it would hand the session to the next visitor. On
+/// both paths (the express lane and hyper's), such a response is `private`; without a refresh
+/// the app's own directives pass unchanged.
+#[tokio::test]
+async fn a_response_carrying_refreshed_cookies_is_kept_from_shared_caches() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(&yaml_with(&up, "")).await;
+    let c = gw.client();
+    c.login("alice", "alice-pw").await;
+    let public = [("x-cache-control", "public, max-age=600")];
+    for lane in [true, false] {
+        gw.gw.set_express_lane(lane);
+        c.clear_cookie("gatehouse_access");
+        let r = c.get_with("/page/cacheable", &public).await;
+        assert_eq!(r.status, StatusCode::OK, "lane {lane}");
+        assert!(
+            r.cookie("gatehouse_refresh").is_some(),
+            "lane {lane}: no refresh"
+        );
+        assert_eq!(
+            r.header("cache-control"),
+            Some("private, max-age=600"),
+            "lane {lane}"
+        );
+        let r = c.get_with("/page/cacheable", &public).await;
+        assert!(r.set_cookies().is_empty(), "lane {lane}");
+        assert_eq!(
+            r.header("cache-control"),
+            Some("public, max-age=600"),
+            "lane {lane}"
+        );
+    }
+    gw.stop().await;
+}

@@ -4,7 +4,7 @@
 //! hyper's path and the express lane, HTTP/1 and HTTP/2 clients alike. The request policy is
 //! `headers.rs`.
 
-use http::header::{CONTENT_LENGTH, SET_COOKIE, TRANSFER_ENCODING};
+use http::header::{CACHE_CONTROL, CONTENT_LENGTH, SET_COOKIE, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::headers::remove_hop_by_hop;
@@ -109,6 +109,49 @@ pub fn rewrite_response(
     Ok(edits)
 }
 
+/// Adds the cookies of a transparent refresh to an app's response, and keeps that response
+/// out of shared caches: a cache in front of the gateway may store a response with
+/// `Set-Cookie` (RFC 9111 §3 does not forbid it), and served to someone else it would hand
+/// them this session. The app's own directives stay for the browser's private cache, with
+/// `private` in place of `public` and `s-maxage`; a response already `private` or `no-store`
+/// is left as it is.
+pub fn add_session_cookies(headers: &mut HeaderMap, set_cookies: Vec<HeaderValue>) {
+    if set_cookies.is_empty() {
+        return;
+    }
+    for cookie in set_cookies {
+        headers.append(SET_COOKIE, cookie);
+    }
+    let directives: Vec<String> = headers
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .flat_map(|v| {
+            v.split(',')
+                .map(|d| trim(d).to_string())
+                .collect::<Vec<_>>()
+        })
+        .filter(|d| !d.is_empty())
+        .collect();
+    let name = |d: &str| trim(d.split('=').next().unwrap_or("")).to_ascii_lowercase();
+    if directives
+        .iter()
+        .any(|d| d.eq_ignore_ascii_case("private") || name(d) == "no-store")
+    {
+        return;
+    }
+    let kept = directives
+        .iter()
+        .filter(|d| !matches!(name(d).as_str(), "public" | "s-maxage" | "private"));
+    let value = std::iter::once("private")
+        .chain(kept.map(String::as_str))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let value =
+        HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("private, no-store"));
+    headers.insert(CACHE_CONTROL, value);
+}
+
 /// The one value of a `Content-Length` written as a list of one repeated value (`2, 2`, or
 /// several lines); `None` when it is a single plain value already (the common case, checked
 /// first) or not one repeated value (which hyper refuses before this point).
@@ -148,6 +191,47 @@ mod tests {
             );
         }
         headers
+    }
+
+    #[test]
+    fn a_response_with_session_cookies_is_kept_from_shared_caches() {
+        let cookie = || vec![HeaderValue::from_static("gatehouse_access=t; HttpOnly")];
+        let cases: [(&[(&str, &str)], &str); 7] = [
+            (&[], "private"),
+            (
+                &[("cache-control", "public, max-age=600")],
+                "private, max-age=600",
+            ),
+            (
+                &[
+                    ("cache-control", "max-age=60, s-maxage=600"),
+                    ("cache-control", "Public"),
+                ],
+                "private, max-age=60",
+            ),
+            (
+                &[("cache-control", "private=\"set-cookie\", max-age=5")],
+                "private, max-age=5",
+            ),
+            (&[("cache-control", "no-cache")], "private, no-cache"),
+            // Already out of shared caches: left as the app wrote it.
+            (
+                &[("cache-control", "PRIVATE, max-age=5")],
+                "PRIVATE, max-age=5",
+            ),
+            (&[("cache-control", "no-store")], "no-store"),
+        ];
+        for (lines, expected) in cases {
+            let mut h = response(lines);
+            add_session_cookies(&mut h, cookie());
+            let got: Vec<_> = h.get_all("cache-control").iter().collect();
+            assert_eq!(got, [expected], "{lines:?}");
+            assert_eq!(h.get_all("set-cookie").iter().count(), 1);
+        }
+        // No refresh, no change: the app's caching is its own.
+        let mut h = response(&[("cache-control", "public, max-age=600")]);
+        add_session_cookies(&mut h, Vec::new());
+        assert_eq!(h.get("cache-control").unwrap(), "public, max-age=600");
     }
 
     #[test]

@@ -111,6 +111,15 @@ async fn upstream_handle(
             }
             r
         }
+        // Caching directives from the request's `x-cache-control` (an app that lets caches
+        // keep its pages).
+        p if p.ends_with("/cacheable") => {
+            let mut r = ok(Bytes::from_static(b"cacheable"));
+            if let Some(cc) = parts.headers.get("x-cache-control") {
+                r.headers_mut().insert("cache-control", cc.clone());
+            }
+            r
+        }
         "/set-app-cookie" => {
             let mut r = ok(Bytes::from_static(b"cookie set"));
             r.headers_mut()
