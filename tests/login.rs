@@ -102,6 +102,8 @@ async fn a_form_login_sets_both_cookies_and_returns_to_rd() {
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(r.header("location"), Some("/reports?q=1"));
+    // No cache may keep an answer that carries a session.
+    assert_eq!(r.header("cache-control"), Some("no-store"));
     let cookies = r.set_cookies();
     let access = cookies
         .iter()

@@ -320,10 +320,16 @@ pub fn token_body(issued: &sessions::Issued) -> serde_json::Value {
     body
 }
 
+/// A session's cookies on one of the gateway's own answers (login, refresh, the OIDC
+/// callback), which no cache may keep: every such answer is `no-store`, a `303` included.
 pub fn set_token_cookies(config: &Config, r: &mut Response<Body>, issued: &sessions::Issued) {
     for cookie in issued.cookies(&config.cookies) {
         r.headers_mut().append(SET_COOKIE, cookie);
     }
+    r.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
 }
 
 fn failure(config: &Config, attempt: &Attempt) -> Response<Body> {

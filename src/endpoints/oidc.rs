@@ -392,8 +392,6 @@ async fn complete(
     *r.status_mut() = StatusCode::SEE_OTHER;
     let location = HeaderValue::from_str(&entry.r).unwrap_or(HeaderValue::from_static("/"));
     r.headers_mut().insert(LOCATION, location);
-    r.headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     set_token_cookies(config, &mut r, &issued);
     Ok(r)
 }
