@@ -34,6 +34,8 @@ async fn forward_auth_allows_refuses_and_redirects_like_the_proxy() {
         .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.header("x-forwarded-user"), Some("alice"));
+    // One URL, an answer per user: no cache may keep it.
+    assert_eq!(r.header("cache-control"), Some("no-store"));
     assert_eq!(r.header("x-forwarded-groups"), Some("admin,staff"));
     assert_eq!(r.header("x-forwarded-email"), Some("alice@example.com"));
     // Traefik/Caddy style.

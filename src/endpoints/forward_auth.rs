@@ -195,6 +195,13 @@ pub async fn forward_auth(
         ..
     } = admitted;
     let mut r = text(StatusCode::OK, "ok\n");
+    // The answer depends on who asks, under one URL: a cache between the proxy and the gateway
+    // (nginx's `proxy_cache` with `proxy_cache_valid 200`) must never keep it. Refusals are
+    // `no-store` like every error answer.
+    r.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
     let app_cookies = crate::forward::headers::cookies_without_ours(headers, &config.cookies);
     r.headers_mut().insert(
         &UPSTREAM_COOKIE_HEADER,
