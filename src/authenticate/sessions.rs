@@ -1,6 +1,8 @@
 //! Sessions (SPEC §4): login creates one with its first refresh token; refresh rotates the
 //! token, re-reads the user and issues a new access token; reuse after the grace window ends
 //! the session. Rotation itself is atomic in the store; this module decides what to issue.
+//! `provider.rs`: provider logins' users and the IdP recheck; `assertion.rs`: the signed
+//! identity assertion sent upstream.
 
 use std::sync::Arc;
 
@@ -9,11 +11,18 @@ use serde::Serialize;
 use super::tokens::{AccessClaims, Expectations, KeySet, SignError, TokenError, ACCESS_TOKEN_TYP};
 use super::users::{canonical_username, User, Users};
 use super::Identity;
-use crate::oidc::{Oidc, OidcError, OidcSettings, ProviderSettings};
+use crate::oidc::{Oidc, OidcSettings};
 use crate::store::{
     hash_token, IdpLink, RotateOutcome, RotationPolicy, SessionRecord, Store, StoreError,
 };
 use crate::{clock, ids};
+
+mod assertion;
+mod provider;
+
+pub use assertion::{sign_assertion, ASSERTION_TTL, ASSERTION_TYP};
+pub use provider::provider_user;
+use provider::{recheck, Recheck};
 
 /// The `tokens:` section, built.
 #[derive(Debug)]
@@ -287,113 +296,6 @@ pub struct Providers<'a> {
     pub runtime: &'a Oidc,
 }
 
-/// The user a provider login stands for: a local user of the same name only when that user
-/// names the provider (`oidc: ID`) and is not disabled — then with the local roles and the
-/// provider's added — otherwise a user of the provider's own. `Err`: the audit reason.
-pub fn provider_user(
-    users: &Users,
-    provider: &str,
-    username: &str,
-    email: Option<&str>,
-    roles: &[String],
-) -> Result<User, &'static str> {
-    match users.get(&canonical_username(username)) {
-        Some(local) if local.oidc.as_deref() != Some(provider) => Err("local_user_conflict"),
-        Some(local) if local.disabled => Err("disabled"),
-        Some(local) => {
-            let mut merged = local.roles.clone();
-            merged.extend(roles.iter().filter(|r| !local.roles.contains(r)).cloned());
-            Ok(User {
-                username: local.username.clone(),
-                password_hash: String::new(),
-                email: email.map(str::to_string).or_else(|| local.email.clone()),
-                roles: merged,
-                disabled: false,
-                oidc: Some(provider.to_string()),
-            })
-        }
-        None => Ok(User {
-            username: canonical_username(username),
-            password_hash: String::new(),
-            email: email.map(str::to_string),
-            roles: roles.to_vec(),
-            disabled: false,
-            oidc: Some(provider.to_string()),
-        }),
-    }
-}
-
-/// What asking the IdP again said.
-enum Recheck {
-    Confirmed(IdpLink),
-    Refused(&'static str),
-    /// Unreachable or no refresh token to ask with: the session goes on, asked next time.
-    Skipped,
-}
-
-/// Uses the IdP's refresh token (SPEC §11 `recheck_interval`): a refusal ends the session; new
-/// claims (roles, email) from a fresh ID token are taken.
-async fn recheck(
-    settings: &TokenSettings,
-    oidc: &Oidc,
-    p: &ProviderSettings,
-    session: &SessionRecord,
-    link: &IdpLink,
-    now: u64,
-) -> Recheck {
-    let Some(sealed) = &link.refresh_token else {
-        return Recheck::Skipped;
-    };
-    let Some(plain) = settings
-        .seal
-        .open(sealed, session.sid.as_bytes())
-        .and_then(|b| String::from_utf8(b).ok())
-    else {
-        // Sealed under a signing key that has since been replaced: the IdP cannot be asked.
-        return Recheck::Refused("idp_token_unreadable");
-    };
-    let answer = match oidc.refresh_at_idp(p, &plain).await {
-        Ok(answer) => answer,
-        Err(OidcError::Unavailable(reason)) => {
-            tracing::warn!(provider = %p.id, session = %session.sid, reason, "identity provider unreachable at recheck; the session goes on and is checked at its next refresh");
-            return Recheck::Skipped;
-        }
-        Err(OidcError::Refused(reason) | OidcError::BadToken(reason)) => {
-            return Recheck::Refused(reason)
-        }
-    };
-    let mut new = link.clone();
-    new.checked_at = now;
-    if let Some(token) = answer.refresh_token {
-        new.refresh_token = settings.seal.seal(token.as_bytes(), session.sid.as_bytes());
-    }
-    if let Some(id_token) = answer.id_token {
-        match oidc
-            .verify_id_token(p, &id_token, None, settings.leeway)
-            .await
-        {
-            Ok(claims) => {
-                if claims.get("sub").and_then(|v| v.as_str()) != Some(link.sub.as_str()) {
-                    return Recheck::Refused("sub_changed");
-                }
-                match crate::oidc::map_claims(p, &claims) {
-                    Ok(id) => {
-                        new.email = id.email;
-                        new.roles = id.roles;
-                    }
-                    // An allow-list now says no.
-                    Err(r) if r.status == 403 => return Recheck::Refused(r.reason),
-                    // A refreshed ID token may carry fewer claims: keep what login saw.
-                    Err(_) => {}
-                }
-            }
-            Err(OidcError::Unavailable(_)) => {}
-            Err(OidcError::Refused(r) | OidcError::BadToken(r)) => return Recheck::Refused(r),
-        }
-    }
-    Recheck::Confirmed(new)
-}
-
 /// Rotates a refresh token (SPEC §4) and issues new tokens for the current user record; for a
 /// provider session past its `recheck_interval`, asks the IdP first. `now` in milliseconds.
 pub async fn refresh(
@@ -595,49 +497,4 @@ pub async fn revoke_changed_users(old: &Users, new: &Users, store: &Store, now: 
             }
         }
     }
-}
-
-/// `typ` of the signed identity assertion sent upstream (SPEC §3 `identity_headers.assertion`).
-/// Distinct from `at+jwt`, so an assertion is never accepted as an access token.
-pub const ASSERTION_TYP: &str = "gatehouse-assertion+jwt";
-/// An assertion describes one request: it lives a minute.
-pub const ASSERTION_TTL: u64 = 60;
-
-#[derive(Serialize)]
-struct AssertionClaims<'a> {
-    iss: &'a str,
-    /// The route name: an assertion made for one upstream is no good at another.
-    aud: &'a str,
-    sub: &'a str,
-    sid: &'a str,
-    jti: String,
-    iat: u64,
-    nbf: u64,
-    exp: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    email: Option<&'a str>,
-    roles: &'a [String],
-}
-
-/// A short-lived JWT stating who the request is from, for upstreams that verify it
-/// against `/jwks.json` instead of trusting plain headers.
-pub fn sign_assertion(
-    settings: &TokenSettings,
-    identity: &Identity,
-    audience: &str,
-    now: u64,
-) -> Result<String, SignError> {
-    let claims = AssertionClaims {
-        iss: &settings.issuer,
-        aud: audience,
-        sub: identity.user(),
-        sid: identity.sid(),
-        jti: ids::random(12),
-        iat: now,
-        nbf: now,
-        exp: now + ASSERTION_TTL,
-        email: identity.email(),
-        roles: identity.roles(),
-    };
-    settings.keys.sign(ASSERTION_TYP, &claims)
 }
