@@ -7,7 +7,8 @@
 //!
 //! Keys under `key_prefix`: `session:{sid}` (JSON), `refresh:{sha256 hex}` (hash: sid, exp,
 //! used_at), `user:{name}` (set of sids), `revoked` (sorted set sid → until); channel
-//! `revocations` carries `"{sid} {until}"`.
+//! `revocations` carries `"{sid} {until}"`. `sync.rs` keeps the local map fed; `throttle.rs`
+//! is the shared login throttle.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -18,6 +19,11 @@ use dashmap::DashMap;
 use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
+
+mod sync;
+mod throttle;
+
+use sync::{revoke_in_redis, sync_loop};
 
 use super::{
     IdpLink, RotateOutcome, RotationPolicy, SessionRecord, StoreCounts, StoreError, TokenHash,
@@ -460,184 +466,5 @@ impl RedisStore {
 
     pub fn client(&self) -> &redis::Client {
         &self.client
-    }
-}
-
-async fn revoke_in_redis(
-    script: &Script,
-    c: &mut ConnectionManager,
-    prefix: &str,
-    sid: &str,
-    until: u64,
-) -> redis::RedisResult<bool> {
-    let mut inv = script.arg(prefix);
-    inv.arg(sid).arg(until);
-    let was_live: i64 = inv.invoke_async(c).await?;
-    Ok(was_live == 1)
-}
-
-/// Writes and publishes the revocations queued during an outage.
-async fn flush_pending(
-    conn: &ArcSwapOption<ConnectionManager>,
-    prefix: &str,
-    pending: &DashMap<String, u64>,
-) -> redis::RedisResult<()> {
-    let Some(c) = conn.load_full() else {
-        return Ok(());
-    };
-    let mut c = (*c).clone();
-    let script = Script::new(REVOKE);
-    let queued: Vec<(String, u64)> = pending
-        .iter()
-        .map(|e| (e.key().clone(), *e.value()))
-        .collect();
-    for (sid, until) in queued {
-        revoke_in_redis(&script, &mut c, prefix, &sid, until).await?;
-        pending.remove(&sid);
-    }
-    Ok(())
-}
-
-/// Keeps this replica subscribed and its revocation map complete, forever.
-async fn sync_loop(
-    client: redis::Client,
-    prefix: String,
-    conn: Arc<ArcSwapOption<ConnectionManager>>,
-    revoked: Arc<DashMap<String, u64>>,
-    synced: Arc<AtomicBool>,
-    pending: Arc<DashMap<String, u64>>,
-) {
-    let channel = format!("{prefix}revocations");
-    loop {
-        let ready = match subscribe_and_load(&client, &prefix, &channel, &conn, &revoked).await {
-            Ok(pubsub) => flush_pending(&conn, &prefix, &pending)
-                .await
-                .map(|()| pubsub),
-            Err(e) => Err(e),
-        };
-        match ready {
-            Ok(mut pubsub) => {
-                synced.store(true, Ordering::SeqCst);
-                tracing::info!("redis store connected; revocations loaded");
-                let mut messages = pubsub.on_message();
-                while let Some(msg) = messages.next().await {
-                    let payload: String = msg.get_payload().unwrap_or_default();
-                    if let Some((sid, until)) = payload.split_once(' ') {
-                        if let Ok(until) = until.parse::<u64>() {
-                            revoked.insert(sid.to_string(), crate::clock::legacy_to_ms(until));
-                        }
-                    }
-                }
-                synced.store(false, Ordering::SeqCst);
-                tracing::warn!("redis subscription lost; reconnecting");
-            }
-            Err(e) => {
-                synced.store(false, Ordering::SeqCst);
-                tracing::debug!(error = %e, "redis not reachable");
-            }
-        }
-        tokio::time::sleep(RECONNECT_EVERY).await;
-    }
-}
-
-async fn subscribe_and_load(
-    client: &redis::Client,
-    prefix: &str,
-    channel: &str,
-    conn: &ArcSwapOption<ConnectionManager>,
-    revoked: &DashMap<String, u64>,
-) -> redis::RedisResult<redis::aio::PubSub> {
-    // Subscribe first, then load: a revocation published in between is in both, never in
-    // neither.
-    let mut pubsub = tokio::time::timeout(CALL_TIMEOUT, client.get_async_pubsub())
-        .await
-        .map_err(|_| redis::RedisError::from((redis::ErrorKind::IoError, "connect timed out")))??;
-    pubsub.subscribe(channel).await?;
-    if conn.load().is_none() {
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(CALL_TIMEOUT)
-            .set_response_timeout(CALL_TIMEOUT)
-            .set_number_of_retries(1);
-        let manager = client.get_connection_manager_with_config(config).await?;
-        conn.store(Some(Arc::new(manager)));
-    }
-    let mut c = conn
-        .load_full()
-        .map(|c| (*c).clone())
-        .ok_or_else(|| redis::RedisError::from((redis::ErrorKind::IoError, "no connection")))?;
-    // From now in seconds: that takes entries a version before wrote in seconds too.
-    let now = crate::clock::now_ms();
-    let live: Vec<(String, u64)> = c
-        .zrangebyscore_withscores(format!("{prefix}revoked"), now / 1000, "+inf")
-        .await?;
-    for (sid, until) in live {
-        let until = crate::clock::legacy_to_ms(until);
-        if now < until {
-            revoked.insert(sid, until);
-        }
-    }
-    Ok(pubsub)
-}
-
-/// Counts one failure for a throttle key; locks it at `max`. Returns the lock's seconds
-/// (0 when not locked).
-const THROTTLE_FAIL: &str = r#"
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-if n >= tonumber(ARGV[2]) then
-  redis.call('SET', KEYS[2], '1', 'EX', ARGV[3])
-  redis.call('DEL', KEYS[1])
-  return tonumber(ARGV[3])
-end
-return 0
-"#;
-
-impl RedisStore {
-    fn throttle_keys(&self, id: &str) -> (String, String) {
-        (self.key("fail", id), self.key("lock", id))
-    }
-
-    /// Seconds left on the longest lock among `ids`, if any (shared across replicas).
-    pub async fn throttle_locked(&self, ids: &[String]) -> Result<Option<u64>, StoreError> {
-        let mut c = self.conn()?;
-        let mut longest = None;
-        for id in ids {
-            let ttl: i64 = self.timed(c.ttl(self.throttle_keys(id).1)).await?;
-            if ttl > 0 {
-                longest = longest.max(Some(ttl as u64));
-            }
-        }
-        Ok(longest)
-    }
-
-    /// Counts a failure for each id; returns the lock if one was set now.
-    pub async fn throttle_failure(
-        &self,
-        ids: &[String],
-        window: u64,
-        max: u32,
-        lockout: u64,
-    ) -> Result<Option<u64>, StoreError> {
-        let mut c = self.conn()?;
-        let script = Script::new(THROTTLE_FAIL);
-        let mut locked = None;
-        for id in ids {
-            let (fail, lock) = self.throttle_keys(id);
-            let mut inv = script.key(fail);
-            inv.key(lock)
-                .arg(window.max(1))
-                .arg(max.max(1))
-                .arg(lockout.max(1));
-            let secs: i64 = self.timed(inv.invoke_async(&mut c)).await?;
-            if secs > 0 {
-                locked = Some(secs as u64);
-            }
-        }
-        Ok(locked)
-    }
-
-    pub async fn throttle_success(&self, id: &str) -> Result<(), StoreError> {
-        let mut c = self.conn()?;
-        self.timed(c.del::<_, ()>(self.throttle_keys(id).0)).await
     }
 }
