@@ -65,6 +65,44 @@ impl std::error::Error for ConfigErrors {}
 /// The key path of the key on `line` (1-based) of a block-style YAML document, e.g.
 /// `routes[1].rules[0].allow_roles`. Used to name the key of an error the parser located.
 pub fn key_path_at(text: &str, line: u64) -> String {
+    let mut out = String::new();
+    walk_keys(text, |n, _, path| {
+        if n <= line {
+            out = path.to_string();
+        }
+        n < line
+    });
+    out
+}
+
+/// Where a key is written: line and column (1-based) of `key` (a path as [`key_path_at`]
+/// names it; a list item is found at its first line), or of its nearest parent that is
+/// written when the key itself is not (a required key left out points at its section). `None` when not even the top-level key is there.
+pub fn place_of_key(text: &str, key: &str) -> Option<(u64, u64)> {
+    let mut wanted = key;
+    loop {
+        let mut found = None;
+        walk_keys(text, |n, column, path| {
+            let inside = path.strip_prefix(wanted).is_some_and(|rest| {
+                rest.is_empty() || rest.starts_with('.') || rest.starts_with('[')
+            });
+            if inside {
+                found = Some((n, column));
+            }
+            found.is_none()
+        });
+        if found.is_some() {
+            return found;
+        }
+        let cut = wanted.rfind(['.', '['])?;
+        wanted = &wanted[..cut];
+    }
+}
+
+/// Calls `f(line, column, path)` for every line (1-based) that is not blank or a comment,
+/// with the column where its content starts and the path of the innermost key open there,
+/// while `f` returns `true`.
+fn walk_keys(text: &str, mut f: impl FnMut(u64, u64, &str) -> bool) {
     #[derive(Debug)]
     enum Seg {
         Key(String),
@@ -77,9 +115,6 @@ pub fn key_path_at(text: &str, line: u64) -> String {
     }
     let mut stack: Vec<Entry> = Vec::new();
     for (n, raw) in text.lines().enumerate() {
-        if n as u64 >= line {
-            break;
-        }
         let mut indent = raw.len() - raw.trim_start_matches(' ').len();
         let mut rest = &raw[indent..];
         if rest.is_empty() || rest.starts_with('#') {
@@ -125,25 +160,27 @@ pub fn key_path_at(text: &str, line: u64) -> String {
                 items: 0,
             });
         }
-    }
-    let mut out = String::new();
-    for e in &stack {
-        match &e.seg {
-            Seg::Key(k) => {
-                if !out.is_empty() {
-                    out.push('.');
+        let mut path = String::new();
+        for e in &stack {
+            match &e.seg {
+                Seg::Key(k) => {
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(k);
                 }
-                out.push_str(k);
+                Seg::Item(i) => path.push_str(&format!("[{i}]")),
             }
-            Seg::Item(i) => out.push_str(&format!("[{i}]")),
+        }
+        if !f(n as u64 + 1, indent as u64 + 1, &path) {
+            return;
         }
     }
-    out
 }
 
 #[cfg(test)]
 mod tests {
-    use super::key_path_at;
+    use super::{key_path_at, place_of_key};
 
     const DOC: &str = "\
 server:
@@ -172,5 +209,30 @@ users:
         assert_eq!(key_path_at(DOC, 12), "routes[1].host");
         assert_eq!(key_path_at(DOC, 14), "users[0].username");
         assert_eq!(key_path_at(DOC, 15), "users[0].password_hash");
+    }
+
+    #[test]
+    fn a_key_path_is_found_where_it_is_written_or_at_its_nearest_parent() {
+        assert_eq!(
+            place_of_key(DOC, "server.limits.idle_timeout"),
+            Some((4, 5))
+        );
+        assert_eq!(
+            place_of_key(DOC, "routes[0].rules[0].allow_roles"),
+            Some((10, 9))
+        );
+        assert_eq!(place_of_key(DOC, "routes[1].host"), Some((12, 5)));
+        // A list item: its first line.
+        assert_eq!(place_of_key(DOC, "routes[1]"), Some((11, 5)));
+        assert_eq!(place_of_key(DOC, "users[0].password_hash"), Some((15, 3)));
+        // Left out: the section that should hold it.
+        assert_eq!(
+            place_of_key(DOC, "server.limits.shutdown_grace"),
+            Some((3, 3))
+        );
+        assert_eq!(place_of_key(DOC, "routes[1].upstream"), Some((11, 5)));
+        assert_eq!(place_of_key(DOC, "tokens.secret"), None);
+        // A blank or comment line is named by the key above it, as before.
+        assert_eq!(key_path_at("a:\n  b: 1\n\n# c\n", 4), "a.b");
     }
 }

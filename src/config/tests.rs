@@ -247,6 +247,58 @@ fn yaml_mistakes_are_named_in_the_operator_s_words_with_the_fix() {
 }
 
 #[test]
+fn a_number_or_switch_of_the_wrong_kind_is_named_in_words() {
+    let base = yaml("routes:\n  - name: app\n    upstream: \"http://127.0.0.1:3000\"\n");
+    for (value, words) in [
+        (
+            "\"five\"",
+            "expected a whole number from 0 to 4294967295, not `five`",
+        ),
+        (
+            "-1",
+            "expected a whole number from 0 to 4294967295, not `-1`",
+        ),
+        (
+            "99999999999",
+            "expected a whole number from 0 to 4294967295, not `99999999999`",
+        ),
+    ] {
+        let e = only_error(&format!("{base}login:\n  max_failures: {value}\n"));
+        assert_eq!(e.key, "login.max_failures");
+        assert_eq!(e.message, words, "{e}");
+        assert!(!e.message.contains("u32"), "{e}");
+        let snippet = e.snippet.clone().expect("a snippet");
+        assert!(!snippet.contains("invalid u32"), "{snippet}");
+    }
+    let e = only_error(&format!("{base}    websocket: maybe\n"));
+    assert_eq!(e.key, "routes[0].websocket");
+    assert_eq!(e.message, "expected true or false, not `maybe`", "{e}");
+}
+
+#[test]
+fn a_rule_the_parser_cannot_place_is_placed_at_its_key_or_section() {
+    let base = yaml("routes:\n  - name: app\n    upstream: \"http://127.0.0.1:3000\"\n");
+    // A value out of range: at its key.
+    let text = format!("{base}login:\n  max_concurrent_hashes: 0\n");
+    let e = only_error(&text);
+    assert_eq!(e.key, "login.max_concurrent_hashes");
+    let line = text
+        .lines()
+        .position(|l| l.contains("max_concurrent_hashes"))
+        .unwrap();
+    assert_eq!((e.line, e.column), (line as u64 + 1, 3), "{e}");
+    // A required key left out: at its section.
+    let text = base.replace("  secret: \"${SECRET}\"\n", "");
+    let e = only_error(&text);
+    assert_eq!(e.key, "tokens.secret");
+    let line = text.lines().position(|l| l == "tokens:").unwrap();
+    assert_eq!((e.line, e.column), (line as u64 + 1, 1), "{e}");
+    assert!(e
+        .to_string()
+        .starts_with(&format!("gateway.yaml:{}:1: tokens.secret: ", line + 1)));
+}
+
+#[test]
 fn a_config_without_users_says_nobody_can_sign_in() {
     let with_users = load(&yaml(
         "routes:\n  - name: app\n    upstream: \"http://127.0.0.1:3000\"\n",

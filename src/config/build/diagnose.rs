@@ -6,7 +6,8 @@ use crate::config::error::{key_path_at, ConfigError};
 
 /// The operator's words for the mistakes people make most, from the parser's structured error
 /// (never its text): a key written twice, one value where a list belongs, one value where a
-/// section belongs. The fix is built from the line itself.
+/// section belongs, a value that is not the number or boolean the key takes. The fix is
+/// built from the line itself.
 fn plain_words(err: &serde_saphyr::Error, text: &str, line: u64) -> Option<String> {
     let source = usize::try_from(line)
         .ok()
@@ -42,6 +43,20 @@ fn plain_words(err: &serde_saphyr::Error, text: &str, line: u64) -> Option<Strin
         } if !key.is_empty() => Some(format!(
             "`{key}` is a section, not a value: put its keys on the lines below it, indented"
         )),
+        serde_saphyr::Error::InvalidScalar { ty, .. } => {
+            let shown = value.trim_matches(|c| c == '"' || c == '\'');
+            let expected = match *ty {
+                "bool" | "boolean" => "true or false".to_string(),
+                "u8" => "a whole number from 0 to 255".to_string(),
+                "u16" => "a whole number from 0 to 65535".to_string(),
+                "u32" => "a whole number from 0 to 4294967295".to_string(),
+                "u64" | "u128" | "usize" => "a whole number, 0 or more".to_string(),
+                "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number".to_string(),
+                "f32" | "f64" => "a number".to_string(),
+                other => format!("a value of type {other}"),
+            };
+            Some(format!("expected {expected}, not `{shown}`"))
+        }
         _ => None,
     }
 }
@@ -68,7 +83,14 @@ pub(super) fn parse_error(file: &str, text: &str, err: &serde_saphyr::Error) -> 
         ),
         None => (message, None),
     };
-    let message = plain_words(err, text, line).unwrap_or(message);
+    // The snippet repeats the library's words under the marked place: ours go there too.
+    let (message, snippet) = match plain_words(err, text, line) {
+        Some(plain) => {
+            let snippet = snippet.map(|s| s.replace(&message, &plain));
+            (plain, snippet)
+        }
+        None => (message, snippet),
+    };
     let key = if line > 0 {
         key_path_at(text, line)
     } else {

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde_saphyr::Location;
 
-use super::error::{ConfigError, ConfigErrors};
+use super::error::{place_of_key, ConfigError, ConfigErrors};
 use super::expand::with_lookup;
 use super::file;
 use super::Config;
@@ -41,11 +41,17 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// An error at `at`; a rule that has no parser location (a value out of range, a
+    /// required key left out) is placed where `key`, or its section, is written.
     fn err(&mut self, at: Location, key: &str, message: impl Into<String>) {
+        let (line, column) = match at.line() {
+            0 => place_of_key(self.text, key).unwrap_or((0, 0)),
+            _ => (at.line(), at.column()),
+        };
         self.errors.push(ConfigError {
             file: self.file.clone(),
-            line: at.line(),
-            column: at.column(),
+            line,
+            column,
             key: key.to_string(),
             message: message.into(),
             snippet: None,
