@@ -299,6 +299,20 @@ fn a_rule_the_parser_cannot_place_is_placed_at_its_key_or_section() {
 }
 
 #[test]
+fn a_misspelt_log_level_is_refused_rather_than_silencing_the_logs() {
+    let base = yaml("routes:\n  - name: app\n    upstream: \"http://127.0.0.1:3000\"\n");
+    for bad in ["infp", "loud", "gatehouse", "info,hyperr", ""] {
+        let e = only_error(&format!("{base}logging:\n  level: \"{bad}\"\n"));
+        assert_eq!(e.key, "logging.level", "{bad}: {e}");
+        assert!(e.message.contains("is not a log level"), "{e}");
+    }
+    for good in ["info", "WARN", "off", "gatehouse=debug", "info,hyper=warn"] {
+        let config = load(&format!("{base}logging:\n  level: \"{good}\"\n"));
+        assert!(config.is_ok(), "{good}: {:?}", config.err());
+    }
+}
+
+#[test]
 fn a_config_without_users_says_nobody_can_sign_in() {
     let with_users = load(&yaml(
         "routes:\n  - name: app\n    upstream: \"http://127.0.0.1:3000\"\n",

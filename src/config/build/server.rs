@@ -307,12 +307,13 @@ pub(super) fn build_logging(ctx: &mut Ctx<'_>, logging: &file::Logging) -> Loggi
         }
     };
     let level = &logging.level;
-    if tracing_subscriber::EnvFilter::try_new(level.value.0.as_str()).is_err() {
+    if !is_log_filter(level.value.0.as_str()) {
         ctx.err(
             level.referenced,
             "logging.level",
             format!(
-                "`{}` is not a log level or filter (e.g. info, debug, gatehouse=debug)",
+                "`{}` is not a log level; use error, warn, info, debug, trace or off, or a \
+                 filter that names a level for each target (e.g. info,gatehouse=debug)",
                 &*level.value
             ),
         );
@@ -321,6 +322,18 @@ pub(super) fn build_logging(ctx: &mut Ctx<'_>, logging: &file::Logging) -> Loggi
         json,
         level: level.value.0.clone(),
     }
+}
+
+/// A level (`info`) or a filter whose every directive names its level (`gatehouse=debug`,
+/// `info,hyper=warn`). `tracing` would also take a bare word as a target with every level
+/// on, so a misspelt level (`infp`) silently turned every other log line off.
+fn is_log_filter(text: &str) -> bool {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    let directives_name_levels = text.split(',').all(|d| {
+        let d = d.trim();
+        d.contains('=') || d.contains('[') || LEVELS.iter().any(|l| d.eq_ignore_ascii_case(l))
+    });
+    directives_name_levels && tracing_subscriber::EnvFilter::try_new(text).is_ok()
 }
 
 fn origin_of(ctx: &mut Ctx<'_>, u: &S<Text>) -> Option<String> {
