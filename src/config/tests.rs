@@ -313,6 +313,24 @@ fn a_misspelt_log_level_is_refused_rather_than_silencing_the_logs() {
 }
 
 #[test]
+fn a_route_under_the_auth_prefix_is_refused_because_it_could_never_be_used() {
+    for shadowed in ["/.gatehouse", "/.gatehouse/app"] {
+        let text = yaml(&format!(
+            "routes:\n  - name: app\n    path_prefix: \"{shadowed}\"\n    upstream: \"http://127.0.0.1:3000\"\n"
+        ));
+        let e = only_error(&text);
+        assert_eq!(e.key, "routes[0].path_prefix", "{e}");
+        assert!(e.message.contains("server.auth_prefix"), "{e}");
+        assert!(e.line > 0, "{e}");
+    }
+    // Only on a segment boundary, as requests are matched.
+    let text = yaml(
+        "routes:\n  - name: app\n    path_prefix: \"/.gatehouse-old\"\n    upstream: \"http://127.0.0.1:3000\"\n",
+    );
+    assert!(load(&text).is_ok());
+}
+
+#[test]
 fn a_config_without_users_says_nobody_can_sign_in() {
     let with_users = load(&yaml(
         "routes:\n  - name: app\n    upstream: \"http://127.0.0.1:3000\"\n",

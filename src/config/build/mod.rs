@@ -123,7 +123,13 @@ pub fn build(
         .iter()
         .flat_map(|u| u.roles.iter().map(String::as_str))
         .collect();
-    let routes = build_routes(&mut ctx, &f.routes, &known_roles, &mut warnings);
+    let routes = build_routes(
+        &mut ctx,
+        &f.routes,
+        auth_prefix.as_deref(),
+        &known_roles,
+        &mut warnings,
+    );
     if f.routes.is_empty() {
         warnings
             .push("no routes are configured: every request outside the auth prefix is 404".into());

@@ -89,6 +89,7 @@ fn roles(
 pub(super) fn build_routes(
     ctx: &mut Ctx<'_>,
     list: &[S<file::Route>],
+    auth_prefix: Option<&str>,
     known: &HashSet<&str>,
     warnings: &mut Vec<String>,
 ) -> RouteTable {
@@ -132,6 +133,19 @@ pub(super) fn build_routes(
             }
         };
         let path_prefix = prefix(ctx, &r.path_prefix, &format!("{k}.path_prefix"));
+        if let (Some(p), Some(auth)) = (&path_prefix, auth_prefix) {
+            if crate::canonicalize::under_prefix(p, auth) {
+                ctx.err(
+                    r.path_prefix.referenced,
+                    &format!("{k}.path_prefix"),
+                    format!(
+                        "`{p}` is under server.auth_prefix `{auth}`, where the gateway answers \
+                         every request itself: this route would never be used; choose another \
+                         path_prefix (or another auth_prefix)"
+                    ),
+                );
+            }
+        }
         let up = match &r.upstream {
             Some(u) => upstream(ctx, u, &format!("{k}.upstream")),
             None => {
