@@ -331,6 +331,30 @@ fn a_route_under_the_auth_prefix_is_refused_because_it_could_never_be_used() {
 }
 
 #[test]
+fn trusting_every_address_is_warned_about() {
+    let base = yaml("routes:\n  - name: app\n    upstream: \"http://127.0.0.1:3000\"\n");
+    let with = |nets: &str| {
+        let text = base.replace(
+            "  listen: \"127.0.0.1:0\"\n",
+            &format!("  listen: \"127.0.0.1:0\"\n  trusted_proxies: [{nets}]\n"),
+        );
+        load(&text).expect("valid").warnings
+    };
+    for everyone in ["\"0.0.0.0/0\"", "\"10.0.0.0/8\", \"::/0\""] {
+        let warnings = with(everyone);
+        assert!(
+            warnings.iter().any(|w| w.contains("trusts every address")),
+            "{everyone}: {warnings:?}"
+        );
+    }
+    let warnings = with("\"10.0.0.0/8\", \"127.0.0.1\"");
+    assert!(
+        !warnings.iter().any(|w| w.contains("trusted_proxies")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
 fn a_config_without_users_says_nobody_can_sign_in() {
     let with_users = load(&yaml(
         "routes:\n  - name: app\n    upstream: \"http://127.0.0.1:3000\"\n",

@@ -112,6 +112,14 @@ pub fn build(
         limits,
     } = server;
 
+    if trusted_proxies.iter().any(|net| net.prefix_len() == 0) {
+        warnings.push(
+            "server.trusted_proxies: trusts every address (`/0`): any client can set the \
+             X-Forwarded-For the login throttle counts by, and ask /auth about any request; \
+             list only your proxies' addresses"
+                .into(),
+        );
+    }
     let admin = build_admin(&mut ctx, f.admin.as_ref());
 
     let tokens = build_tokens(&mut ctx, &f.tokens, &base);
