@@ -215,6 +215,10 @@ impl GatewayError {
                         remedy: Remedy,
                         who: Option<(&str, &str)>| {
             if shown.wants_html {
+                let sign_out_origins = match (&config.oidc, who) {
+                    (Some(oidc), Some(_)) => oidc.logout_origins(),
+                    _ => String::new(),
+                };
                 ui::error_page(
                     status,
                     sentence,
@@ -225,6 +229,7 @@ impl GatewayError {
                         request_id: shown.request_id,
                         user: who.map(|(user, _)| user),
                         back_to: who.map_or("/", |(_, back_to)| back_to),
+                        sign_out_origins: &sign_out_origins,
                     },
                 )
             } else {

@@ -104,6 +104,10 @@ pub fn page(
     )
 }
 
+/// The page needs nothing from anywhere: no scripts, no frames, forms only to us, images
+/// (the logo) only from us.
+const PAGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
 /// An HTML response with the headers every page of ours carries.
 pub fn html(status: StatusCode, body: String) -> Response<Body> {
     let mut r = Response::new(full(body));
@@ -114,11 +118,9 @@ pub fn html(status: StatusCode, body: String) -> Response<Body> {
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    // The page needs nothing from anywhere: no scripts, no frames, forms only to us, images
-    // (the logo) only from us.
     h.insert(
         http::header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+        HeaderValue::from_static(PAGE_CSP),
     );
     h.insert(
         http::header::X_FRAME_OPTIONS,
@@ -147,6 +149,9 @@ pub struct ErrorPage<'a> {
     pub user: Option<&'a str>,
     /// The request's path and query, for "sign in as someone else" to come back to.
     pub back_to: &'a str,
+    /// Origins the *Sign out* forms are sent on to besides ours (the providers' logout,
+    /// [`crate::oidc::OidcSettings::logout_origins`]); empty for none.
+    pub sign_out_origins: &'a str,
 }
 
 /// What the person can do about an error.
@@ -208,7 +213,7 @@ pub fn error_page(
         "<p class=\"muted\">Request id: <code>{}</code></p>",
         escape(at.request_id)
     ));
-    html(
+    let mut response = html(
         status,
         page(
             at.branding,
@@ -217,7 +222,22 @@ pub fn error_page(
             Some(&at.branding.title),
             &body,
         ),
-    )
+    );
+    // The logout those forms post to sends a provider's session on to the provider
+    // (`logout: idp`): Chromium stops a form's redirect that `form-action` does not allow.
+    if remedy == Remedy::SwitchUser && !at.sign_out_origins.is_empty() {
+        let csp = PAGE_CSP.replacen(
+            "form-action 'self'",
+            &format!("form-action 'self' {}", at.sign_out_origins),
+            1,
+        );
+        if let Ok(v) = HeaderValue::from_str(&csp) {
+            response
+                .headers_mut()
+                .insert(http::header::CONTENT_SECURITY_POLICY, v);
+        }
+    }
+    response
 }
 
 /// "14 minutes", "1 minute", "30 seconds": a wait rounded up to what a person reads.
@@ -259,5 +279,41 @@ mod tests {
         assert!(html.contains("&lt;Acme &amp; co&gt;"));
         assert!(html.contains("&lt;h&gt;") && html.contains("&quot;s&quot;"));
         assert!(!html.contains("<Acme"));
+    }
+
+    #[test]
+    fn only_a_sign_out_page_lets_its_forms_go_on_to_the_provider() {
+        let b = Branding::default();
+        let at = |sign_out_origins| ErrorPage {
+            branding: &b,
+            auth_prefix: "/.gatehouse",
+            request_id: "r1",
+            user: Some("grace"),
+            back_to: "/admin",
+            sign_out_origins,
+        };
+        let csp = |r: &Response<Body>| {
+            r.headers()[http::header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap()
+                .to_string()
+        };
+        let forbidden = StatusCode::FORBIDDEN;
+        let r = error_page(
+            forbidden,
+            "No.",
+            Remedy::SwitchUser,
+            at("https://idp.example"),
+        );
+        assert!(
+            csp(&r).contains("form-action 'self' https://idp.example;"),
+            "{}",
+            csp(&r)
+        );
+        // Without a provider's logout, and on pages without the forms: ours only.
+        let r = error_page(forbidden, "No.", Remedy::SwitchUser, at(""));
+        assert_eq!(csp(&r), PAGE_CSP);
+        let r = error_page(forbidden, "No.", Remedy::None, at("https://idp.example"));
+        assert_eq!(csp(&r), PAGE_CSP);
     }
 }

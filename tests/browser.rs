@@ -178,6 +178,7 @@ async fn a_browser_signs_in_through_a_real_identity_provider() {
         "client_id": "gatehouse",
         "client_secret": "browser-client-secret-0123",
         "redirect_uris": [format!("{base}/.gatehouse/oidc/corp/callback")],
+        "post_logout_redirect_uris": [format!("{base}/.gatehouse/login")],
     }]);
     let accounts = serde_json::json!({
         "grace": {"email": "grace@example.com", "email_verified": true, "preferred_username": "grace"}
@@ -188,7 +189,7 @@ async fn a_browser_signs_in_through_a_real_identity_provider() {
     let yaml = base_yaml(
         &up.url(),
         &format!(
-            "{}oidc:\n  providers:\n    - id: corp\n      name: \"Corp SSO\"\n      issuer: \"{}\"\n      client_id: gatehouse\n      client_secret: \"browser-client-secret-0123\"\n",
+            "{}oidc:\n  providers:\n    - id: corp\n      name: \"Corp SSO\"\n      issuer: \"{}\"\n      client_id: gatehouse\n      client_secret: \"browser-client-secret-0123\"\n      logout: idp\n",
             default_routes(),
             idp.issuer
         ),
@@ -254,6 +255,38 @@ async fn a_browser_signs_in_through_a_real_identity_provider() {
         assert!(
             cookies.iter().all(|c| c.name() != "gatehouse_oidc"),
             "state cookie used up"
+        );
+        // A page grace may not see: the gateway's 403 page offers *Sign out*, a form posted
+        // to the gateway whose answer (`logout: idp`) sends the browser on to the provider.
+        // The page's CSP says `form-action 'self'`, which Chromium applies to that redirect
+        // too: the provider's logout page must be reached all the same.
+        browser.goto(&format!("{base}/admin")).await?;
+        let body = browser.find(Locator::Css("body")).await?.text().await?;
+        assert!(body.contains("grace@example.com"), "the 403 page: {body}");
+        browser
+            .find(Locator::Css("button[type=submit]"))
+            .await?
+            .click()
+            .await?;
+        let mut at_provider = false;
+        for _ in 0..100 {
+            if browser
+                .current_url()
+                .await?
+                .as_str()
+                .starts_with(&idp.issuer)
+            {
+                at_provider = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let url = browser.current_url().await?;
+        assert!(at_provider, "still at {url} after Sign out");
+        let cookies = browser.get_all_cookies().await?;
+        assert!(
+            cookies.iter().all(|c| !c.name().starts_with("gatehouse_")),
+            "signed out of the gateway: {cookies:?}"
         );
         Ok::<(), fantoccini::error::CmdError>(())
     }

@@ -127,6 +127,26 @@ impl OidcSettings {
     pub fn provider(&self, id: &str) -> Option<&Arc<ProviderSettings>> {
         self.providers.iter().find(|p| p.id == id)
     }
+
+    /// The origins (`https://idp.example.com`) of the providers with `logout: idp`, space
+    /// separated: a *Sign out* form on our pages is sent on there, and browsers apply the
+    /// page's CSP `form-action` to that redirect too. The issuer's origin, which is where the
+    /// providers we know serve their `end_session_endpoint`.
+    pub fn logout_origins(&self) -> String {
+        let mut origins: Vec<String> = Vec::new();
+        for p in self.providers.iter().filter(|p| p.logout_at_idp) {
+            let Ok(uri) = p.issuer.parse::<::http::Uri>() else {
+                continue;
+            };
+            if let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) {
+                let origin = format!("{scheme}://{authority}");
+                if !origins.contains(&origin) {
+                    origins.push(origin);
+                }
+            }
+        }
+        origins.join(" ")
+    }
 }
 
 /// Why a provider step failed; `reason` is the audit reason.
@@ -431,6 +451,29 @@ pub fn pkce_challenge(verifier: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logout_origins_are_the_issuers_of_providers_that_log_out_there() {
+        let provider = |id: &str, issuer: &str, at_idp: bool| {
+            Arc::new(ProviderSettings {
+                logout_at_idp: at_idp,
+                ..ProviderSettings::for_tests(id, issuer)
+            })
+        };
+        let settings = OidcSettings {
+            password_login: true,
+            providers: vec![
+                provider("corp", "https://idp.example.com/realms/corp", true),
+                provider("lab", "https://idp.example.com/realms/lab", true),
+                provider("dev", "http://127.0.0.1:5556/dex", true),
+                provider("google", "https://accounts.google.com", false),
+            ],
+        };
+        assert_eq!(
+            settings.logout_origins(),
+            "https://idp.example.com http://127.0.0.1:5556"
+        );
+    }
 
     #[test]
     fn pkce_matches_the_rfc_example() {
