@@ -82,6 +82,18 @@ pub fn page(
     sub: Option<&str>,
     body: &str,
 ) -> String {
+    page_with_head(branding, auth_prefix, heading, sub, body, "")
+}
+
+/// [`page`] with more in its `<head>` (HTML the caller escaped).
+fn page_with_head(
+    branding: &Branding,
+    auth_prefix: &str,
+    heading: &str,
+    sub: Option<&str>,
+    body: &str,
+    head: &str,
+) -> String {
     let logo = match branding.logo {
         Some(_) => format!(
             "<img class=\"logo\" src=\"{}{LOGO_PATH}\" alt=\"\">",
@@ -95,7 +107,7 @@ pub fn page(
     format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>{title}</title>\n<style>\n:root{{--accent:{accent}}}\n{STYLE}{css}\n</style>\n\
+         <title>{title}</title>\n{head}<style>\n:root{{--accent:{accent}}}\n{STYLE}{css}\n</style>\n\
          </head>\n<body>\n<main>\n{logo}<h1>{heading}</h1>\n{sub}{body}\n</main>\n</body>\n</html>\n",
         title = escape(&branding.title),
         accent = branding.accent,
@@ -238,6 +250,26 @@ pub fn error_page(
         }
     }
     response
+}
+
+/// A page that sends the browser on to `target` (a local path) by itself, for a sign-in that
+/// came back from an identity provider while cookies are `SameSite=Strict`: a redirect at
+/// the end of a chain that began on the provider's site is cross-site, so the browser would
+/// not send the new Strict cookies with it and the person would land on the login page
+/// again. A navigation this page starts is same-site. No script: a `refresh` and a link.
+pub fn continue_page(branding: &Branding, auth_prefix: &str, target: &str) -> Response<Body> {
+    let target = escape(target);
+    html(
+        StatusCode::OK,
+        page_with_head(
+            branding,
+            auth_prefix,
+            "Signed in",
+            Some(&branding.title),
+            &format!("<p><a class=\"button\" href=\"{target}\">Continue</a></p>\n"),
+            &format!("<meta http-equiv=\"refresh\" content=\"0; url={target}\">\n"),
+        ),
+    )
 }
 
 /// "14 minutes", "1 minute", "30 seconds": a wait rounded up to what a person reads.

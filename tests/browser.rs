@@ -161,9 +161,24 @@ async fn a_browser_logs_in_stays_logged_in_past_access_ttl_and_logs_out() {
 }
 
 /// The OIDC flow in a real browser against a real provider: the login page's *Sign in with*
-/// button, the provider's own login form, and back on the app with the identity headers.
+/// button, the provider's own login form, and back on the app with the identity headers; then
+/// the 403 page's *Sign out* on to the provider (`logout: idp`). The gateway is `localhost` and
+/// the provider `127.0.0.1`: two sites, as in production.
 #[tokio::test]
 async fn a_browser_signs_in_through_a_real_identity_provider() {
+    sign_in_through_a_real_identity_provider("lax").await;
+}
+
+/// The same with `SameSite=Strict` cookies. The gateway is `localhost` and the provider
+/// `127.0.0.1`, two sites: the redirect that ends the sign-in is part of a chain that began on
+/// the provider's site, so a browser sends no Strict cookie with it (the person landed on the
+/// login page again until the callback answered with a page that goes on by itself).
+#[tokio::test]
+async fn a_browser_signs_in_through_a_provider_on_another_site_with_strict_cookies() {
+    sign_in_through_a_real_identity_provider("strict").await;
+}
+
+async fn sign_in_through_a_real_identity_provider(same_site: &str) {
     let Some(chromium) = external::find("chromium", &["/usr/bin/chromium"]) else {
         return;
     };
@@ -173,7 +188,7 @@ async fn a_browser_signs_in_through_a_real_identity_provider() {
     let up = Upstream::start().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let base = format!("http://127.0.0.1:{port}");
+    let base = format!("http://localhost:{port}");
     let clients = serde_json::json!([{
         "client_id": "gatehouse",
         "client_secret": "browser-client-secret-0123",
@@ -197,7 +212,12 @@ async fn a_browser_signs_in_through_a_real_identity_provider() {
     .replace(
         "  listen: \"127.0.0.1:0\"\n",
         &format!("  listen: \"127.0.0.1:0\"\n  public_url: \"{base}\"\n"),
+    )
+    .replace(
+        "cookies:\n  secure: false\n",
+        &format!("cookies:\n  secure: false\n  same_site: {same_site}\n"),
     );
+    assert!(yaml.contains(&format!("same_site: {same_site}")));
     let gw = TestGateway::start_on(listener, temp_dir(), &yaml)
         .await
         .unwrap();

@@ -726,6 +726,43 @@ fn check_fetches_each_providers_discovery_and_names_the_one_that_fails() {
     assert!(stderr.contains("cannot connect"), "{stderr}");
 }
 
+/// With `SameSite=Strict` cookies the callback answers with a page that goes on to `rd` by
+/// itself: a 303 there would end a chain begun on the provider's site, and browsers send no
+/// Strict cookie with it (`tests/browser.rs` shows the loop in Chromium).
+#[tokio::test]
+async fn with_strict_cookies_the_callback_goes_on_through_a_page_of_ours() {
+    let up = Upstream::start().await;
+    let idp = HostileProvider::start().await;
+    let gw = gateway_edited(&up, &idp.issuer, PROVIDERS, |yaml| {
+        yaml.replace(
+            "cookies:\n  secure: false\n",
+            "cookies:\n  secure: false\n  same_site: strict\n",
+        )
+    })
+    .await;
+    let client = gw.client();
+    let r = round_trip(&client, &idp, "hostile", Script::default()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.header("location").is_none());
+    assert!(
+        r.body
+            .contains("<meta http-equiv=\"refresh\" content=\"0; url=/dashboard?tab=2\">"),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("href=\"/dashboard?tab=2\""), "{}", r.body);
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let cookies = r.set_cookies();
+    for name in ["gatehouse_access=", "gatehouse_refresh="] {
+        let cookie = cookies.iter().find(|c| c.starts_with(name)).expect(name);
+        assert!(cookie.contains("SameSite=Strict"), "{cookie}");
+    }
+    // The session is an ordinary one.
+    let r = client.navigate("/dashboard").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(up.last().header("x-forwarded-user"), Some("dana"));
+}
+
 #[tokio::test]
 async fn the_state_cookie_is_host_only_lax_http_only_and_short_lived() {
     let up = Upstream::start().await;

@@ -388,10 +388,17 @@ async fn complete(
     })?;
     audit::oidc_login_succeeded(&user.username, issued.identity.sid(), &ip, &p.id);
     gw.metrics.login("success", &p.id);
-    let mut r = Response::new(empty());
-    *r.status_mut() = StatusCode::SEE_OTHER;
-    let location = HeaderValue::from_str(&entry.r).unwrap_or(HeaderValue::from_static("/"));
-    r.headers_mut().insert(LOCATION, location);
+    // `SameSite=Strict` cookies would not ride on a redirect that ends a chain begun on the
+    // provider's site: a page of ours goes on instead (`ui::continue_page`).
+    let mut r = if config.cookies.same_site == cookie::SameSite::Strict {
+        crate::ui::continue_page(&config.ui, &config.auth_prefix, &entry.r)
+    } else {
+        let mut r = Response::new(empty());
+        *r.status_mut() = StatusCode::SEE_OTHER;
+        let location = HeaderValue::from_str(&entry.r).unwrap_or(HeaderValue::from_static("/"));
+        r.headers_mut().insert(LOCATION, location);
+        r
+    };
     set_token_cookies(config, &mut r, &issued);
     Ok(r)
 }
