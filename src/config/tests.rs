@@ -404,6 +404,49 @@ fn an_unclosed_quote_and_an_over_indented_key_are_named_where_they_are() {
 }
 
 #[test]
+fn a_tab_an_empty_file_and_a_file_that_is_not_sections_are_named_in_words() {
+    let base = yaml("routes:\n  - name: app\n    upstream: \"http://127.0.0.1:3000\"\n");
+    let tabbed = base.replace("    upstream:", "\tupstream:");
+    let e = only_error(&tabbed);
+    let line = tabbed
+        .lines()
+        .position(|l| l.contains("upstream:"))
+        .unwrap() as u64
+        + 1;
+    assert_eq!(e.line, line, "{e}");
+    assert!(e.message.contains("indented with a tab"), "{e}");
+    // The parser stumbled on the line above: no snippet marking that one.
+    assert!(e.snippet.is_none(), "{e:?}");
+    let tabbed = base.replace("  listen:", "\tlisten:");
+    let e = only_error(&tabbed);
+    let line = tabbed.lines().position(|l| l.contains("listen:")).unwrap() as u64 + 1;
+    assert_eq!(e.line, line, "{e}");
+    let snippet = e.snippet.clone().expect("a snippet");
+    assert!(snippet.contains("indented with a tab") && !snippet.contains("disallowed"));
+    for empty in ["", "\n", "# nothing yet\n\n", "---\n"] {
+        let e = only_error(empty);
+        assert!(e.message.starts_with("the file is empty"), "{empty:?}: {e}");
+        assert_eq!(e.line, 0, "{e}");
+        assert!(e.snippet.is_none(), "{e:?}");
+    }
+    for shape in ["- server\n- routes\n", "hello\n"] {
+        let e = only_error(shape);
+        assert!(e.message.contains("must be sections"), "{shape:?}: {e}");
+    }
+    // A users file is told its own shape.
+    let dir = std::env::temp_dir().join(format!("gatehouse-shape-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("users.yaml"), "- username: bob\n").unwrap();
+    let text = yaml("users_file: users.yaml\n");
+    let errs = parse(&text, &dir.join("gateway.yaml"), env).unwrap_err().0;
+    assert!(errs[0].file.ends_with("users.yaml"), "{errs:?}");
+    assert!(
+        errs[0].message.contains("one section, `users:`"),
+        "{errs:?}"
+    );
+}
+
+#[test]
 fn the_express_lane_is_a_config_key_the_environment_can_switch_off() {
     let text = yaml("routes:\n  - name: app\n    upstream: \"http://127.0.0.1:3000\"\n");
     assert!(load(&text).unwrap().express_lane, "on by default");

@@ -1,6 +1,6 @@
 //! The operator's words for a YAML file the parser refused: what went wrong, on which
 //! line, and the fix (a key written twice, one value where a list belongs, an unclosed quote,
-//! a line indented too far).
+//! a line indented too far or with a tab, a file that is empty or not a set of sections).
 
 use crate::config::error::{key_path_at, ConfigError};
 
@@ -61,7 +61,19 @@ fn plain_words(err: &serde_saphyr::Error, text: &str, line: u64) -> Option<Strin
     }
 }
 
-pub(super) fn parse_error(file: &str, text: &str, err: &serde_saphyr::Error) -> ConfigError {
+/// Which kind of file was refused, for the advice about its shape.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum FileKind {
+    Config,
+    Users,
+}
+
+pub(super) fn parse_error(
+    file: &str,
+    kind: FileKind,
+    text: &str,
+    err: &serde_saphyr::Error,
+) -> ConfigError {
     let (line, column) = err
         .location()
         .map(|l| (l.line(), l.column()))
@@ -106,10 +118,19 @@ pub(super) fn parse_error(file: &str, text: &str, err: &serde_saphyr::Error) -> 
     };
     unclosed_quote(text, line)
         .or_else(|| over_indented(text, line))
+        .or_else(|| tab_indented(text, line))
+        .or_else(|| not_sections(kind, text, line))
         .map(|(line, key, message)| ConfigError {
             line,
-            column: 1,
+            column: u64::from(line > 0),
             key,
+            // The snippet marks the parser's place with its words: ours there too, and no
+            // snippet for a whole-file problem or one that marks another line than ours.
+            snippet: error
+                .snippet
+                .as_ref()
+                .filter(|_| line > 0 && line == error.line)
+                .map(|s| s.replace(&error.message, &message)),
             message,
             ..error.clone()
         })
@@ -179,4 +200,56 @@ fn over_indented(text: &str, line: u64) -> Option<(u64, String, String)> {
             key_above.trim()
         ),
     ))
+}
+
+/// A parse error on a line indented with a tab, or just above one (a value the tabbed line
+/// seems to continue): YAML indents with spaces only.
+fn tab_indented(text: &str, line: u64) -> Option<(u64, String, String)> {
+    let tabbed = |n: u64| {
+        let here = text.lines().nth(usize::try_from(n).ok()?.checked_sub(1)?)?;
+        let indent = &here[..here.len() - here.trim_start().len()];
+        indent.contains('\t').then_some(n)
+    };
+    let at = tabbed(line).or_else(|| tabbed(line + 1))?;
+    Some((
+        at,
+        String::new(),
+        "this line is indented with a tab; YAML indents with spaces only: replace the tab with \
+         spaces, as many as the lines around it use"
+            .to_string(),
+    ))
+}
+
+/// A file with nothing in it (or only comments), or whose top level is not `key: value`
+/// sections (a list, a lone value).
+fn not_sections(kind: FileKind, text: &str, line: u64) -> Option<(u64, String, String)> {
+    let content = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#') && *l != "---");
+    match content {
+        None => Some((
+            0,
+            String::new(),
+            "the file is empty; start from the example gateway.yaml (the minimum is a \
+             listener, a signing key, a user and a route)"
+                .to_string(),
+        )),
+        Some(first) if line <= 1 && (first.starts_with("- ") || !first.contains(':')) => Some((
+            line,
+            String::new(),
+            match kind {
+                FileKind::Config => {
+                    "the file must be sections such as `server:`, `tokens:`, `users:` and \
+                     `routes:`, each at the start of a line, not a list or a lone value"
+                }
+                FileKind::Users => {
+                    "a users file holds one section, `users:`, at the start of a line, with the \
+                     list of users indented under it"
+                }
+            }
+            .to_string(),
+        )),
+        Some(_) => None,
+    }
 }

@@ -23,7 +23,7 @@ use super::file;
 use super::Config;
 use crate::authenticate::cookies::CookiePolicy;
 use crate::authenticate::users::Users;
-use diagnose::parse_error;
+use diagnose::{parse_error, FileKind};
 use oidc::build_oidc;
 use routes::{build_identity, build_routes, build_strip};
 use server::{build_admin, build_logging, build_login, build_server, build_store, ServerParts};
@@ -91,7 +91,8 @@ pub fn build(
     let base = source.parent().map(Path::to_path_buf).unwrap_or_default();
     let parsed: Result<file::File, _> =
         with_lookup(lookup.clone(), || serde_saphyr::from_str(text));
-    let f = parsed.map_err(|e| ConfigErrors(vec![parse_error(&name, text, &e)]))?;
+    let f =
+        parsed.map_err(|e| ConfigErrors(vec![parse_error(&name, FileKind::Config, text, &e)]))?;
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     let mut ctx = Ctx {

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::diagnose::parse_error;
+use super::diagnose::{parse_error, FileKind};
 use super::{resolve, Ctx};
 use crate::authenticate::users::{canonical_username, check_hash_format, User};
 use crate::config::expand::with_lookup;
@@ -33,7 +33,9 @@ pub(super) fn build_users(
                 let parsed: Result<file::UsersFile, _> =
                     with_lookup(lookup.clone(), || serde_saphyr::from_str(&text));
                 match parsed {
-                    Err(e) => ctx.errors.push(parse_error(&uname, &text, &e)),
+                    Err(e) => ctx
+                        .errors
+                        .push(parse_error(&uname, FileKind::Users, &text, &e)),
                     Ok(uf) => {
                         let mut uctx = Ctx {
                             file: uname,
