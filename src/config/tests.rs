@@ -447,6 +447,62 @@ fn a_tab_an_empty_file_and_a_file_that_is_not_sections_are_named_in_words() {
 }
 
 #[test]
+fn common_yaml_slips_are_named_on_their_line_with_the_fix() {
+    let base = yaml("routes:\n  - name: app\n    upstream: \"http://127.0.0.1:3000\"\n");
+    let line_of = |text: &str, needle: &str| {
+        text.lines().position(|l| l.contains(needle)).unwrap() as u64 + 1
+    };
+    let cases = [
+        // (edit, the line it is on, key, words)
+        (
+            base.replace("  listen: \"", "  listen:\""),
+            "listen:",
+            "server.listen",
+            "needs a space after the colon: write `listen: \"127.0.0.1:0\"`",
+        ),
+        (
+            base.replace("roles: [admin]", "roles: [admin"),
+            "roles:",
+            "users[0].roles",
+            "opens a bracket it does not close",
+        ),
+        (
+            base.replace("    upstream:", "   upstream:"),
+            "upstream:",
+            "routes[0].upstream",
+            "`upstream` starts in column 4, where no key of its section above it does",
+        ),
+        (
+            base.replace("  algorithm: HS256", "    algorithm: HS256"),
+            "secret:",
+            "tokens.secret",
+            "`secret` starts in column 3, where no key of its section above it does",
+        ),
+        (
+            base.replace("tokens:\n", "tokens\n"),
+            "tokens",
+            "",
+            "`tokens` has no `:` after it; write `tokens:`",
+        ),
+        (
+            base.replace(
+                "upstream: \"http://127.0.0.1:3000\"",
+                "upstream: [\"http://127.0.0.1:3000\"]",
+            ),
+            "upstream:",
+            "routes[0].upstream",
+            "`upstream` takes one value (text in quotes), not a list or a section",
+        ),
+    ];
+    for (text, needle, key, words) in cases {
+        let e = only_error(&text);
+        assert_eq!(e.line, line_of(&text, needle), "{e}");
+        assert_eq!(e.key, key, "{e}");
+        assert!(e.message.contains(words), "{e}");
+    }
+}
+
+#[test]
 fn the_express_lane_is_a_config_key_the_environment_can_switch_off() {
     let text = yaml("routes:\n  - name: app\n    upstream: \"http://127.0.0.1:3000\"\n");
     assert!(load(&text).unwrap().express_lane, "on by default");

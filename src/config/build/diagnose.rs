@@ -43,6 +43,12 @@ fn plain_words(err: &serde_saphyr::Error, text: &str, line: u64) -> Option<Strin
         } if !key.is_empty() => Some(format!(
             "`{key}` is a section, not a value: put its keys on the lines below it, indented"
         )),
+        serde_saphyr::Error::Unexpected {
+            expected: "string scalar" | "scalar",
+            ..
+        } if !key.is_empty() => Some(format!(
+            "`{key}` takes one value (text in quotes), not a list or a section"
+        )),
         serde_saphyr::Error::InvalidScalar { ty, .. } => {
             let shown = value.trim_matches(|c| c == '"' || c == '\'');
             let expected = match *ty {
@@ -117,9 +123,13 @@ pub(super) fn parse_error(
         snippet,
     };
     unclosed_quote(text, line)
-        .or_else(|| over_indented(text, line))
+        .or_else(|| unclosed_bracket(text, line))
         .or_else(|| tab_indented(text, line))
+        .or_else(|| over_indented(text, line))
+        .or_else(|| misaligned(text, line))
         .or_else(|| not_sections(kind, text, line))
+        .or_else(|| no_space_after_colon(text, line))
+        .or_else(|| no_colon(text, line))
         .map(|(line, key, message)| ConfigError {
             line,
             column: u64::from(line > 0),
@@ -252,4 +262,130 @@ fn not_sections(kind: FileKind, text: &str, line: u64) -> Option<(u64, String, S
         )),
         Some(_) => None,
     }
+}
+
+/// The key a line writes (after any `- `), and the column its text starts at (0-based).
+fn key_of(line: &str) -> Option<(&str, usize)> {
+    let indent = line.len() - line.trim_start().trim_start_matches("- ").len();
+    let (key, _) = line[indent..].split_once(':')?;
+    let key = key.trim();
+    let plain = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    plain.then_some((key, indent))
+}
+
+/// A parse error at or after a value that opens `[` or `{` and does not close it on its line.
+fn unclosed_bracket(text: &str, line: u64) -> Option<(u64, String, String)> {
+    let (n, source) = lines_before(text, line).into_iter().find(|(_, l)| {
+        let value = l.split_once(": ").map_or("", |(_, v)| v).trim();
+        // Quoted text aside, so a `]` inside a string does not count.
+        let mut depth = 0i32;
+        let mut quoted = false;
+        for c in value.chars() {
+            match c {
+                '"' => quoted = !quoted,
+                '[' | '{' if !quoted => depth += 1,
+                ']' | '}' if !quoted => depth -= 1,
+                '#' if !quoted && depth == 0 => break,
+                _ => {}
+            }
+        }
+        (value.starts_with('[') || value.starts_with('{')) && depth > 0
+    })?;
+    let close = if source.split_once(": ")?.1.trim().starts_with('[') {
+        ']'
+    } else {
+        '}'
+    };
+    Some((
+        n,
+        key_path_at(text, n),
+        format!(
+            "this value opens a bracket it does not close: `{}`; add the closing `{close}` on \
+             the same line",
+            source.trim()
+        ),
+    ))
+}
+
+/// A parse error on a key that lines up with no key of its section above it (indented 3
+/// spaces among keys at 4, or less than the section's first key): keys of one section must
+/// start in the same column.
+fn misaligned(text: &str, line: u64) -> Option<(u64, String, String)> {
+    let lines = lines_before(text, line);
+    let ((n, here), above) = lines.split_last()?;
+    if *n != line {
+        return None;
+    }
+    let (key, column) = key_of(here)?;
+    // The keys above it, back to the line that opens its section (a key left of it).
+    let section: Vec<(&str, usize)> = above
+        .iter()
+        .rev()
+        .filter_map(|(_, l)| key_of(l))
+        .take_while(|(_, c)| *c >= column)
+        .collect();
+    let (key_above, column_above) = *section.first()?;
+    if section.iter().any(|(_, c)| *c == column) {
+        return None;
+    }
+    Some((
+        *n,
+        key_path_at(text, *n),
+        format!(
+            "`{key}` starts in column {}, where no key of its section above it does \
+             (`{key_above}` starts in column {}); keys of one section must line up exactly",
+            column + 1,
+            column_above + 1
+        ),
+    ))
+}
+
+/// A parse error on `key:value` — YAML needs a space after the colon, else it reads one word.
+fn no_space_after_colon(text: &str, line: u64) -> Option<(u64, String, String)> {
+    let here = text
+        .lines()
+        .nth(usize::try_from(line).ok()?.checked_sub(1)?)?;
+    let body = here.trim_start().trim_start_matches("- ");
+    let (key, value) = body.split_once(':')?;
+    let plain = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let glued = value.chars().next().is_some_and(|c| !c.is_whitespace());
+    (plain && glued).then(|| {
+        // The line is no key to YAML: the path names its section.
+        let section = key_path_at(text, line);
+        (
+            line,
+            if section.is_empty() {
+                key.to_string()
+            } else {
+                format!("{section}.{key}")
+            },
+            format!(
+                "`{}` needs a space after the colon: write `{key}: {value}`",
+                body.trim_end()
+            ),
+        )
+    })
+}
+
+/// A parse error on a line that is one bare word: a section or key without its `:`.
+fn no_colon(text: &str, line: u64) -> Option<(u64, String, String)> {
+    let (n, here) = lines_before(text, line).pop()?;
+    let word = here.trim();
+    let bare = word.starts_with(|c: char| c.is_ascii_alphabetic())
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    bare.then(|| {
+        (
+            n,
+            String::new(),
+            format!("`{word}` has no `:` after it; write `{word}:`"),
+        )
+    })
 }
