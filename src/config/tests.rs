@@ -494,6 +494,12 @@ fn common_yaml_slips_are_named_on_their_line_with_the_fix() {
             "`upstream` takes one value (text in quotes), not a list or a section",
         ),
     ];
+    // A flow list that spans lines is closed: a later slip is not blamed on it.
+    let spanning = base
+        .replace("roles: [admin]", "roles: [admin,\n      staff]")
+        .replace("    upstream: \"", "    upstream:\"");
+    let e = only_error(&spanning);
+    assert!(e.message.contains("needs a space after the colon"), "{e}");
     for (text, needle, key, words) in cases {
         let e = only_error(&text);
         assert_eq!(e.line, line_of(&text, needle), "{e}");

@@ -276,23 +276,37 @@ fn key_of(line: &str) -> Option<(&str, usize)> {
     plain.then_some((key, indent))
 }
 
-/// A parse error at or after a value that opens `[` or `{` and does not close it on its line.
+/// A parse error at or after a value that opens `[` or `{` and does not close it — on its
+/// line or on the lines down to the error (a flow list may span lines).
 fn unclosed_bracket(text: &str, line: u64) -> Option<(u64, String, String)> {
-    let (n, source) = lines_before(text, line).into_iter().find(|(_, l)| {
-        let value = l.split_once(": ").map_or("", |(_, v)| v).trim();
-        // Quoted text aside, so a `]` inside a string does not count.
-        let mut depth = 0i32;
+    // The bracket depth a piece of text adds, quoted text and comments aside.
+    let depth_of = |text: &str, mut depth: i32| {
         let mut quoted = false;
-        for c in value.chars() {
+        for c in text.chars() {
             match c {
                 '"' => quoted = !quoted,
                 '[' | '{' if !quoted => depth += 1,
                 ']' | '}' if !quoted => depth -= 1,
-                '#' if !quoted && depth == 0 => break,
+                '#' if !quoted => break,
                 _ => {}
             }
         }
-        (value.starts_with('[') || value.starts_with('{')) && depth > 0
+        depth
+    };
+    let lines = lines_before(text, line);
+    let (_, (n, source)) = lines.iter().enumerate().find(|(i, (_, l))| {
+        let value = l.split_once(": ").map_or("", |(_, v)| v).trim();
+        if !(value.starts_with('[') || value.starts_with('{')) {
+            return false;
+        }
+        let mut depth = depth_of(value, 0);
+        for (_, later) in &lines[i + 1..] {
+            if depth <= 0 {
+                break;
+            }
+            depth = depth_of(later, depth);
+        }
+        depth > 0
     })?;
     let close = if source.split_once(": ")?.1.trim().starts_with('[') {
         ']'
@@ -300,11 +314,10 @@ fn unclosed_bracket(text: &str, line: u64) -> Option<(u64, String, String)> {
         '}'
     };
     Some((
-        n,
-        key_path_at(text, n),
+        *n,
+        key_path_at(text, *n),
         format!(
-            "this value opens a bracket it does not close: `{}`; add the closing `{close}` on \
-             the same line",
+            "this value opens a bracket it does not close: `{}`; add the closing `{close}`",
             source.trim()
         ),
     ))
@@ -354,7 +367,9 @@ fn no_space_after_colon(text: &str, line: u64) -> Option<(u64, String, String)> 
         && key
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    let glued = value.chars().next().is_some_and(|c| !c.is_whitespace());
+    // `http://…` in a list is a value, not a key.
+    let glued =
+        value.chars().next().is_some_and(|c| !c.is_whitespace()) && !value.starts_with("//");
     (plain && glued).then(|| {
         // The line is no key to YAML: the path names its section.
         let section = key_path_at(text, line);
