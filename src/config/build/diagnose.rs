@@ -264,16 +264,20 @@ fn not_sections(kind: FileKind, text: &str, line: u64) -> Option<(u64, String, S
     }
 }
 
+/// A word that can be one of our keys: a letter, then letters, digits, `_` and `-`.
+fn plain_key(word: &str) -> bool {
+    word.starts_with(|c: char| c.is_ascii_alphabetic())
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
 /// The key a line writes (after any `- `), and the column its text starts at (0-based).
 fn key_of(line: &str) -> Option<(&str, usize)> {
     let indent = line.len() - line.trim_start().trim_start_matches("- ").len();
     let (key, _) = line[indent..].split_once(':')?;
     let key = key.trim();
-    let plain = !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    plain.then_some((key, indent))
+    plain_key(key).then_some((key, indent))
 }
 
 /// A parse error at or after a value that opens `[` or `{` and does not close it — on its
@@ -363,10 +367,7 @@ fn no_space_after_colon(text: &str, line: u64) -> Option<(u64, String, String)> 
         .nth(usize::try_from(line).ok()?.checked_sub(1)?)?;
     let body = here.trim_start().trim_start_matches("- ");
     let (key, value) = body.split_once(':')?;
-    let plain = !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let plain = plain_key(key);
     // `http://…` in a list is a value, not a key.
     let glued =
         value.chars().next().is_some_and(|c| !c.is_whitespace()) && !value.starts_with("//");
@@ -392,10 +393,7 @@ fn no_space_after_colon(text: &str, line: u64) -> Option<(u64, String, String)> 
 fn no_colon(text: &str, line: u64) -> Option<(u64, String, String)> {
     let (n, here) = lines_before(text, line).pop()?;
     let word = here.trim();
-    let bare = word.starts_with(|c: char| c.is_ascii_alphabetic())
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let bare = plain_key(word);
     bare.then(|| {
         (
             n,
