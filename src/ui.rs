@@ -235,20 +235,85 @@ pub fn error_page(
             &body,
         ),
     );
-    // The logout those forms post to sends a provider's session on to the provider
-    // (`logout: idp`): Chromium stops a form's redirect that `form-action` does not allow.
-    if remedy == Remedy::SwitchUser && !at.sign_out_origins.is_empty() {
-        let csp = PAGE_CSP.replacen(
-            "form-action 'self'",
-            &format!("form-action 'self' {}", at.sign_out_origins),
-            1,
-        );
-        if let Ok(v) = HeaderValue::from_str(&csp) {
-            response
-                .headers_mut()
-                .insert(http::header::CONTENT_SECURITY_POLICY, v);
-        }
+    if remedy == Remedy::SwitchUser {
+        allow_sign_out_redirect(&mut response, at.sign_out_origins);
     }
+    response
+}
+
+/// For a page with a *Sign out* form: the logout it posts to sends a provider's session on
+/// to the provider (`logout: idp`), and Chromium stops a form's redirect that the page's
+/// `form-action` does not allow; so `origins` (space separated, maybe none) join `'self'`.
+fn allow_sign_out_redirect(response: &mut Response<Body>, origins: &str) {
+    if origins.is_empty() {
+        return;
+    }
+    let csp = PAGE_CSP.replacen(
+        "form-action 'self'",
+        &format!("form-action 'self' {origins}"),
+        1,
+    );
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        response
+            .headers_mut()
+            .insert(http::header::CONTENT_SECURITY_POLICY, v);
+    }
+}
+
+/// What the page that asks before signing out shows.
+#[derive(Debug, Clone, Copy)]
+pub struct SignOutQuestion<'a> {
+    pub user: Option<&'a str>,
+    /// Every session of the user (`all=true`), not only this one.
+    pub everywhere: bool,
+    /// The logout's query as the link sent it (`all`, `rd`), for the form to post again.
+    pub query: Option<&'a str>,
+    /// As [`ErrorPage::sign_out_origins`].
+    pub sign_out_origins: &'a str,
+}
+
+/// The answer to a `GET /logout` another site started (a link or a redirect from a page
+/// elsewhere, `Sec-Fetch-Site: cross-site`): nothing is ended yet; the person is asked, and
+/// a *Sign out* button posts the same logout from this page — a same-origin request the
+/// cross-site check lets through. So a foreign page cannot end anyone's session by linking
+/// to the logout, and a person who followed a real *Sign out* link is one click from it.
+pub fn sign_out_question(
+    branding: &Branding,
+    auth_prefix: &str,
+    q: SignOutQuestion<'_>,
+) -> Response<Body> {
+    let prefix = escape(auth_prefix);
+    let mut body = String::from("<p>A page on another site sent you here to sign out.</p>\n");
+    if let Some(user) = q.user {
+        body.push_str(&format!(
+            "<p>You are signed in as <strong>{}</strong>.</p>\n",
+            escape(user)
+        ));
+    }
+    let action = match q.query {
+        Some(query) if !query.is_empty() => format!("{prefix}/logout?{}", escape(query)),
+        _ => format!("{prefix}/logout"),
+    };
+    let button = if q.everywhere {
+        "Sign out everywhere"
+    } else {
+        "Sign out"
+    };
+    body.push_str(&format!(
+        "<form method=\"post\" action=\"{action}\"><button type=\"submit\">{button}</button></form>\n\
+         <p><a href=\"/\">Stay signed in</a></p>\n"
+    ));
+    let mut response = html(
+        StatusCode::OK,
+        page(
+            branding,
+            auth_prefix,
+            "Sign out?",
+            Some(&branding.title),
+            &body,
+        ),
+    );
+    allow_sign_out_redirect(&mut response, q.sign_out_origins);
     response
 }
 
@@ -347,5 +412,41 @@ mod tests {
         assert_eq!(csp(&r), PAGE_CSP);
         let r = error_page(forbidden, "No.", Remedy::None, at("https://idp.example"));
         assert_eq!(csp(&r), PAGE_CSP);
+        // The page that asks before a sign-out another site started posts to the same logout.
+        let ask = |query, sign_out_origins| {
+            sign_out_question(
+                &b,
+                "/.gatehouse",
+                SignOutQuestion {
+                    user: Some("<grace>"),
+                    everywhere: false,
+                    query,
+                    sign_out_origins,
+                },
+            )
+        };
+        let r = ask(Some("rd=\"><script>"), "https://idp.example");
+        assert!(
+            csp(&r).contains("form-action 'self' https://idp.example;"),
+            "{}",
+            csp(&r)
+        );
+        let body = String::from_utf8(
+            futures_util::FutureExt::now_or_never(http_body_util::BodyExt::collect(r.into_body()))
+                .unwrap()
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+        )
+        .unwrap();
+        assert!(
+            !body.contains("<script>") && !body.contains("<grace>"),
+            "{body}"
+        );
+        assert!(
+            body.contains("action=\"/.gatehouse/logout?rd=&quot;&gt;&lt;script&gt;\""),
+            "{body}"
+        );
+        assert_eq!(csp(&ask(None, "")), PAGE_CSP);
     }
 }

@@ -1,6 +1,7 @@
 //! A real browser (Debian's headless Chromium through chromedriver) logs in through the form,
 //! lands on the page it asked for, cannot read the cookies from JavaScript, stays logged in
-//! past `access_ttl` without seeing the login page, and logs out.
+//! past `access_ttl` without seeing the login page, is asked before a logout another site
+//! links to, and logs out.
 
 mod support;
 use support::external;
@@ -45,6 +46,31 @@ async fn open_browser(
         .expect("chromedriver session");
 
     (chromedriver, browser)
+}
+
+/// Serves `html` to every request on a free port, as `http://localhost:PORT/`: a page on
+/// another site than the gateway's `127.0.0.1`.
+async fn foreign_page(html: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let response = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{html}",
+        html.len()
+    );
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let response = response.clone();
+            tokio::spawn(async move {
+                let mut head = [0u8; 4096];
+                let _ = stream.read(&mut head).await;
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://localhost:{port}/")
 }
 
 #[tokio::test]
@@ -140,9 +166,34 @@ async fn a_browser_logs_in_stays_logged_in_past_access_ttl_and_logs_out() {
             .find(|r| r.uri == "/later")
             .expect("/later reached the app");
         assert_eq!(later.header("x-forwarded-user"), Some("alice"));
-        // 6. Logout ends it: the next protected page is the login form again.
-        browser.goto(&format!("{base}/.gatehouse/logout")).await?;
-        assert_eq!(browser.current_url().await?.path(), "/.gatehouse/login");
+        // 6. A page on another site (`localhost` is not `127.0.0.1`'s site) links to the
+        //    logout: following the link ends nothing until the person confirms on our page.
+        let foreign = foreign_page(&format!(
+            "<a id=\"out\" href=\"{base}/.gatehouse/logout?all=true\">Leave</a>"
+        ))
+        .await;
+        browser.goto(&foreign).await?;
+        browser.find(Locator::Css("#out")).await?.click().await?;
+        let asked = browser
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css("form button"))
+            .await?;
+        assert_eq!(asked.text().await?, "Sign out everywhere");
+        browser.goto(&format!("{base}/still-in")).await?;
+        assert_eq!(browser.current_url().await?.path(), "/still-in");
+        // 7. The person confirms: the form's post is same-origin, and signs out.
+        browser.back().await?;
+        browser
+            .find(Locator::Css("form button"))
+            .await?
+            .click()
+            .await?;
+        browser
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_url(&url::Url::parse(&format!("{base}/.gatehouse/login")).expect("url"))
+            .await?;
         browser.goto(&format!("{base}/reports/q3")).await?;
         assert_eq!(browser.current_url().await?.path(), "/.gatehouse/login");
         assert!(

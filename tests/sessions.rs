@@ -287,6 +287,66 @@ async fn logout_everywhere_ends_every_session_of_the_user_only() {
     gw.stop().await;
 }
 
+/// A foreign page that links to (or redirects to, or embeds) `GET /logout?all=true` must not
+/// end anyone's sessions: the browser is asked on a page of ours, whose form posts the same
+/// logout from our origin. Before, the `GET` ended every session of the user.
+#[tokio::test]
+async fn a_logout_another_site_starts_ends_nothing_until_the_person_confirms() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(&base_yaml(&up.url(), default_routes())).await;
+    let laptop = gw.client();
+    let phone = gw.client();
+    laptop.login("alice", "alice-pw").await;
+    phone.login("alice", "alice-pw").await;
+    let foreign = [
+        ("accept", "text/html,application/xhtml+xml"),
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-mode", "navigate"),
+    ];
+    let r = laptop
+        .get_with("/.gatehouse/logout?all=true&rd=%2Fbye", &foreign)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.set_cookies().is_empty(), "{:?}", r.set_cookies());
+    assert!(r.body.contains("Sign out everywhere"), "{}", r.body);
+    assert!(r.body.contains("<strong>alice</strong>"), "{}", r.body);
+    assert!(
+        r.body.contains(
+            "<form method=\"post\" action=\"/.gatehouse/logout?all=true&amp;rd=%2Fbye\">"
+        ),
+        "{}",
+        r.body
+    );
+    assert!(r.header("content-security-policy").is_some());
+    // A subresource or a script's fetch from elsewhere (no page to read): 403, nothing ended.
+    let r = laptop
+        .get_with(
+            "/.gatehouse/logout?all=true",
+            &[("sec-fetch-site", "cross-site")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(laptop.get("/x").await.status, StatusCode::OK);
+    assert_eq!(phone.get("/x").await.status, StatusCode::OK);
+
+    // The page's button: a same-origin form post.
+    let r = laptop
+        .send(
+            http::Request::post("/.gatehouse/logout?all=true&rd=%2Fbye")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("accept", "text/html")
+                .header("sec-fetch-site", "same-origin")
+                .header("origin", format!("http://{}", gw.addr))
+                .body(http_body_util::Full::default())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(r.header("location"), Some("/bye"));
+    assert_eq!(phone.get("/x").await.status, StatusCode::UNAUTHORIZED);
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn logout_works_with_only_the_refresh_cookie_left() {
     let up = Upstream::start().await;

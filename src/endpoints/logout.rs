@@ -25,8 +25,13 @@ pub async fn logout(
     canon: &CanonicalRequest,
     ctx: &RequestCtx,
 ) -> Result<Response<Body>, GatewayError> {
-    if req.method() == Method::POST {
-        refuse_cross_site(config, req.headers(), ctx)?;
+    // A `GET` another site started (a link, an image, a redirect) ends nothing: a browser
+    // is asked first, on a page of ours whose button posts the same logout (SPEC §6 refuses
+    // cross-site state changes; a `GET` that ended sessions would let any page log its
+    // visitors out, everywhere with `all=true`).
+    let asked_elsewhere = refuse_cross_site(config, req.headers(), ctx).is_err();
+    if asked_elsewhere && (req.method() == Method::POST || !ctx.pages) {
+        return Err(GatewayError::CrossSite);
     }
     let all = query_param(canon, "all").is_some_and(|v| v == "true" || v == "1");
     let creds = extract(req.headers(), &config.cookies);
@@ -43,6 +48,23 @@ pub async fn logout(
             None => None,
         },
     };
+    if asked_elsewhere {
+        let origins = config
+            .oidc
+            .as_ref()
+            .map(|oidc| oidc.logout_origins())
+            .unwrap_or_default();
+        return Ok(crate::ui::sign_out_question(
+            &config.ui,
+            &config.auth_prefix,
+            crate::ui::SignOutQuestion {
+                user: session.as_ref().map(|(user, _)| user.as_str()),
+                everywhere: all,
+                query: canon.query(),
+                sign_out_origins: &origins,
+            },
+        ));
+    }
     // `logout: idp`: the provider's session ends too (RP-initiated logout), for a browser.
     let mut idp_logout = None;
     if let Some((_, sid)) = session.as_ref().filter(|_| !wants_json(req.headers())) {
