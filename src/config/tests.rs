@@ -355,6 +355,35 @@ fn trusting_every_address_is_warned_about() {
 }
 
 #[test]
+fn a_refresh_token_that_dies_before_its_access_token_is_warned_about() {
+    let base = yaml("routes:\n  - name: app\n    upstream: \"http://127.0.0.1:3000\"\n");
+    let with = |ttls: &str| {
+        let text = base.replace(
+            "  algorithm: HS256\n",
+            &format!("  algorithm: HS256\n{ttls}"),
+        );
+        load(&text).expect("valid").warnings
+    };
+    let warnings = with("  access_ttl: 1h\n  refresh_ttl: 30m\n");
+    assert!(
+        warnings.iter().any(
+            |w| w.starts_with("tokens.refresh_ttl: 30m is shorter than tokens.access_ttl (1h)")
+        ),
+        "{warnings:?}"
+    );
+    for fine in [
+        "  access_ttl: 1h\n  refresh_ttl: 1h\n",
+        "  access_ttl: 5m\n",
+    ] {
+        let warnings = with(fine);
+        assert!(
+            !warnings.iter().any(|w| w.contains("refresh_ttl")),
+            "{fine}: {warnings:?}"
+        );
+    }
+}
+
+#[test]
 fn a_config_without_users_says_nobody_can_sign_in() {
     let with_users = load(&yaml(
         "routes:\n  - name: app\n    upstream: \"http://127.0.0.1:3000\"\n",

@@ -123,7 +123,7 @@ pub fn build(
     }
     let admin = build_admin(&mut ctx, f.admin.as_ref());
 
-    let tokens = build_tokens(&mut ctx, &f.tokens, &base);
+    let tokens = build_tokens(&mut ctx, &f.tokens, &base, &mut warnings);
     let cookies = build_cookies(&mut ctx, &f.cookies, &mut warnings);
 
     let (users, users_file) = build_users(&mut ctx, &f, &base, lookup.clone());

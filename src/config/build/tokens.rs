@@ -17,6 +17,7 @@ pub(super) fn build_tokens(
     ctx: &mut Ctx<'_>,
     t: &file::Tokens,
     base: &Path,
+    warnings: &mut Vec<String>,
 ) -> Option<TokenSettings> {
     let alg = match parse_algorithm(&t.algorithm.value) {
         Ok(a) => a,
@@ -33,6 +34,20 @@ pub(super) fn build_tokens(
         if secs(d) == 0 {
             ctx.err(d.referenced, key, "must be at least 1s");
         }
+    }
+    // The refresh token is first used when the access token has expired: if it has expired
+    // by then too, every session ends after `access_ttl`, however active the person.
+    let (access, refresh) = (secs(&t.access_ttl), secs(&t.refresh_ttl));
+    if refresh != 0 && refresh < access {
+        let shown = crate::config::units::format_seconds;
+        warnings.push(format!(
+            "tokens.refresh_ttl: {} is shorter than tokens.access_ttl ({}): a refresh token is \
+             first used when its access token expires, and by then it has expired too, so every \
+             session ends after {} and the person signs in again; make refresh_ttl the longer",
+            shown(refresh),
+            shown(access),
+            shown(access)
+        ));
     }
     if t.issuer.is_empty() || t.audience.is_empty() {
         ctx.err(
