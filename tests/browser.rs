@@ -327,15 +327,16 @@ async fn sign_in_through_a_real_identity_provider(same_site: &str) {
             cookies.iter().all(|c| c.name() != "gatehouse_oidc"),
             "state cookie used up"
         );
-        // A page grace may not see: the gateway's 403 page offers *Sign out*, a form posted
-        // to the gateway whose answer (`logout: idp`) sends the browser on to the provider.
-        // The page's CSP says `form-action 'self'`, which Chromium applies to that redirect
-        // too: the provider's logout page must be reached all the same.
-        browser.goto(&format!("{base}/admin")).await?;
+        // A page grace may not see: the gateway's 403 page offers *Sign out* and *Sign in as
+        // someone else*, forms posted to the gateway whose answer (`logout: idp`) sends the
+        // browser on to the provider. The page's CSP says `form-action 'self'`, which
+        // Chromium applies to that redirect too: the provider's logout page must be reached
+        // all the same.
+        browser.goto(&format!("{base}/admin?tab=2")).await?;
         let body = browser.find(Locator::Css("body")).await?.text().await?;
         assert!(body.contains("grace@example.com"), "the 403 page: {body}");
         browser
-            .find(Locator::Css("button[type=submit]"))
+            .find(Locator::Css("button.secondary"))
             .await?
             .click()
             .await?;
@@ -359,6 +360,20 @@ async fn sign_in_through_a_real_identity_provider(same_site: &str) {
             cookies.iter().all(|c| !c.name().starts_with("gatehouse_")),
             "signed out of the gateway: {cookies:?}"
         );
+        // The provider asks; once it has signed grace out, it sends the browser back to our
+        // login page, which will go on to the page she was refused.
+        browser
+            .find(Locator::Css("button[name=logout][value=yes]"))
+            .await?
+            .click()
+            .await?;
+        let rd = browser
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css("input[name=rd]"))
+            .await?;
+        assert_eq!(browser.current_url().await?.path(), "/.gatehouse/login");
+        assert_eq!(rd.attr("value").await?.as_deref(), Some("/admin?tab=2"));
         Ok::<(), fantoccini::error::CmdError>(())
     }
     .await;

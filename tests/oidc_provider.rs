@@ -181,6 +181,40 @@ async fn logout_idp_sends_the_browser_on_to_end_the_providers_session() {
         .await;
     assert_eq!(at_idp.status, StatusCode::OK, "{}", at_idp.body);
     assert!(gw.gw.store().sessions_of("frank").await.unwrap().is_empty());
+
+    // *Sign in as someone else* (the 403 page's second form): the page the person was refused
+    // rides through the provider's logout as `state`, and the login page it comes back to
+    // takes it as `rd`.
+    let r = sign_in(&browser, &idp, "frank", "/").await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let r = browser
+        .send(
+            Client::request(
+                http::Method::POST,
+                "/.gatehouse/logout?rd=%2F.gatehouse%2Flogin%3Frd%3D%252Fadmin%253Fx%253D1",
+            )
+            .header("accept", "text/html")
+            .header("origin", format!("http://127.0.0.1:{port}"))
+            .body(http_body_util::Full::default())
+            .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let location = r.header("location").unwrap().to_string();
+    assert_eq!(
+        oidc::query_param(&location, "state").as_deref(),
+        Some("/admin?x=1"),
+        "{location}"
+    );
+    let back = browser
+        .navigate("/.gatehouse/login?state=%2Fadmin%3Fx%3D1")
+        .await;
+    assert!(
+        back.body
+            .contains("<input type=\"hidden\" name=\"rd\" value=\"/admin?x=1\">"),
+        "{}",
+        back.body
+    );
 }
 
 #[tokio::test]

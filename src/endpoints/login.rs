@@ -96,7 +96,12 @@ pub fn page(
     canon: &CanonicalRequest,
     _ctx: &RequestCtx,
 ) -> Result<Response<Body>, GatewayError> {
-    let rd = safe_return(query_param(canon, "rd").as_deref());
+    // `state`: the `rd` a provider's logout hands back (`logout::after_signing_in`).
+    let rd = safe_return(
+        query_param(canon, "rd")
+            .or_else(|| query_param(canon, "state"))
+            .as_deref(),
+    );
     let mut r = html(StatusCode::OK, page_html(config, &rd, "", None));
     // Stale cookies are cleared, so a broken session cannot loop a browser back here.
     let creds = extract(req.headers(), &config.cookies);

@@ -69,7 +69,9 @@ pub async fn logout(
     let mut idp_logout = None;
     if let Some((_, sid)) = session.as_ref().filter(|_| !wants_json(req.headers())) {
         if let Some(link) = sessions::session(&gw.store, sid).await?.and_then(|s| s.idp) {
-            idp_logout = super::oidc::idp_logout_url(gw, config, &link).await;
+            let after = query_param(canon, "rd")
+                .map(|rd| after_signing_in(&safe_return(Some(&rd)), &config.auth_prefix));
+            idp_logout = super::oidc::idp_logout_url(gw, config, &link, after.as_deref()).await;
         }
     }
     if let Some((user, sid)) = session {
@@ -102,4 +104,42 @@ pub async fn logout(
         HeaderValue::from_static("no-store"),
     );
     Ok(r)
+}
+
+/// Where a person who signs in again after this logout goes on to: `rd` itself, or, when `rd`
+/// is our login page (*Sign in as someone else* on the 403 page), the `rd` that page was
+/// given. The provider's logout brings the browser back to the login page with it as `state`
+/// (its `post_logout_redirect_uri` is registered without a query, so `rd` cannot ride there).
+fn after_signing_in(rd: &str, auth_prefix: &str) -> String {
+    let login = format!("{auth_prefix}/login");
+    match rd.split_once('?') {
+        Some((path, query)) if path == login => form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "rd")
+            .map_or_else(|| "/".to_string(), |(_, v)| safe_return(Some(&v))),
+        None if rd == login => "/".to_string(),
+        _ => rd.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::after_signing_in;
+
+    #[test]
+    fn signing_in_again_goes_on_to_where_the_login_page_was_to_go() {
+        let cases = [
+            ("/.gatehouse/login?rd=%2Fadmin%3Fx%3D1", "/admin?x=1"),
+            ("/.gatehouse/login?rd=%2F%2Fevil.example", "/"),
+            ("/.gatehouse/login", "/"),
+            ("/.gatehouse/login?other=1", "/"),
+            ("/reports/q3?y=2026", "/reports/q3?y=2026"),
+            (
+                "/.gatehouse/loginx?rd=%2Fadmin",
+                "/.gatehouse/loginx?rd=%2Fadmin",
+            ),
+        ];
+        for (rd, after) in cases {
+            assert_eq!(after_signing_in(rd, "/.gatehouse"), after, "{rd}");
+        }
+    }
 }

@@ -474,7 +474,14 @@ pub async fn backchannel_logout(
 
 /// For `logout: idp`: where to send the browser after our logout so the provider ends its
 /// session too (RP-initiated logout), if the provider has an end-session endpoint.
-pub async fn idp_logout_url(gw: &Gateway, config: &Config, link: &IdpLink) -> Option<String> {
+/// `after`: where to go once signed in again, sent as `state`, which the provider hands back
+/// to the login page (RP-Initiated Logout 1.0 §2; the login page reads it as `rd`).
+pub async fn idp_logout_url(
+    gw: &Gateway,
+    config: &Config,
+    link: &IdpLink,
+    after: Option<&str>,
+) -> Option<String> {
     let p = config.oidc.as_ref()?.provider(&link.provider)?;
     if !p.logout_at_idp {
         return None;
@@ -486,10 +493,14 @@ pub async fn idp_logout_url(gw: &Gateway, config: &Config, link: &IdpLink) -> Op
         config.public_origin.as_deref().unwrap_or(""),
         config.auth_prefix
     );
-    let query: String = form_urlencoded::Serializer::new(String::new())
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query
         .append_pair("client_id", &p.client_id)
-        .append_pair("post_logout_redirect_uri", &back)
-        .finish();
+        .append_pair("post_logout_redirect_uri", &back);
+    if let Some(after) = after.filter(|a| *a != "/") {
+        query.append_pair("state", after);
+    }
+    let query = query.finish();
     let sep = if end.contains('?') { '&' } else { '?' };
     Some(format!("{end}{sep}{query}"))
 }
