@@ -378,3 +378,121 @@ async fn brute_force_counters_are_shared_between_replicas() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A managed Redis speaks TLS (`rediss://`): the gateway checks its certificate against the
+/// system's CAs, or `SSL_CERT_FILE`; a certificate it does not trust keeps the store
+/// unavailable (login 503, `/readyz` 503) and says why in the log, once. `#insecure` (no
+/// check at all) is refused at load. Before, every `rediss://` URL was refused at load.
+#[tokio::test]
+async fn a_redis_over_tls_is_used_only_with_a_certificate_the_gateway_trusts() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let Some(bin) = external::find("redis-server", &["/usr/bin/redis-server"]) else {
+        return;
+    };
+    let dir = temp_dir();
+    // A CA, and Redis's certificate signed by it.
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
+    std::fs::write(dir.join("redis.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("redis.key"), key.serialize_pem()).unwrap();
+    // An unrelated CA: what a gateway that does not know Redis's CA trusts.
+    let other_key = KeyPair::generate().unwrap();
+    let mut other = CertificateParams::new(Vec::<String>::new()).unwrap();
+    other.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    std::fs::write(
+        dir.join("other-ca.pem"),
+        other.self_signed(&other_key).unwrap().pem(),
+    )
+    .unwrap();
+
+    let port = external::free_port();
+    let mut cmd = Command::new(&bin);
+    cmd.args(["--port", "0", "--tls-port", &port.to_string()])
+        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args(["--tls-auth-clients", "no"])
+        .arg("--tls-cert-file")
+        .arg(dir.join("redis.pem"))
+        .arg("--tls-key-file")
+        .arg(dir.join("redis.key"))
+        .arg("--tls-ca-cert-file")
+        .arg(dir.join("ca.pem"));
+    let _redis = external::Process::spawn(cmd, port);
+    _redis.wait_listening(Duration::from_secs(10)).await;
+
+    let up = Upstream::start().await;
+    let store = |url: &str| format!("store:\n  backend: redis\n  redis:\n    url: \"{url}\"\n");
+    let url = format!("rediss://127.0.0.1:{port}/0");
+    let run = |ca: &str| {
+        let (dir, ca) = (dir.join(ca), dir.join(format!("{ca}.pem")));
+        let (gw_port, admin) = (external::free_port(), external::free_port());
+        let text = binary::config(&up, gw_port, admin, default_routes()) + &store(&url);
+        async move {
+            std::fs::create_dir_all(&dir).unwrap();
+            binary::start_with_env(&dir, &text, gw_port, admin, &[("SSL_CERT_FILE", &ca)]).await
+        }
+    };
+    let login = |gw: &binary::Binary| {
+        let c = Client::new(gw.addr);
+        async move {
+            c.post_json(
+                "/.gatehouse/login",
+                serde_json::json!({"username": "bob", "password": "bob-pw"}),
+            )
+            .await
+            .status
+        }
+    };
+    let readyz = |gw: &binary::Binary| {
+        let admin = Client::new(gw.admin);
+        async move { admin.get("/readyz").await.status }
+    };
+
+    // Redis's CA is not trusted: nothing is stored there, and the log says why, once.
+    let untrusting = run("other-ca").await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(readyz(&untrusting).await, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(login(&untrusting).await, StatusCode::SERVICE_UNAVAILABLE);
+    let log = untrusting.log();
+    let said = log
+        .lines()
+        .filter(|l| l.contains("redis not reachable"))
+        .collect::<Vec<_>>();
+    assert_eq!(said.len(), 1, "{log}");
+    assert!(said[0].contains("certificate"), "{log}");
+    drop(untrusting);
+
+    // Trusted: sessions live in Redis.
+    let trusting = run("ca").await;
+    binary::eventually(
+        "the store syncs over TLS",
+        Duration::from_secs(10),
+        async || readyz(&trusting).await == StatusCode::OK,
+    )
+    .await;
+    assert_eq!(login(&trusting).await, StatusCode::OK, "{}", trusting.log());
+
+    // No certificate check at all is refused when the config is read.
+    let check = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["check", "--config"])
+        .arg({
+            let path = dir.join("insecure.yaml");
+            let text =
+                binary::config(&up, 1, 2, default_routes()) + &store(&format!("{url}#insecure"));
+            std::fs::write(&path, text).unwrap();
+            path
+        })
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert!(stderr.contains("store.redis.url: `#insecure`"), "{stderr}");
+}

@@ -92,7 +92,9 @@ return 1
 "#;
 
 pub struct RedisStore {
-    client: redis::Client,
+    /// Boxed: with its TLS settings a `redis::Client` is ~250 bytes, which every `Store`
+    /// would carry.
+    client: Box<redis::Client>,
     prefix: String,
     conn: Arc<ArcSwapOption<ConnectionManager>>,
     /// sid → until: every live revocation, fed by pub/sub.
@@ -141,7 +143,7 @@ impl RedisStore {
             pending.clone(),
         ));
         RedisStore {
-            client,
+            client: Box::new(client),
             prefix,
             conn,
             revoked,

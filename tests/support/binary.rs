@@ -60,6 +60,21 @@ pub async fn start(dir: &Path, text: &str, port: u16, admin: u16) -> Binary {
     .await
 }
 
+/// Like [`start`], with these environment variables set for the process.
+pub async fn start_with_env(
+    dir: &Path,
+    text: &str,
+    port: u16,
+    admin: u16,
+    env: &[(&str, &Path)],
+) -> Binary {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+    for (name, value) in env {
+        cmd.env(name, value);
+    }
+    start_with(dir, text, port, admin, cmd).await
+}
+
 /// Like [`start`], but the process may use only CPU 0 (`taskset`, which execs the binary, so
 /// the PID is the gateway's): the binary then runs its single-threaded runtime.
 pub async fn start_on_one_cpu(dir: &Path, text: &str, port: u16, admin: u16) -> Binary {

@@ -229,6 +229,22 @@ pub(super) fn build_store(
                 None
             }
             Some(r) => match redis::Client::open(r.value.url.0.as_str()) {
+                // `rediss://…#insecure` would take any certificate: whoever sits between the
+                // gateway and Redis could read and forge every session.
+                Ok(client)
+                    if matches!(
+                        client.get_connection_info().addr,
+                        redis::ConnectionAddr::TcpTls { insecure: true, .. }
+                    ) =>
+                {
+                    ctx.err(
+                        r.referenced,
+                        "store.redis.url",
+                        "`#insecure` (TLS without checking the certificate) is not supported: \
+                         trust the server's CA instead (SSL_CERT_FILE=ca.pem, see README)",
+                    );
+                    None
+                }
                 Ok(client) => Some(crate::config::StoreSettings::Redis {
                     client,
                     key_prefix: r.value.key_prefix.0.clone(),

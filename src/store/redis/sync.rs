@@ -57,6 +57,9 @@ pub(super) async fn sync_loop(
     pending: Arc<DashMap<String, u64>>,
 ) {
     let channel = format!("{prefix}revocations");
+    // Said once at `warn` (a TLS certificate Redis's clients do not trust, a wrong password,
+    // nothing listening), then at `debug` while the same error repeats every retry.
+    let mut last_error: Option<String> = None;
     loop {
         let ready = match subscribe_and_load(&client, &prefix, &channel, &conn, &revoked).await {
             Ok(pubsub) => flush_pending(&conn, &prefix, &pending)
@@ -66,6 +69,7 @@ pub(super) async fn sync_loop(
         };
         match ready {
             Ok(mut pubsub) => {
+                last_error = None;
                 synced.store(true, Ordering::SeqCst);
                 tracing::info!("redis store connected; revocations loaded");
                 let mut messages = pubsub.on_message();
@@ -82,7 +86,13 @@ pub(super) async fn sync_loop(
             }
             Err(e) => {
                 synced.store(false, Ordering::SeqCst);
-                tracing::debug!(error = %e, "redis not reachable");
+                let error = e.to_string();
+                if last_error.as_deref() == Some(error.as_str()) {
+                    tracing::debug!(error = %error, "redis not reachable");
+                } else {
+                    tracing::warn!(error = %error, "redis not reachable; retrying every {} ms (login and refresh answer 503 meanwhile)", RECONNECT_EVERY.as_millis());
+                    last_error = Some(error);
+                }
             }
         }
         tokio::time::sleep(RECONNECT_EVERY).await;
