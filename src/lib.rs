@@ -42,6 +42,7 @@ pub mod runtime;
 pub mod seal;
 pub mod store;
 pub mod telemetry;
+pub mod trust;
 pub mod ui;
 
 pub use accept::{serve, serve_tls};

@@ -12,10 +12,12 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use rustls_pki_types::{CertificateDer, ServerName};
+use support::external;
 use support::*;
 
 struct Ca {
     cert_der: CertificateDer<'static>,
+    cert_pem: String,
     issuer: Issuer<'static, KeyPair>,
 }
 
@@ -26,6 +28,7 @@ fn ca() -> Ca {
     let cert = params.self_signed(&key).unwrap();
     Ca {
         cert_der: cert.der().clone(),
+        cert_pem: cert.pem(),
         issuer: Issuer::new(params, key),
     }
 }
@@ -279,4 +282,104 @@ async fn a_tls_connection_that_sends_nothing_after_the_handshake_is_closed() {
         started.elapsed()
     );
     gw.stop().await;
+}
+
+/// `https://` upstreams: the gateway speaks TLS to the app and checks its certificate against
+/// the CAs it trusts (the system's, or `SSL_CERT_FILE` as here), by IP address and by name;
+/// an app whose certificate it cannot check gets no request (502, and the log says why).
+/// Before, every `https://` upstream was refused at load.
+#[tokio::test]
+async fn https_upstreams_get_requests_over_tls_only_with_a_certificate_the_gateway_trusts() {
+    let ca = ca();
+    let dir = temp_dir();
+    leaf(&ca, &dir);
+    std::fs::write(dir.join("ca.pem"), &ca.cert_pem).unwrap();
+    let other = self::ca();
+    std::fs::write(dir.join("other-ca.pem"), &other.cert_pem).unwrap();
+    let up = Upstream::start_tls(&dir.join("cert.pem"), &dir.join("key.pem")).await;
+    let port = up.addr.port();
+    let routes = format!(
+        "routes:\n  - name: by-ip\n    path_prefix: /ip\n    upstream: \"https://127.0.0.1:{port}\"\n    preserve_host: false\n    strip_prefix: true\n    websocket: true\n  - name: by-name\n    path_prefix: /name\n    upstream: \"https://localhost:{port}/base\"\n    strip_prefix: true\n"
+    );
+    let start = |trusted: &str| {
+        let (run, ca) = (dir.join(trusted), dir.join(format!("{trusted}.pem")));
+        let (gw, admin) = (external::free_port(), external::free_port());
+        let text = binary::config(&up, gw, admin, &routes);
+        async move {
+            std::fs::create_dir_all(&run).unwrap();
+            binary::start_with_env(&run, &text, gw, admin, &[("SSL_CERT_FILE", &ca)]).await
+        }
+    };
+
+    let gw = start("ca").await;
+    let c = Client::new(gw.addr);
+    let t = c.login_json("alice", "alice-pw").await;
+    let bearer = format!("Bearer {}", t["access_token"].as_str().unwrap());
+    let r = c.get_with("/ip/x?y=1", &[("authorization", &bearer)]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}\n{}", r.body, gw.log());
+    let seen = up.last();
+    assert_eq!(seen.uri, "/x?y=1");
+    assert_eq!(seen.header("x-forwarded-user"), Some("alice"));
+    assert_eq!(
+        seen.header("host"),
+        Some(format!("127.0.0.1:{port}").as_str())
+    );
+    // A body, and the name in the certificate checked as a DNS name.
+    let r = c
+        .send(
+            Request::post("/name/echo-body")
+                .header("authorization", &bearer)
+                .body(Full::new(Bytes::from_static(b"over tls")))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}\n{}", r.body, gw.log());
+    assert_eq!(up.last().uri, "/base/echo-body");
+    assert_eq!(up.last().body, Bytes::from_static(b"over tls"));
+    // A WebSocket: the upgrade, then the spliced bytes, over the TLS connection too.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let upgrade = format!(
+        "GET /ip/ws HTTP/1.1\r\nhost: x\r\nconnection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nauthorization: {bearer}\r\n\r\n"
+    );
+    s.write_all(upgrade.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 1, "closed after {}", String::from_utf8_lossy(&head));
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    s.write_all(b"\x81\x85hello").await.unwrap();
+    let mut back = [0u8; 7];
+    tokio::time::timeout(std::time::Duration::from_secs(5), s.read_exact(&mut back))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&back, b"\x81\x85hello");
+    drop(gw);
+
+    // The app's CA is not one the gateway trusts: no request reaches it.
+    let before = up.count();
+    let gw = start("other-ca").await;
+    let c = Client::new(gw.addr);
+    let t = c.login_json("alice", "alice-pw").await;
+    let bearer = format!("Bearer {}", t["access_token"].as_str().unwrap());
+    let r = c.get_with("/ip/x", &[("authorization", &bearer)]).await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.body);
+    assert_eq!(up.count(), before);
+    let log = gw.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("TLS to the upstream failed") && l.contains("certificate")),
+        "{log}"
+    );
 }

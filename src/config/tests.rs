@@ -169,10 +169,18 @@ fn unknown_roles_warn_and_unbuilt_features_refuse() {
         "store:\n  backend: redis\n  path: x.db\n  redis:\n    url: \"redis://127.0.0.1:1/0\"\n",
     ));
     assert_eq!(e.key, "store.path");
+    let c = load(&yaml(
+        "routes:\n  - name: a\n    upstream: \"https://app.internal\"\n",
+    ))
+    .unwrap();
+    assert_eq!(
+        c.routes.routes()[0].upstream.scheme,
+        http::uri::Scheme::HTTPS
+    );
     let e = only_error(&yaml(
-        "routes:\n  - name: a\n    upstream: \"https://127.0.0.1:1\"\n",
+        "routes:\n  - name: a\n    upstream: \"ftp://127.0.0.1:1\"\n",
     ));
-    assert!(e.message.contains("not supported yet"), "{}", e.message);
+    assert!(e.message.contains("http:// or https://"), "{}", e.message);
 }
 
 #[test]

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use http::uri::Authority;
+use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
@@ -106,9 +106,53 @@ impl Idle {
 /// case byte by byte, which cost ~1.3k instructions a request here.
 type IdleMap = HashMap<Box<str>, Vec<Idle>, foldhash::fast::RandomState>;
 
+/// Idle connections, plain ones and TLS ones apart (one authority may be both).
+#[derive(Default)]
+struct Pools {
+    plain: IdleMap,
+    tls: IdleMap,
+}
+
+impl Pools {
+    fn of(&mut self, tls: bool) -> &mut IdleMap {
+        if tls {
+            &mut self.tls
+        } else {
+            &mut self.plain
+        }
+    }
+}
+
+/// Where a request goes: an authority, over TLS (`https://` upstreams, checked against
+/// [`crate::trust`]) or not.
+#[derive(Debug, Clone, Copy)]
+pub struct Dest<'a> {
+    pub authority: &'a Authority,
+    pub tls: bool,
+}
+
+impl<'a> From<&'a Authority> for Dest<'a> {
+    /// Plain HTTP.
+    fn from(authority: &'a Authority) -> Dest<'a> {
+        Dest {
+            authority,
+            tls: false,
+        }
+    }
+}
+
+impl<'a> From<&'a crate::route::Upstream> for Dest<'a> {
+    fn from(upstream: &'a crate::route::Upstream) -> Dest<'a> {
+        Dest {
+            authority: &upstream.authority,
+            tls: upstream.scheme == Scheme::HTTPS,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct UpstreamClient {
-    idle: Arc<Mutex<IdleMap>>,
+    idle: Arc<Mutex<Pools>>,
     connect_timeout: Duration,
     response_timeout: Duration,
 }
@@ -118,7 +162,7 @@ impl UpstreamClient {
     /// ends with the last clone of the client.
     pub fn new(connect_timeout: Duration, response_timeout: Duration) -> UpstreamClient {
         let client = UpstreamClient {
-            idle: Arc::new(Mutex::new(IdleMap::default())),
+            idle: Arc::new(Mutex::new(Pools::default())),
             connect_timeout,
             response_timeout,
         };
@@ -145,12 +189,14 @@ impl UpstreamClient {
         self.response_timeout
     }
 
-    /// Sends `req` (origin-form target, `Host` set) to `authority` over plain HTTP/1.1.
+    /// Sends `req` (origin-form target, `Host` set) to `dest` over HTTP/1.1.
     pub async fn send(
         &self,
-        authority: &Authority,
+        dest: impl Into<Dest<'_>>,
         mut req: Request<Outgoing>,
     ) -> Result<Response<Incoming>, UpstreamError> {
+        let dest = dest.into();
+        let authority = dest.authority;
         if !req.headers().contains_key(http::header::HOST) {
             if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
                 req.headers_mut().insert(http::header::HOST, host);
@@ -159,14 +205,14 @@ impl UpstreamClient {
         let upgrading = req.headers().contains_key(http::header::UPGRADE);
         let exchange = async {
             loop {
-                let (mut tx, reused) = match self.checkout(authority) {
+                let (mut tx, reused) = match self.checkout(dest) {
                     Some(tx) => (tx, true),
-                    None => (self.connect(authority).await?, false),
+                    None => (self.connect(dest).await?, false),
                 };
                 match tx.try_send_request(req).await {
                     Ok(resp) => {
                         if !upgrading && resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-                            self.checkin(authority, tx);
+                            self.checkin(dest, tx);
                         }
                         return Ok(resp);
                     }
@@ -193,9 +239,9 @@ impl UpstreamClient {
 
     /// The most recently used ready connection to `authority`, dropping closed or stale ones.
     /// Connections still reading a response stay listed for later.
-    fn checkout(&self, authority: &Authority) -> Option<http1::SendRequest<Outgoing>> {
+    fn checkout(&self, dest: Dest<'_>) -> Option<http1::SendRequest<Outgoing>> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        let list = idle.get_mut(authority.as_str())?;
+        let list = idle.of(dest.tls).get_mut(dest.authority.as_str())?;
         let now = Instant::now();
         let mut i = list.len();
         while i > 0 {
@@ -210,11 +256,13 @@ impl UpstreamClient {
         None
     }
 
-    fn checkin(&self, authority: &Authority, tx: http1::SendRequest<Outgoing>) {
+    fn checkin(&self, dest: Dest<'_>, tx: http1::SendRequest<Outgoing>) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        let list = match idle.get_mut(authority.as_str()) {
+        let idle = idle.of(dest.tls);
+        let authority = dest.authority.as_str();
+        let list = match idle.get_mut(authority) {
             Some(list) => list,
-            None => idle.entry(authority.as_str().into()).or_default(),
+            None => idle.entry(authority.into()).or_default(),
         };
         if list.len() < MAX_IDLE_PER_AUTHORITY {
             list.push(Idle {
@@ -228,50 +276,91 @@ impl UpstreamClient {
     #[cfg(test)]
     fn idle_count(&self) -> usize {
         let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        idle.values().map(Vec::len).sum()
+        idle.plain
+            .values()
+            .chain(idle.tls.values())
+            .map(Vec::len)
+            .sum()
     }
 
-    async fn connect(
-        &self,
-        authority: &Authority,
-    ) -> Result<http1::SendRequest<Outgoing>, UpstreamError> {
-        let port = authority.port_u16().unwrap_or(80);
-        let addr = format!("{}:{port}", authority.host());
-        let stream =
-            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
-                Err(_) => return Err(UpstreamError::Timeout),
-                Ok(Err(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
-                    return Err(UpstreamError::Timeout)
-                }
-                Ok(Err(e)) => return Err(UpstreamError::Unreachable(e)),
-                Ok(Ok(stream)) => stream,
-            };
-        stream
-            .set_nodelay(true)
-            .map_err(UpstreamError::Unreachable)?;
-        let (tx, conn) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(UpstreamError::Broken)?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(error = %e, "upstream connection ended with an error");
+    /// A new connection to `dest`: TCP, then TLS for an `https://` upstream (both within
+    /// the connect timeout), then hyper's HTTP/1 handshake; hyper's task drives it from then on.
+    async fn connect(&self, dest: Dest<'_>) -> Result<http1::SendRequest<Outgoing>, UpstreamError> {
+        let authority = dest.authority;
+        let port = authority
+            .port_u16()
+            .unwrap_or(if dest.tls { 443 } else { 80 });
+        let host = authority.host();
+        let addr = format!("{host}:{port}");
+        let open = async {
+            let stream = TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            if !dest.tls {
+                return Ok::<_, std::io::Error>(Stream::Plain(stream));
             }
-        });
-        Ok(tx)
+            // The name the certificate must carry: a DNS name, or an IP address (`[::1]`
+            // without its brackets).
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            let name = rustls_pki_types::ServerName::try_from(bare.to_string())
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+            let tls = crate::trust::connector()
+                .await
+                .ok_or_else(|| std::io::Error::other("TLS is unavailable"))?;
+            Ok(Stream::Tls(Box::new(tls.connect(name, stream).await?)))
+        };
+        let stream = match tokio::time::timeout(self.connect_timeout, open).await {
+            Err(_) => return Err(UpstreamError::Timeout),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+                return Err(UpstreamError::Timeout)
+            }
+            Ok(Err(e)) => {
+                if dest.tls {
+                    tracing::warn!(upstream = %authority, error = %e, "TLS to the upstream failed");
+                }
+                return Err(UpstreamError::Unreachable(e));
+            }
+            Ok(Ok(stream)) => stream,
+        };
+        match stream {
+            Stream::Plain(s) => handshake(TokioIo::new(s)).await,
+            Stream::Tls(s) => handshake(TokioIo::new(*s)).await,
+        }
     }
+}
+
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// hyper's HTTP/1 handshake on a connected stream; the connection runs in a task of its own.
+async fn handshake<IO>(io: IO) -> Result<http1::SendRequest<Outgoing>, UpstreamError>
+where
+    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (tx, conn) = http1::handshake(io).await.map_err(UpstreamError::Broken)?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, "upstream connection ended with an error");
+        }
+    });
+    Ok(tx)
 }
 
 /// Drops the idle connections that are closed or were last used more than [`IDLE_TIMEOUT`]
 /// before `now` (hyper's task for each then closes it); returns how many.
-fn sweep(idle: &Mutex<IdleMap>, now: Instant) -> usize {
+fn sweep(idle: &Mutex<Pools>, now: Instant) -> usize {
     let mut idle = idle.lock().unwrap_or_else(PoisonError::into_inner);
+    let Pools { plain, tls } = &mut *idle;
     let mut dropped = 0;
-    idle.retain(|_, list| {
-        let before = list.len();
-        list.retain(|entry| !entry.expired(now));
-        dropped += before - list.len();
-        !list.is_empty()
-    });
+    for map in [plain, tls] {
+        map.retain(|_, list| {
+            let before = list.len();
+            list.retain(|entry| !entry.expired(now));
+            dropped += before - list.len();
+            !list.is_empty()
+        });
+    }
     dropped
 }
 

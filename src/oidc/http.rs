@@ -4,7 +4,6 @@
 //! over the whole exchange, a cap on the response size, and no redirects followed at all.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -44,13 +43,10 @@ pub struct JsonResponse {
     pub body: serde_json::Value,
 }
 
-/// The client carries no state of its own: the TLS settings (the system's CA store, read
-/// once, off the async threads, at the first https request) are shared by every gateway in
-/// the process.
+/// The client carries no state of its own: the TLS settings ([`crate::trust`]) are shared by
+/// every gateway in the process.
 #[derive(Clone, Default)]
 pub struct IdpHttp {}
-
-static TLS: std::sync::OnceLock<Option<tokio_rustls::TlsConnector>> = std::sync::OnceLock::new();
 
 impl std::fmt::Debug for IdpHttp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -74,40 +70,6 @@ fn is_loopback(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
         || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-/// Loads the system's CA certificates: blocking file reads. `None` only if rustls refuses its
-/// own default protocol versions with aws-lc-rs, which it does not.
-fn tls_connector() -> Option<tokio_rustls::TlsConnector> {
-    let mut roots = rustls::RootCertStore::empty();
-    let loaded = rustls_native_certs::load_native_certs();
-    for cert in loaded.certs {
-        let _ = roots.add(cert);
-    }
-    if roots.is_empty() {
-        tracing::warn!(
-            "no CA certificates found on this system: https identity providers cannot be \
-                 verified (install ca-certificates, or point SSL_CERT_FILE at a bundle)"
-        );
-    }
-    let provider = rustls::crypto::aws_lc_rs::default_provider();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
-        .with_safe_default_protocol_versions()
-        .ok()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Some(tokio_rustls::TlsConnector::from(Arc::new(config)))
-}
-
-async fn tls() -> Option<tokio_rustls::TlsConnector> {
-    if let Some(tls) = TLS.get() {
-        return tls.clone();
-    }
-    let built = tokio::task::spawn_blocking(tls_connector)
-        .await
-        .ok()
-        .flatten();
-    TLS.get_or_init(|| built).clone()
 }
 
 impl IdpHttp {
@@ -205,7 +167,7 @@ impl IdpHttp {
         let response = if https {
             let name = rustls_pki_types::ServerName::try_from(connect_host.clone())
                 .map_err(|e| HttpError::Connect(what.to_string(), e.to_string()))?;
-            let tls = tls()
+            let tls = crate::trust::connector()
                 .await
                 .ok_or_else(|| HttpError::Connect(what.to_string(), "TLS is unavailable".into()))?
                 .connect(name, tcp)

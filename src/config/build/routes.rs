@@ -43,28 +43,23 @@ fn upstream(ctx: &mut Ctx<'_>, u: &S<Text>, key: &str) -> Option<Upstream> {
         );
         return None;
     };
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            ctx.err(
-                u.referenced,
-                key,
-                "https upstreams are not supported yet; use http to a local upstream",
-            );
-            return None;
-        }
+    // `https://`: TLS to the upstream, its certificate checked against the system's CAs or
+    // `SSL_CERT_FILE` (`crate::trust`).
+    let scheme = match uri.scheme_str() {
+        Some("http") => http::uri::Scheme::HTTP,
+        Some("https") => http::uri::Scheme::HTTPS,
         _ => {
-            ctx.err(u.referenced, key, "must start with http://");
+            ctx.err(u.referenced, key, "must start with http:// or https://");
             return None;
         }
-    }
+    };
     let authority = uri.authority()?.clone();
     if authority.as_str().contains('@') {
         ctx.err(u.referenced, key, "must not contain credentials");
         return None;
     }
     Some(Upstream {
-        scheme: http::uri::Scheme::HTTP,
+        scheme,
         authority,
         base_path: uri.path().trim_end_matches('/').to_string(),
     })
