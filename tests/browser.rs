@@ -20,7 +20,8 @@ async fn open_browser(
     let port = external::free_port();
     let mut cmd = Command::new(driver);
     cmd.arg(format!("--port={port}"));
-    let chromedriver = external::Process::spawn(cmd, port);
+    // Its own process group: Chromium goes with it even when an assertion fails mid-test.
+    let chromedriver = external::Process::spawn_group(cmd, port);
     chromedriver.wait_listening(Duration::from_secs(20)).await;
 
     let profile = temp_dir().join("chrome-profile");

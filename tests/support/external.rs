@@ -55,14 +55,24 @@ pub fn free_port() -> u16 {
         .expect("no free port")
 }
 
-/// A child process killed (by PID) when dropped.
+/// A child process killed (by PID) when dropped; with [`Process::spawn_group`], its whole
+/// process group.
 pub struct Process {
     pub child: Child,
     pub port: u16,
+    group: bool,
 }
 
 impl Drop for Process {
     fn drop(&mut self) {
+        if self.group {
+            // The group's id is the child's PID: what it started (chromedriver's Chromium)
+            // goes with it, even when a failed assertion skipped the polite shutdown.
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", self.child.id())])
+                .stderr(Stdio::null())
+                .status();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -75,7 +85,20 @@ impl Process {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-        Process { child, port }
+        Process {
+            child,
+            port,
+            group: false,
+        }
+    }
+
+    /// Like [`Process::spawn`], in a process group of its own that is killed with it.
+    pub fn spawn_group(mut cmd: Command, port: u16) -> Process {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+        let mut p = Process::spawn(cmd, port);
+        p.group = true;
+        p
     }
 
     /// Waits (bounded) until something accepts connections on the port.
