@@ -90,6 +90,9 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// would otherwise stay open for as long as the upstream keeps them).
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
+/// At most one warning per upstream this often for failed TLS handshakes.
+const TLS_WARNING_EVERY: Duration = Duration::from_secs(10);
+
 struct Idle {
     tx: http1::SendRequest<Outgoing>,
     since: Instant,
@@ -153,6 +156,8 @@ impl<'a> From<&'a crate::route::Upstream> for Dest<'a> {
 #[derive(Clone)]
 pub struct UpstreamClient {
     idle: Arc<Mutex<Pools>>,
+    /// When each upstream's failed TLS handshake was last logged as a warning.
+    tls_warned: Arc<Mutex<HashMap<Box<str>, Instant, foldhash::fast::RandomState>>>,
     connect_timeout: Duration,
     response_timeout: Duration,
 }
@@ -163,6 +168,7 @@ impl UpstreamClient {
     pub fn new(connect_timeout: Duration, response_timeout: Duration) -> UpstreamClient {
         let client = UpstreamClient {
             idle: Arc::new(Mutex::new(Pools::default())),
+            tls_warned: Arc::default(),
             connect_timeout,
             response_timeout,
         };
@@ -273,6 +279,26 @@ impl UpstreamClient {
         // Otherwise dropping `tx` lets the connection finish its response, then close.
     }
 
+    /// A TLS handshake with an upstream failed (a certificate the gateway cannot check, most
+    /// often): a warning with the reason, at most one per upstream every
+    /// [`TLS_WARNING_EVERY`] (each request would otherwise log its own), the rest at `debug`.
+    fn tls_failed(&self, authority: &Authority, e: &std::io::Error) {
+        let now = Instant::now();
+        let mut warned = self
+            .tls_warned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let due = warned
+            .get(authority.as_str())
+            .is_none_or(|last| now.saturating_duration_since(*last) >= TLS_WARNING_EVERY);
+        if due {
+            warned.insert(authority.as_str().into(), now);
+            tracing::warn!(upstream = %authority, error = %e, "TLS to the upstream failed; no request was sent (502)");
+        } else {
+            tracing::debug!(upstream = %authority, error = %e, "TLS to the upstream failed");
+        }
+    }
+
     #[cfg(test)]
     fn idle_count(&self) -> usize {
         let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
@@ -306,19 +332,20 @@ impl UpstreamClient {
             let tls = crate::trust::connector()
                 .await
                 .ok_or_else(|| std::io::Error::other("TLS is unavailable"))?;
-            Ok(Stream::Tls(Box::new(tls.connect(name, stream).await?)))
+            match tls.connect(name, stream).await {
+                Ok(stream) => Ok(Stream::Tls(Box::new(stream))),
+                Err(e) => {
+                    self.tls_failed(authority, &e);
+                    Err(e)
+                }
+            }
         };
         let stream = match tokio::time::timeout(self.connect_timeout, open).await {
             Err(_) => return Err(UpstreamError::Timeout),
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
                 return Err(UpstreamError::Timeout)
             }
-            Ok(Err(e)) => {
-                if dest.tls {
-                    tracing::warn!(upstream = %authority, error = %e, "TLS to the upstream failed");
-                }
-                return Err(UpstreamError::Unreachable(e));
-            }
+            Ok(Err(e)) => return Err(UpstreamError::Unreachable(e)),
             Ok(Ok(stream)) => stream,
         };
         match stream {
