@@ -104,10 +104,12 @@ impl Client {
             req.headers_mut()
                 .insert("host", self.addr.to_string().parse().unwrap());
         }
-        let stream = TcpStream::connect(self.addr).await.unwrap();
+        let stream = TcpStream::connect(self.addr)
+            .await
+            .map_err(|e| format!("cannot connect: {e}"))?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .unwrap();
+            .map_err(|e| e.to_string())?;
         tokio::spawn(conn);
         let resp = tokio::time::timeout(Duration::from_secs(30), sender.send_request(req))
             .await
