@@ -156,17 +156,21 @@ async fn logout_idp_sends_the_browser_on_to_end_the_providers_session() {
     let browser = gw.client();
     let r = sign_in(&browser, &idp, "frank", "/").await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    let r = browser
-        .send(
-            Client::request(http::Method::POST, "/.gatehouse/logout")
-                .header("accept", "text/html")
-                .header("origin", format!("http://127.0.0.1:{port}"))
-                .body(http_body_util::Full::default())
-                .unwrap(),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER);
-    let location = r.header("location").unwrap().to_string();
+    // The browser's *Sign out* form: a same-origin POST; its answer's `Location`.
+    let sign_out = async |path: &str| {
+        let r = browser
+            .send(
+                Client::request(http::Method::POST, path)
+                    .header("accept", "text/html")
+                    .header("origin", format!("http://127.0.0.1:{port}"))
+                    .body(http_body_util::Full::default())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER);
+        r.header("location").unwrap().to_string()
+    };
+    let location = sign_out("/.gatehouse/logout").await;
     assert!(
         location.starts_with(&format!("{}/session/end?", idp.issuer)),
         "{location}"
@@ -187,20 +191,8 @@ async fn logout_idp_sends_the_browser_on_to_end_the_providers_session() {
     // takes it as `rd`.
     let r = sign_in(&browser, &idp, "frank", "/").await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
-    let r = browser
-        .send(
-            Client::request(
-                http::Method::POST,
-                "/.gatehouse/logout?rd=%2F.gatehouse%2Flogin%3Frd%3D%252Fadmin%253Fx%253D1",
-            )
-            .header("accept", "text/html")
-            .header("origin", format!("http://127.0.0.1:{port}"))
-            .body(http_body_util::Full::default())
-            .unwrap(),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::SEE_OTHER);
-    let location = r.header("location").unwrap().to_string();
+    let location =
+        sign_out("/.gatehouse/logout?rd=%2F.gatehouse%2Flogin%3Frd%3D%252Fadmin%253Fx%253D1").await;
     assert_eq!(
         oidc::query_param(&location, "state").as_deref(),
         Some("/admin?x=1"),
