@@ -49,6 +49,21 @@ async fn open_browser(
     (chromedriver, browser)
 }
 
+/// Clicks the element `css` selects and waits (up to 10 s) until the browser is at `url`.
+async fn click_and_land(
+    browser: &fantoccini::Client,
+    css: &str,
+    url: &str,
+) -> Result<(), fantoccini::error::CmdError> {
+    browser.find(Locator::Css(css)).await?.click().await?;
+    let url = url::Url::parse(url).expect("url");
+    browser
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_url(&url)
+        .await
+}
+
 /// Serves `html` to every request on a free port, as `http://localhost:PORT/`: a page on
 /// another site than the gateway's `127.0.0.1`.
 async fn foreign_page(html: &str) -> String {
@@ -128,16 +143,12 @@ async fn a_browser_logs_in_stays_logged_in_past_access_ttl_and_logs_out() {
             .await?
             .send_keys("alice-pw")
             .await?;
-        browser
-            .find(Locator::Css("button[type=submit]"))
-            .await?
-            .click()
-            .await?;
-        browser
-            .wait()
-            .at_most(Duration::from_secs(10))
-            .for_url(&url::Url::parse(&format!("{base}/reports/q3?year=2026")).expect("url"))
-            .await?;
+        click_and_land(
+            &browser,
+            "button[type=submit]",
+            &format!("{base}/reports/q3?year=2026"),
+        )
+        .await?;
         let body = browser.find(Locator::Css("body")).await?.text().await?;
         assert!(
             body.contains("upstream saw GET /reports/q3?year=2026"),
@@ -185,16 +196,7 @@ async fn a_browser_logs_in_stays_logged_in_past_access_ttl_and_logs_out() {
         assert_eq!(browser.current_url().await?.path(), "/still-in");
         // 7. The person confirms: the form's post is same-origin, and signs out.
         browser.back().await?;
-        browser
-            .find(Locator::Css("form button"))
-            .await?
-            .click()
-            .await?;
-        browser
-            .wait()
-            .at_most(Duration::from_secs(10))
-            .for_url(&url::Url::parse(&format!("{base}/.gatehouse/login")).expect("url"))
-            .await?;
+        click_and_land(&browser, "form button", &format!("{base}/.gatehouse/login")).await?;
         browser.goto(&format!("{base}/reports/q3")).await?;
         assert_eq!(browser.current_url().await?.path(), "/.gatehouse/login");
         assert!(
@@ -300,16 +302,12 @@ async fn sign_in_through_a_real_identity_provider(same_site: &str) {
             .await?
             .send_keys("anything")
             .await?;
-        browser
-            .find(Locator::Css("button[type=submit]"))
-            .await?
-            .click()
-            .await?;
-        browser
-            .wait()
-            .at_most(Duration::from_secs(10))
-            .for_url(&url::Url::parse(&format!("{base}/reports/q4")).expect("url"))
-            .await?;
+        click_and_land(
+            &browser,
+            "button[type=submit]",
+            &format!("{base}/reports/q4"),
+        )
+        .await?;
         let body = browser.find(Locator::Css("body")).await?.text().await?;
         assert!(body.contains("upstream saw GET /reports/q4"), "{body}");
         let page = up
