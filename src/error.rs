@@ -157,10 +157,12 @@ fn json_error(status: StatusCode, code: &str) -> Response<Body> {
 }
 
 /// How an error is shown: as a page (the client reads HTML) or as JSON, and the request id.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Shown<'a> {
     pub wants_html: bool,
     pub request_id: &'a str,
+    /// Where the providers end their sessions, for the 403 page's *Sign out* forms.
+    pub oidc: &'a crate::oidc::Oidc,
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {
@@ -216,7 +218,7 @@ impl GatewayError {
                         who: Option<(&str, &str)>| {
             if shown.wants_html {
                 let sign_out_origins = match (&config.oidc, who) {
-                    (Some(oidc), Some(_)) => oidc.logout_origins(),
+                    (Some(settings), Some(_)) => shown.oidc.logout_origins(settings),
                     _ => String::new(),
                 };
                 ui::error_page(

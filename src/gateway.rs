@@ -154,6 +154,7 @@ pub(crate) fn finish(
             let shown = crate::error::Shown {
                 wants_html: ctx.pages,
                 request_id: &ctx.request_id,
+                oidc: &gw.oidc,
             };
             (e.into_response(config, shown), Some((blame, message)))
         }

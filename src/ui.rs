@@ -162,7 +162,7 @@ pub struct ErrorPage<'a> {
     /// The request's path and query, for "sign in as someone else" to come back to.
     pub back_to: &'a str,
     /// Origins the *Sign out* forms are sent on to besides ours (the providers' logout,
-    /// [`crate::oidc::OidcSettings::logout_origins`]); empty for none.
+    /// [`crate::oidc::Oidc::logout_origins`]); empty for none.
     pub sign_out_origins: &'a str,
 }
 

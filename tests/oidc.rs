@@ -890,3 +890,48 @@ async fn a_slow_provider_s_tokens_are_judged_by_the_time_they_arrive() {
         "the refresh asked the provider"
     );
 }
+
+/// `logout: idp` at a provider that ends sessions on another origin than its issuer's: the 403
+/// page's *Sign out* forms post to the gateway, which sends the browser on to that endpoint,
+/// and browsers apply the page's CSP `form-action` to the redirect (Chromium stops it; see
+/// `browser.rs`). So the page must allow the endpoint's origin, not only the issuer's.
+#[tokio::test]
+async fn the_sign_out_forms_may_go_on_to_an_end_session_endpoint_on_another_origin() {
+    let up = Upstream::start().await;
+    let idp = HostileProvider::start_with(|d| {
+        let elsewhere = d["issuer"]
+            .as_str()
+            .unwrap()
+            .replace("127.0.0.1", "localhost");
+        d["end_session_endpoint"] = json!(format!("{elsewhere}/session/end"));
+    })
+    .await;
+    let elsewhere = format!("http://localhost:{}", idp.addr.port());
+    let gw = gateway(
+        &up,
+        &idp.issuer,
+        "oidc:\n  providers:\n    - id: corp\n      name: Corp\n      issuer: \"ISSUER\"\n      \
+         client_id: gatehouse\n      username_claim: preferred_username\n      logout: idp\n",
+    )
+    .await;
+    let client = gw.client();
+    let r = round_trip(&client, &idp, "corp", Script::default()).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+
+    // dana is no admin: the 403 page, whose forms may be sent on to both origins.
+    let r = client.navigate("/admin").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let csp = r.header("content-security-policy").unwrap_or_default();
+    assert!(
+        csp.contains(&format!("form-action 'self' {} {elsewhere};", idp.issuer)),
+        "{csp}"
+    );
+    // And that is where the logout sends the browser.
+    let r = client.post_form("/.gatehouse/logout", &[]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let location = r.header("location").unwrap_or_default();
+    assert!(
+        location.starts_with(&format!("{elsewhere}/session/end?")),
+        "{location}"
+    );
+}

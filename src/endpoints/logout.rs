@@ -52,7 +52,7 @@ pub async fn logout(
         let origins = config
             .oidc
             .as_ref()
-            .map(|oidc| oidc.logout_origins())
+            .map(|settings| gw.oidc.logout_origins(settings))
             .unwrap_or_default();
         return Ok(crate::ui::sign_out_question(
             &config.ui,

@@ -238,6 +238,7 @@ pub async fn callback(
                 crate::error::Shown {
                     wants_html: ctx.pages,
                     request_id: &ctx.request_id,
+                    oidc: &gw.oidc,
                 },
             );
             // The reason goes to the request's log line too.

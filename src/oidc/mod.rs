@@ -127,26 +127,6 @@ impl OidcSettings {
     pub fn provider(&self, id: &str) -> Option<&Arc<ProviderSettings>> {
         self.providers.iter().find(|p| p.id == id)
     }
-
-    /// The origins (`https://idp.example.com`) of the providers with `logout: idp`, space
-    /// separated: a *Sign out* form on our pages is sent on there, and browsers apply the
-    /// page's CSP `form-action` to that redirect too. The issuer's origin, which is where the
-    /// providers we know serve their `end_session_endpoint`.
-    pub fn logout_origins(&self) -> String {
-        let mut origins: Vec<String> = Vec::new();
-        for p in self.providers.iter().filter(|p| p.logout_at_idp) {
-            let Ok(uri) = p.issuer.parse::<::http::Uri>() else {
-                continue;
-            };
-            if let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) {
-                let origin = format!("{scheme}://{authority}");
-                if !origins.contains(&origin) {
-                    origins.push(origin);
-                }
-            }
-        }
-        origins.join(" ")
-    }
 }
 
 /// Why a provider step failed; `reason` is the audit reason.
@@ -179,6 +159,20 @@ struct ProviderState {
     /// When a request last fetched discovery itself (the provider not discovered yet).
     inline_attempt: std::sync::Mutex<Option<Instant>>,
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl ProviderState {
+    /// Nothing discovered yet.
+    fn new(issuer: &str) -> ProviderState {
+        ProviderState {
+            issuer: issuer.to_string(),
+            discovered: ArcSwapOption::empty(),
+            jwks: ArcSwapOption::empty(),
+            jwks_fetched: std::sync::Mutex::new(None),
+            inline_attempt: std::sync::Mutex::new(None),
+            task: std::sync::Mutex::new(None),
+        }
+    }
 }
 
 impl Drop for ProviderState {
@@ -233,6 +227,39 @@ impl Oidc {
         &self.http
     }
 
+    /// The origins (`https://idp.example.com`) the providers with `logout: idp` end their
+    /// sessions at, space separated: a *Sign out* form on our pages is sent on there, and
+    /// browsers apply the page's CSP `form-action` to that redirect too. Each provider's
+    /// issuer origin (where the providers we know serve it, and all we know before
+    /// discovery), and the origin of the `end_session_endpoint` it advertised, which a
+    /// provider may serve elsewhere.
+    pub fn logout_origins(&self, settings: &OidcSettings) -> String {
+        let mut origins: Vec<String> = Vec::new();
+        for p in settings.providers.iter().filter(|p| p.logout_at_idp) {
+            let end_session = self
+                .providers
+                .get(&p.id)
+                .filter(|state| state.issuer == p.issuer)
+                .and_then(|state| state.discovered.load_full())
+                .and_then(|d| d.end_session_endpoint.clone());
+            for url in [Some(p.issuer.as_str()), end_session.as_deref()]
+                .into_iter()
+                .flatten()
+            {
+                let Ok(uri) = url.parse::<::http::Uri>() else {
+                    continue;
+                };
+                if let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) {
+                    let origin = format!("{scheme}://{authority}");
+                    if !origins.contains(&origin) {
+                        origins.push(origin);
+                    }
+                }
+            }
+        }
+        origins.join(" ")
+    }
+
     /// Starts (or restarts, on reload) discovery for every configured provider in the
     /// background, retrying with backoff; providers no longer configured are forgotten.
     /// A provider that cannot be reached is logged, never fatal: password logins go on.
@@ -245,14 +272,7 @@ impl Oidc {
             let state = match self.providers.get(&p.id) {
                 Some(s) if s.issuer == p.issuer => s.clone(),
                 _ => {
-                    let s = Arc::new(ProviderState {
-                        issuer: p.issuer.clone(),
-                        discovered: ArcSwapOption::empty(),
-                        jwks: ArcSwapOption::empty(),
-                        jwks_fetched: std::sync::Mutex::new(None),
-                        inline_attempt: std::sync::Mutex::new(None),
-                        task: std::sync::Mutex::new(None),
-                    });
+                    let s = Arc::new(ProviderState::new(&p.issuer));
                     self.providers.insert(p.id.clone(), s.clone());
                     s
                 }
@@ -452,8 +472,21 @@ pub fn pkce_challenge(verifier: &str) -> String {
 mod tests {
     use super::*;
 
+    fn discovered_with_end_session(end_session: Option<&str>) -> Discovered {
+        Discovered {
+            authorization_endpoint: "https://idp.example.com/authorize".into(),
+            token_endpoint: "https://idp.example.com/token".into(),
+            userinfo_endpoint: None,
+            jwks_uri: "https://idp.example.com/jwks".into(),
+            end_session_endpoint: end_session.map(str::to_string),
+            algorithms: vec![jsonwebtoken::Algorithm::RS256],
+            secret_in_body: false,
+            sends_iss: false,
+        }
+    }
+
     #[test]
-    fn logout_origins_are_the_issuers_of_providers_that_log_out_there() {
+    fn logout_origins_are_the_issuers_and_end_session_endpoints_of_providers_that_log_out_there() {
         let provider = |id: &str, issuer: &str, at_idp: bool| {
             Arc::new(ProviderSettings {
                 logout_at_idp: at_idp,
@@ -467,11 +500,35 @@ mod tests {
                 provider("lab", "https://idp.example.com/realms/lab", true),
                 provider("dev", "http://127.0.0.1:5556/dex", true),
                 provider("google", "https://accounts.google.com", false),
+                provider("b2c", "https://tenant.example.net/v2.0", true),
             ],
         };
+        // The state `apply` keeps, without its discovery tasks (no network in unit tests).
+        let oidc = Oidc::new();
+        for p in &settings.providers {
+            oidc.providers
+                .insert(p.id.clone(), Arc::new(ProviderState::new(&p.issuer)));
+        }
+        // Before discovery, the issuers' origins.
         assert_eq!(
-            settings.logout_origins(),
-            "https://idp.example.com http://127.0.0.1:5556"
+            oidc.logout_origins(&settings),
+            "https://idp.example.com http://127.0.0.1:5556 https://tenant.example.net"
+        );
+        // A provider that ends sessions on another origin than its issuer's; one that ends
+        // them at its issuer's; one that does not log out there (its endpoint is not allowed).
+        let discovered = |id: &str, end_session: Option<&str>| {
+            let state = oidc.providers.get(id).map(|s| s.clone()).unwrap();
+            state
+                .discovered
+                .store(Some(Arc::new(discovered_with_end_session(end_session))));
+        };
+        discovered("b2c", Some("https://login.example.net/tenant/logout?p=1"));
+        discovered("corp", Some("https://idp.example.com/realms/corp/logout"));
+        discovered("google", Some("https://elsewhere.example.org/logout"));
+        assert_eq!(
+            oidc.logout_origins(&settings),
+            "https://idp.example.com http://127.0.0.1:5556 https://tenant.example.net \
+             https://login.example.net"
         );
     }
 

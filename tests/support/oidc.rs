@@ -248,6 +248,11 @@ pub fn es256_pem() -> String {
 
 impl HostileProvider {
     pub async fn start() -> HostileProvider {
+        Self::start_with(|_| {}).await
+    }
+
+    /// [`HostileProvider::start`] with its discovery document edited by `edit`.
+    pub async fn start_with(edit: impl FnOnce(&mut Value)) -> HostileProvider {
         gatehouse::install_crypto_providers();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -266,7 +271,7 @@ impl HostileProvider {
             pair.public_key_pem()
         };
         let state = Arc::new(Mutex::new(HostileState::default()));
-        let discovery = json!({
+        let mut discovery = json!({
             "issuer": issuer,
             "authorization_endpoint": format!("{issuer}/authorize"),
             "token_endpoint": format!("{issuer}/token"),
@@ -277,6 +282,7 @@ impl HostileProvider {
             "code_challenge_methods_supported": ["S256"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "none"],
         });
+        edit(&mut discovery);
         let shared = Arc::new((
             state.clone(),
             discovery,
