@@ -106,6 +106,21 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
+    /// The exchange failed because the client's request body did (a chunk size that is no
+    /// number, a body that ended before its `Content-Length`): hyper's client reports that as
+    /// its own error, with the body's error, itself a `hyper::Error` of the client's
+    /// connection, as the cause. The client's fault, not the upstream's.
+    pub fn request_body_failed(&self) -> bool {
+        match self {
+            UpstreamError::Broken(e) => {
+                e.is_user()
+                    && std::error::Error::source(e)
+                        .is_some_and(|cause| cause.downcast_ref::<hyper::Error>().is_some())
+            }
+            _ => false,
+        }
+    }
+
     /// The metric label.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -636,3 +636,51 @@ async fn request_trailers_never_reach_the_upstream() {
     );
     gw.stop().await;
 }
+
+/// A request body that breaks its own framing (a chunk size that is no number, or a body that
+/// ends before its `Content-Length`) is the client's fault: `400`, never a `502` that blames the
+/// upstream and counts as an upstream error.
+#[tokio::test]
+async fn a_request_body_that_breaks_its_framing_is_400_not_an_upstream_error() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(&base_yaml(&up.url(), default_routes())).await;
+    let (cookie, _) = access_cookie(&gw, "alice").await;
+    for lane in [true, false] {
+        gw.gw.set_express_lane(lane);
+        let (status, text) = exchange(
+            gw.addr,
+            &format!(
+                "POST /echo-body HTTP/1.1\r\nhost: app\r\ncookie: {cookie}\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\nxyz\r\n0\r\n\r\n"
+            ),
+        )
+        .await;
+        assert_eq!(status, 400, "lane {lane}: {text}");
+        // Ends before its length: the client stops sending (half-close) and waits.
+        let mut s = TcpStream::connect(gw.addr).await.unwrap();
+        s.write_all(
+            format!(
+                "POST /echo-body HTTP/1.1\r\nhost: app\r\ncookie: {cookie}\r\ncontent-length: 10\r\n\r\nabc"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        s.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got))
+            .await
+            .expect("an answer within 5 s")
+            .unwrap();
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            text.starts_with("HTTP/1.1 400 "),
+            "lane {lane}, short body: {text}"
+        );
+    }
+    let metrics = gw.gw.metrics.encode();
+    assert!(
+        metrics.contains("gatehouse_upstream_errors_total{route=\"app\",kind=\"protocol\"} 0"),
+        "{metrics}"
+    );
+    gw.stop().await;
+}

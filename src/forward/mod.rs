@@ -205,7 +205,16 @@ pub async fn forward(
         None => None,
     };
 
-    let mut resp = client.send(&route.upstream, req).await?;
+    let mut resp =
+        client
+            .send(&route.upstream, req)
+            .await
+            .map_err(|e| match e.request_body_failed() {
+                true => {
+                    GatewayError::MalformedBody("the request body broke its framing or ended early")
+                }
+                false => e.into(),
+            })?;
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         // A 101 we did not ask for cannot be relayed: there is no splice behind it. Nor can a
         // switch to anything but the WebSocket we asked for (RFC 6455 §4.2.2): a tunnel to
