@@ -165,8 +165,12 @@ fn check(path: &std::path::Path) -> anyhow::Result<()> {
         };
         let count =
             |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        let tls = match &r.upstream.tls {
+            Some(tls) => format!(", TLS: {}", tls.summary),
+            None => String::new(),
+        };
         println!(
-            "  {} {}{} -> {}://{}{} ({}, {})",
+            "  {} {}{} -> {}://{}{} ({}, {}{tls})",
             r.name,
             host,
             r.prefix,

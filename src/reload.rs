@@ -72,6 +72,11 @@ fn watched(gw: &Gateway, path: &Path) -> Vec<PathBuf> {
     if let Some(tls) = &config.tls {
         paths.extend(crate::config::tls::paths(tls).map(Path::to_path_buf));
     }
+    for route in config.routes.routes() {
+        if let Some(tls) = &route.upstream.tls {
+            paths.extend(tls.paths.iter().cloned());
+        }
+    }
     paths
 }
 

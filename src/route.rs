@@ -34,6 +34,9 @@ pub struct Upstream {
     pub authority: http::uri::Authority,
     /// Path the upstream URL carried, without a trailing slash (`""` for none).
     pub base_path: String,
+    /// The route's own TLS settings (`upstream_tls:`) for an `https://` upstream; `None`: the
+    /// system's CAs, the upstream's host as the name, no client certificate.
+    pub tls: Option<std::sync::Arc<crate::trust::UpstreamTls>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,6 +146,7 @@ mod tests {
                 scheme: http::uri::Scheme::HTTP,
                 authority: "127.0.0.1:1".parse().unwrap(),
                 base_path: String::new(),
+                tls: None,
             },
             strip_prefix: false,
             preserve_host: true,

@@ -387,3 +387,155 @@ async fn https_upstreams_get_requests_over_tls_only_with_a_certificate_the_gatew
     assert_eq!(said.len(), 1, "{log}");
     assert!(said[0].contains("certificate"), "{log}");
 }
+
+/// Writes `{name}.pem` and `{name}-key.pem`: a certificate for `names` issued by `ca`.
+fn issued(ca: &Ca, dir: &Path, name: &str, names: &[&str]) {
+    let key = KeyPair::generate().unwrap();
+    let params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    let cert = params.signed_by(&key, &ca.issuer).unwrap();
+    std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+    std::fs::write(dir.join(format!("{name}-key.pem")), key.serialize_pem()).unwrap();
+}
+
+/// `upstream_tls:` — a route's own CAs (an internal CA the system does not trust), the name
+/// the certificate carries (the app is reached by IP, its certificate names `app.internal`)
+/// and a client certificate (mutual TLS). Another route to the same upstream without the
+/// client certificate never borrows a connection that presented it; routes without the CA or
+/// the name get no request through (502).
+#[tokio::test]
+async fn a_route_s_own_ca_name_and_client_certificate_and_no_other_route_borrows_them() {
+    let (server_ca, client_ca) = (ca(), ca());
+    let dir = temp_dir();
+    std::fs::write(dir.join("internal-ca.pem"), &server_ca.cert_pem).unwrap();
+    std::fs::write(dir.join("client-ca.pem"), &client_ca.cert_pem).unwrap();
+    issued(&server_ca, &dir, "app", &["app.internal"]);
+    issued(&client_ca, &dir, "gateway-client", &["gatehouse"]);
+    let up = Upstream::start_mtls(
+        &dir.join("app.pem"),
+        &dir.join("app-key.pem"),
+        &dir.join("client-ca.pem"),
+    )
+    .await;
+    let target = format!("https://127.0.0.1:{}", up.addr.port());
+    let route = |name: &str, tls: &str| {
+        format!(
+            "  - name: {name}\n    path_prefix: /{name}\n    upstream: \"{target}\"\n    strip_prefix: true\n{tls}"
+        )
+    };
+    let own = "    upstream_tls:\n      ca: internal-ca.pem\n      server_name: app.internal\n";
+    let client =
+        "      client_cert: gateway-client.pem\n      client_key: gateway-client-key.pem\n";
+    let routes = [
+        route("mtls", &format!("{own}{client}")),
+        route("ca", own),
+        route("noname", "    upstream_tls:\n      ca: internal-ca.pem\n"),
+        route("system", ""),
+    ]
+    .concat();
+    let gw = TestGateway::start_in(dir, &base_yaml(&up.url(), &format!("routes:\n{routes}")))
+        .await
+        .unwrap_or_else(|e| panic!("config refused: {e}"));
+    let c = gw.client();
+    let t = c.login_json("alice", "alice-pw").await;
+    let bearer = format!("Bearer {}", t["access_token"].as_str().unwrap());
+    let get = |path: &'static str| {
+        let (c, bearer) = (&c, &bearer);
+        async move { c.get_with(path, &[("authorization", bearer)]).await }
+    };
+    for round in 0..2 {
+        let r = get("/mtls/x").await;
+        assert_eq!(r.status, StatusCode::OK, "round {round}: {}", r.body);
+        assert_eq!(up.last().uri, "/x");
+        assert_eq!(up.last().header("x-test-client-certificate"), Some("yes"));
+        assert_eq!(up.last().header("x-forwarded-user"), Some("alice"));
+        // The same upstream, its connection pooled: never the one that presented the
+        // certificate.
+        let r = get("/ca/y").await;
+        assert_eq!(r.status, StatusCode::OK, "round {round}: {}", r.body);
+        assert_eq!(up.last().uri, "/y");
+        assert_eq!(up.last().header("x-test-client-certificate"), Some("no"));
+    }
+    let before = up.count();
+    // The certificate names app.internal, not the IP address; the system does not trust the
+    // internal CA.
+    assert_eq!(get("/noname/z").await.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(get("/system/z").await.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(up.count(), before, "nothing reached the app");
+    gw.stop().await;
+}
+
+/// Mistakes in `upstream_tls:` are refused at load with the key and what to do.
+#[tokio::test]
+async fn upstream_tls_mistakes_are_refused_at_load_with_their_key() {
+    let ca = ca();
+    let dir = temp_dir();
+    std::fs::write(dir.join("ca.pem"), &ca.cert_pem).unwrap();
+    std::fs::write(dir.join("not-a-cert.pem"), "hello").unwrap();
+    issued(&ca, &dir, "client", &["gatehouse"]);
+    issued(&ca, &dir, "other", &["gatehouse"]);
+    let refused = |upstream: &str, tls: &str| {
+        let yaml = base_yaml(
+            upstream,
+            &format!(
+                "routes:\n  - name: app\n    upstream: \"{upstream}\"\n    upstream_tls:\n{tls}"
+            ),
+        );
+        let dir = dir.clone();
+        async move {
+            TestGateway::start_in(dir, &yaml)
+                .await
+                .err()
+                .expect("refused")
+                .to_string()
+        }
+    };
+    let https = "https://127.0.0.1:1";
+    for (upstream, tls, key, says) in [
+        (
+            "http://127.0.0.1:1",
+            "      ca: ca.pem\n",
+            "routes[0].upstream_tls",
+            "https://",
+        ),
+        (
+            https,
+            "      ca: missing.pem\n",
+            "routes[0].upstream_tls.ca",
+            "cannot read",
+        ),
+        (
+            https,
+            "      ca: not-a-cert.pem\n",
+            "routes[0].upstream_tls.ca",
+            "no PEM certificate",
+        ),
+        (
+            https,
+            "      client_cert: client.pem\n",
+            "routes[0].upstream_tls",
+            "add client_key",
+        ),
+        (
+            https,
+            "      ca: ca.pem\n      client_cert: client.pem\n      client_key: other-key.pem\n",
+            "routes[0].upstream_tls.client_key",
+            "does not match",
+        ),
+        (
+            https,
+            "      ca: ca.pem\n      server_name: \"not a name\"\n",
+            "routes[0].upstream_tls.server_name",
+            "not a DNS name",
+        ),
+        (
+            https,
+            "      cert: client.pem\n",
+            "routes[0].upstream_tls",
+            "unknown field",
+        ),
+    ] {
+        let err = refused(upstream, tls).await;
+        assert!(err.contains(key) && err.contains(says), "{tls}: {err}");
+    }
+}

@@ -299,6 +299,20 @@ pub struct Route {
     pub rules: Vec<S<Rule>>,
     #[serde(default)]
     pub websocket: bool,
+    pub upstream_tls: Option<S<UpstreamTls>>,
+}
+
+/// A route's own TLS to its `https://` upstream. Paths relative to the config file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// PEM CA certificates trusted for this upstream instead of the system's.
+    pub ca: Option<S<Text>>,
+    /// The name the upstream's certificate must carry (default: the upstream's host).
+    pub server_name: Option<S<Text>>,
+    /// PEM certificate chain and key presented to the upstream (mutual TLS).
+    pub client_cert: Option<S<Text>>,
+    pub client_key: Option<S<Text>>,
 }
 
 fn default_prefix() -> S<Text> {

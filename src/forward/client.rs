@@ -23,6 +23,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 pub use crate::error::UpstreamError;
+use crate::trust::UpstreamTls;
 
 /// A request body going upstream: the client's, streamed (hyper's path), or one the express
 /// lane read whole with its head (none at all when the request had none). One type, so both
@@ -109,29 +110,43 @@ impl Idle {
 /// case byte by byte, which cost ~1.3k instructions a request here.
 type IdleMap = HashMap<Box<str>, Vec<Idle>, foldhash::fast::RandomState>;
 
-/// Idle connections, plain ones and TLS ones apart (one authority may be both).
+/// Idle connections, plain ones and TLS ones apart (one authority may be both), and those of
+/// each route with TLS settings of its own apart from all others: a connection that
+/// presented a route's client certificate is never lent to another route.
 #[derive(Default)]
 struct Pools {
     plain: IdleMap,
     tls: IdleMap,
+    /// By [`UpstreamTls::id`].
+    own_tls: HashMap<u64, IdleMap, foldhash::fast::RandomState>,
 }
 
 impl Pools {
-    fn of(&mut self, tls: bool) -> &mut IdleMap {
-        if tls {
-            &mut self.tls
-        } else {
-            &mut self.plain
+    fn of(&mut self, tls: Tls<'_>) -> &mut IdleMap {
+        match tls {
+            Tls::None => &mut self.plain,
+            Tls::System => &mut self.tls,
+            Tls::Own(settings) => self.own_tls.entry(settings.id).or_default(),
         }
     }
 }
 
-/// Where a request goes: an authority, over TLS (`https://` upstreams, checked against
-/// [`crate::trust`]) or not.
+/// How a connection to an upstream is made.
+#[derive(Debug, Clone, Copy)]
+pub enum Tls<'a> {
+    /// Plain HTTP.
+    None,
+    /// TLS checked against the system's CAs ([`crate::trust::connector`]), by the host's name.
+    System,
+    /// TLS as the route says (`upstream_tls:`).
+    Own(&'a UpstreamTls),
+}
+
+/// Where a request goes: an authority, and how to connect to it.
 #[derive(Debug, Clone, Copy)]
 pub struct Dest<'a> {
     pub authority: &'a Authority,
-    pub tls: bool,
+    pub tls: Tls<'a>,
 }
 
 impl<'a> From<&'a Authority> for Dest<'a> {
@@ -139,16 +154,21 @@ impl<'a> From<&'a Authority> for Dest<'a> {
     fn from(authority: &'a Authority) -> Dest<'a> {
         Dest {
             authority,
-            tls: false,
+            tls: Tls::None,
         }
     }
 }
 
 impl<'a> From<&'a crate::route::Upstream> for Dest<'a> {
     fn from(upstream: &'a crate::route::Upstream) -> Dest<'a> {
+        let tls = match (&upstream.tls, upstream.scheme == Scheme::HTTPS) {
+            (_, false) => Tls::None,
+            (None, true) => Tls::System,
+            (Some(settings), true) => Tls::Own(settings),
+        };
         Dest {
             authority: &upstream.authority,
-            tls: upstream.scheme == Scheme::HTTPS,
+            tls,
         }
     }
 }
@@ -247,7 +267,12 @@ impl UpstreamClient {
     /// Connections still reading a response stay listed for later.
     fn checkout(&self, dest: Dest<'_>) -> Option<http1::SendRequest<Outgoing>> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        let list = idle.of(dest.tls).get_mut(dest.authority.as_str())?;
+        let list = match dest.tls {
+            // No entry made for a lookup.
+            Tls::Own(settings) => idle.own_tls.get_mut(&settings.id)?,
+            tls => idle.of(tls),
+        }
+        .get_mut(dest.authority.as_str())?;
         let now = Instant::now();
         let mut i = list.len();
         while i > 0 {
@@ -305,6 +330,7 @@ impl UpstreamClient {
         idle.plain
             .values()
             .chain(idle.tls.values())
+            .chain(idle.own_tls.values().flat_map(|m| m.values()))
             .map(Vec::len)
             .sum()
     }
@@ -313,25 +339,36 @@ impl UpstreamClient {
     /// the connect timeout), then hyper's HTTP/1 handshake; hyper's task drives it from then on.
     async fn connect(&self, dest: Dest<'_>) -> Result<http1::SendRequest<Outgoing>, UpstreamError> {
         let authority = dest.authority;
-        let port = authority
-            .port_u16()
-            .unwrap_or(if dest.tls { 443 } else { 80 });
+        let port = authority.port_u16().unwrap_or(match dest.tls {
+            Tls::None => 80,
+            Tls::System | Tls::Own(_) => 443,
+        });
         let host = authority.host();
         let addr = format!("{host}:{port}");
         let open = async {
             let stream = TcpStream::connect(addr).await?;
             stream.set_nodelay(true)?;
-            if !dest.tls {
-                return Ok::<_, std::io::Error>(Stream::Plain(stream));
-            }
-            // The name the certificate must carry: a DNS name, or an IP address (`[::1]`
-            // without its brackets).
-            let bare = host.trim_start_matches('[').trim_end_matches(']');
-            let name = rustls_pki_types::ServerName::try_from(bare.to_string())
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-            let tls = crate::trust::connector()
-                .await
-                .ok_or_else(|| std::io::Error::other("TLS is unavailable"))?;
+            let own = match dest.tls {
+                Tls::None => return Ok::<_, std::io::Error>(Stream::Plain(stream)),
+                Tls::System => None,
+                Tls::Own(settings) => Some(settings),
+            };
+            // The name the certificate must carry: the route's `server_name`, or the host, a
+            // DNS name or an IP address (`[::1]` without its brackets).
+            let name = match own.and_then(|s| s.server_name.clone()) {
+                Some(name) => name,
+                None => {
+                    let bare = host.trim_start_matches('[').trim_end_matches(']');
+                    rustls_pki_types::ServerName::try_from(bare.to_string())
+                        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?
+                }
+            };
+            let tls = match own {
+                Some(settings) => settings.connector.clone(),
+                None => crate::trust::connector()
+                    .await
+                    .ok_or_else(|| std::io::Error::other("TLS is unavailable"))?,
+            };
             match tls.connect(name, stream).await {
                 Ok(stream) => Ok(Stream::Tls(Box::new(stream))),
                 Err(e) => {
@@ -378,16 +415,27 @@ where
 /// before `now` (hyper's task for each then closes it); returns how many.
 fn sweep(idle: &Mutex<Pools>, now: Instant) -> usize {
     let mut idle = idle.lock().unwrap_or_else(PoisonError::into_inner);
-    let Pools { plain, tls } = &mut *idle;
+    let Pools {
+        plain,
+        tls,
+        own_tls,
+    } = &mut *idle;
     let mut dropped = 0;
-    for map in [plain, tls] {
+    let mut sweep_map = |map: &mut IdleMap| {
         map.retain(|_, list| {
             let before = list.len();
             list.retain(|entry| !entry.expired(now));
             dropped += before - list.len();
             !list.is_empty()
         });
-    }
+    };
+    sweep_map(plain);
+    sweep_map(tls);
+    // A route's pool ends with its last connection (a reload makes new ids).
+    own_tls.retain(|_, map| {
+        sweep_map(map);
+        !map.is_empty()
+    });
     dropped
 }
 

@@ -337,6 +337,7 @@ mod tests {
                 scheme: http::uri::Scheme::HTTP,
                 authority: "127.0.0.1:1".parse().unwrap(),
                 base_path: base_path.into(),
+                tls: None,
             },
             strip_prefix,
             preserve_host: true,

@@ -249,6 +249,43 @@ impl Upstream {
         Upstream::start_with(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
     }
 
+    /// [`Upstream::start_tls`] that also asks for a client certificate issued by `client_ca`
+    /// (PEM), and takes connections without one too. Each request it records carries
+    /// `x-test-client-certificate: yes` or `no`: whether its connection presented one (rustls
+    /// checked it against `client_ca`).
+    pub async fn start_mtls(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        client_ca: &std::path::Path,
+    ) -> Upstream {
+        use rustls_pki_types::pem::PemObject;
+        let chain = rustls_pki_types::CertificateDer::pem_file_iter(cert)
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in rustls_pki_types::CertificateDer::pem_file_iter(client_ca).unwrap() {
+            roots.add(ca.unwrap()).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .allow_unauthenticated()
+        .build()
+        .unwrap();
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)
+            .unwrap();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Upstream::start_with(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
+    }
+
     async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -263,7 +300,8 @@ impl Upstream {
                 let s = s.clone();
                 let tls = tls.clone();
                 tokio::spawn(async move {
-                    let svc = service_fn(move |req| upstream_handle(req, s.clone()));
+                    let recorded = s.clone();
+                    let svc = service_fn(move |req| upstream_handle(req, recorded.clone()));
                     let builder =
                         hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                     match tls {
@@ -276,6 +314,18 @@ impl Upstream {
                             let Ok(stream) = tls.accept(stream).await else {
                                 return;
                             };
+                            let presented = stream.get_ref().1.peer_certificates().is_some();
+                            let svc = service_fn(move |mut req: Request<Incoming>| {
+                                req.headers_mut().insert(
+                                    "x-test-client-certificate",
+                                    http::HeaderValue::from_static(if presented {
+                                        "yes"
+                                    } else {
+                                        "no"
+                                    }),
+                                );
+                                upstream_handle(req, s.clone())
+                            });
                             let _ = builder
                                 .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                                 .await;

@@ -134,6 +134,7 @@ pub fn build(
         .collect();
     let routes = build_routes(
         &mut ctx,
+        &base,
         &f.routes,
         auth_prefix.as_deref(),
         &known_roles,
@@ -244,15 +245,19 @@ fn deployment_warnings(
         .tokens
         .signing_key
         .iter()
-        .map(|k| ("tokens.signing_key", &k.value))
+        .map(|k| ("tokens.signing_key".to_string(), &k.value))
         .chain(
             f.server
                 .tls
                 .iter()
-                .map(|t| ("server.tls.key", &t.value.key.value)),
-        );
+                .map(|t| ("server.tls.key".to_string(), &t.value.key.value)),
+        )
+        .chain(f.routes.iter().enumerate().filter_map(|(i, r)| {
+            let key = r.value.upstream_tls.as_ref()?.value.client_key.as_ref()?;
+            Some((format!("routes[{i}].upstream_tls.client_key"), &key.value))
+        }));
     for (key, path) in key_files {
-        warnings.extend(readable_by_others(key, &resolve(base, path)));
+        warnings.extend(readable_by_others(&key, &resolve(base, path)));
     }
     // The silent login loop: Secure cookies over plain HTTP to another machine are dropped by
     // the browser, so every login ends back on the login page.

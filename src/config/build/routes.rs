@@ -2,15 +2,17 @@
 //! rules, and the header names the request policy removes and sets.
 
 use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
 
 use http::{HeaderName, Method};
 use serde_saphyr::Location;
 
-use super::Ctx;
+use super::{resolve, Ctx};
 use crate::canonicalize::{canonical_host, canonical_path};
 use crate::config::expand::Text;
 use crate::config::file::{self, S};
-use crate::config::IdentityHeaders;
+use crate::config::{read_bounded, IdentityHeaders};
 use crate::route::{HostPattern, Route, RouteTable, Rule, Upstream};
 
 fn prefix(ctx: &mut Ctx<'_>, p: &S<Text>, key: &str) -> Option<String> {
@@ -62,7 +64,89 @@ fn upstream(ctx: &mut Ctx<'_>, u: &S<Text>, key: &str) -> Option<Upstream> {
         scheme,
         authority,
         base_path: uri.path().trim_end_matches('/').to_string(),
+        tls: None,
     })
+}
+
+/// `upstream_tls:`: the route's own CAs, certificate name and client certificate for its
+/// `https://` upstream, read and checked now (a reload reads them again).
+fn upstream_tls(
+    ctx: &mut Ctx<'_>,
+    base: &Path,
+    t: &S<file::UpstreamTls>,
+    key: &str,
+    upstream: Option<&Upstream>,
+) -> Option<Arc<crate::trust::UpstreamTls>> {
+    if upstream.is_some_and(|u| u.scheme != http::uri::Scheme::HTTPS) {
+        ctx.err(
+            t.referenced,
+            key,
+            "is for https:// upstreams; this route's upstream is plain http://",
+        );
+        return None;
+    }
+    let t = &t.value;
+    let mut paths = Vec::new();
+    let mut read = |ctx: &mut Ctx<'_>, file: &Option<S<Text>>, name: &str| {
+        let file = file.as_ref()?;
+        let path = resolve(base, &file.value);
+        let bytes = read_bounded(&path)
+            .map_err(|e| {
+                ctx.err(
+                    file.referenced,
+                    &format!("{key}.{name}"),
+                    format!("cannot read `{}`: {e}", path.display()),
+                )
+            })
+            .ok();
+        paths.push(path);
+        Some(bytes)
+    };
+    let ca = read(ctx, &t.ca, "ca");
+    let cert = read(ctx, &t.client_cert, "client_cert");
+    let client_key = read(ctx, &t.client_key, "client_key");
+    let client = match (cert, client_key) {
+        (None, None) => None,
+        (Some(cert), Some(client_key)) => Some((cert?, client_key?)),
+        (Some(_), None) | (None, Some(_)) => {
+            let (at, missing) = match (&t.client_cert, &t.client_key) {
+                (Some(c), _) => (c.referenced, "client_key"),
+                (_, Some(k)) => (k.referenced, "client_cert"),
+                _ => return None,
+            };
+            ctx.err(
+                at,
+                key,
+                format!("client_cert and client_key go together: add {missing}"),
+            );
+            return None;
+        }
+    };
+    let ca = match ca {
+        None => None,
+        Some(bytes) => Some(bytes?),
+    };
+    let files = crate::trust::UpstreamTlsFiles {
+        ca: ca.as_deref(),
+        client: client.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
+        server_name: t.server_name.as_ref().map(|n| n.value.0.as_str()),
+        paths,
+    };
+    match crate::trust::upstream_tls(files) {
+        Ok(tls) => Some(Arc::new(tls)),
+        Err(e) => {
+            let at = match e.key {
+                "ca" => t.ca.as_ref(),
+                "server_name" => t.server_name.as_ref(),
+                "client_cert" => t.client_cert.as_ref(),
+                _ => t.client_key.as_ref(),
+            }
+            .map(|f| f.referenced)
+            .unwrap_or(Location::UNKNOWN);
+            ctx.err(at, &format!("{key}.{}", e.key), e.message);
+            None
+        }
+    }
 }
 
 fn roles(
@@ -83,6 +167,7 @@ fn roles(
 
 pub(super) fn build_routes(
     ctx: &mut Ctx<'_>,
+    base: &Path,
     list: &[S<file::Route>],
     auth_prefix: Option<&str>,
     known: &HashSet<&str>,
@@ -151,6 +236,19 @@ pub(super) fn build_routes(
                 );
                 None
             }
+        };
+        let tls = r
+            .upstream_tls
+            .as_ref()
+            .map(|t| upstream_tls(ctx, base, t, &format!("{k}.upstream_tls"), up.as_ref()));
+        let up = match tls {
+            // Refused: the route is not built (the config is refused anyway).
+            Some(None) => None,
+            Some(Some(tls)) => up.map(|u| Upstream {
+                tls: Some(tls),
+                ..u
+            }),
+            None => up,
         };
         let public: Vec<String> = r
             .public
