@@ -496,3 +496,151 @@ async fn a_redis_over_tls_is_used_only_with_a_certificate_the_gateway_trusts() {
     let stderr = String::from_utf8_lossy(&check.stderr);
     assert!(stderr.contains("store.redis.url: `#insecure`"), "{stderr}");
 }
+
+/// A Redis of one's own with TLS asks for client certificates by default
+/// (`tls-auth-clients yes`), and its CA is rarely the system's: `store.redis.tls` gives the CA
+/// and the certificate to present. Without the certificate Redis refuses the connection and
+/// the store stays unavailable; with it, sessions live there. A key that does not match its
+/// certificate, or `tls` on a plain `redis://` URL, is refused at load.
+#[tokio::test]
+async fn a_redis_that_asks_for_a_client_certificate_gets_the_one_store_redis_tls_names() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let Some(bin) = external::find("redis-server", &["/usr/bin/redis-server"]) else {
+        return;
+    };
+    let dir = temp_dir();
+    // Each certificate with its own subject: OpenSSL (Redis) takes a leaf whose subject is
+    // its issuer's (rcgen's default for both) for a self-signed one, of no CA it knows.
+    let named = |sans: Vec<String>, common_name: &str| {
+        let mut params = CertificateParams::new(sans).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, common_name);
+        params
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = named(Vec::new(), "test redis ca");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
+    for (name, san) in [("redis", "127.0.0.1"), ("client", "gatehouse")] {
+        let key = KeyPair::generate().unwrap();
+        let cert = named(vec![san.to_string()], name)
+            .signed_by(&key, &issuer)
+            .unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+    }
+    let port = external::free_port();
+    let mut cmd = Command::new(&bin);
+    cmd.args(["--port", "0", "--tls-port", &port.to_string()])
+        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args(["--tls-auth-clients", "yes"])
+        .arg("--tls-cert-file")
+        .arg(dir.join("redis.pem"))
+        .arg("--tls-key-file")
+        .arg(dir.join("redis.key"))
+        .arg("--tls-ca-cert-file")
+        .arg(dir.join("ca.pem"));
+    let _redis = external::Process::spawn(cmd, port);
+    _redis.wait_listening(Duration::from_secs(10)).await;
+
+    let up = Upstream::start().await;
+    let url = format!("rediss://127.0.0.1:{port}/0");
+    let yaml = |url: &str, tls: &str| {
+        base_yaml(
+            &up.url(),
+            &format!(
+                "{}store:\n  backend: redis\n  redis:\n    url: \"{url}\"\n    tls:\n{tls}",
+                default_routes()
+            ),
+        )
+    };
+    let login = |gw: &TestGateway| {
+        let c = gw.client();
+        async move {
+            c.post_json(
+                "/.gatehouse/login",
+                serde_json::json!({"username": "bob", "password": "bob-pw"}),
+            )
+            .await
+            .status
+        }
+    };
+
+    // The CA alone: Redis wants a certificate, so nothing can be stored.
+    let without = TestGateway::start_in(dir.clone(), &yaml(&url, "      ca: ca.pem\n"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(login(&without).await, StatusCode::SERVICE_UNAVAILABLE);
+    without.stop().await;
+
+    let client = "      ca: ca.pem\n      client_cert: client.pem\n      client_key: client.key\n";
+    let with = TestGateway::start_in(dir.clone(), &yaml(&url, client))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut status = StatusCode::SERVICE_UNAVAILABLE;
+    for _ in 0..50 {
+        status = login(&with).await;
+        if status == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "login through a Redis over mutual TLS"
+    );
+    let redis = ::redis::Client::build_with_tls(
+        url.as_str(),
+        ::redis::TlsCertificates {
+            client_tls: Some(::redis::ClientTlsConfig {
+                client_cert: std::fs::read(dir.join("client.pem")).unwrap(),
+                client_key: std::fs::read(dir.join("client.key")).unwrap(),
+            }),
+            root_cert: Some(std::fs::read(dir.join("ca.pem")).unwrap()),
+        },
+    )
+    .unwrap();
+    let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = ::redis::cmd("KEYS")
+        .arg("gatehouse:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!keys.is_empty(), "the session is in Redis");
+    with.stop().await;
+
+    // Mistakes are refused at load, naming the key.
+    let refused = |text: String| {
+        let dir = dir.clone();
+        async move {
+            TestGateway::start_in(dir, &text)
+                .await
+                .err()
+                .expect("refused")
+                .to_string()
+        }
+    };
+    let err = refused(yaml(
+        &url,
+        "      ca: ca.pem\n      client_cert: client.pem\n      client_key: redis.key\n",
+    ))
+    .await;
+    assert!(
+        err.contains("store.redis.tls.client_key") && err.contains("does not match"),
+        "{err}"
+    );
+    let err = refused(yaml(
+        &format!("redis://127.0.0.1:{port}/0"),
+        "      ca: ca.pem\n",
+    ))
+    .await;
+    assert!(
+        err.contains("store.redis.tls") && err.contains("rediss://"),
+        "{err}"
+    );
+}

@@ -375,6 +375,18 @@ pub struct Redis {
     pub url: Text,
     #[serde(default = "default_key_prefix")]
     pub key_prefix: Text,
+    pub tls: Option<S<RedisTls>>,
+}
+
+/// TLS to Redis (`rediss://`) beyond the system's CAs. Paths relative to the config file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisTls {
+    /// PEM CA certificates trusted for Redis instead of the system's.
+    pub ca: Option<S<Text>>,
+    /// PEM certificate chain and key presented to Redis (`tls-auth-clients`).
+    pub client_cert: Option<S<Text>>,
+    pub client_key: Option<S<Text>>,
 }
 
 fn default_key_prefix() -> Text {

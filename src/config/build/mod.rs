@@ -19,7 +19,8 @@ use serde_saphyr::Location;
 
 use super::error::{place_of_key, ConfigError, ConfigErrors};
 use super::expand::with_lookup;
-use super::file;
+use super::expand::Text;
+use super::file::{self, S};
 use super::Config;
 use crate::authenticate::cookies::CookiePolicy;
 use crate::authenticate::users::Users;
@@ -71,6 +72,93 @@ fn readable_by_others(key: &str, path: &Path) -> Option<String> {
             path.display()
         )
     })
+}
+
+/// The files of a TLS client section (a route's `upstream_tls:`, `store.redis.tls:`), as
+/// written.
+struct TlsFiles<'a> {
+    ca: Option<&'a S<Text>>,
+    server_name: Option<&'a S<Text>>,
+    client_cert: Option<&'a S<Text>>,
+    client_key: Option<&'a S<Text>>,
+}
+
+/// The PEM a TLS client section's files hold.
+struct TlsPem {
+    ca: Option<Vec<u8>>,
+    /// Certificate chain and key.
+    client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Reads and checks a TLS client section (`key` is its path, e.g. `routes[0].upstream_tls`):
+/// every error names the key it concerns.
+fn tls_settings(
+    ctx: &mut Ctx<'_>,
+    base: &Path,
+    key: &str,
+    t: &TlsFiles<'_>,
+) -> Option<(crate::trust::UpstreamTls, TlsPem)> {
+    let mut paths = Vec::new();
+    let mut read = |ctx: &mut Ctx<'_>, file: Option<&S<Text>>, name: &str| {
+        let file = file?;
+        let path = resolve(base, &file.value);
+        let bytes = super::read_bounded(&path)
+            .map_err(|e| {
+                ctx.err(
+                    file.referenced,
+                    &format!("{key}.{name}"),
+                    format!("cannot read `{}`: {e}", path.display()),
+                )
+            })
+            .ok();
+        paths.push(path);
+        Some(bytes)
+    };
+    let ca = read(ctx, t.ca, "ca");
+    let cert = read(ctx, t.client_cert, "client_cert");
+    let client_key = read(ctx, t.client_key, "client_key");
+    let client = match (cert, client_key) {
+        (None, None) => None,
+        (Some(cert), Some(client_key)) => Some((cert?, client_key?)),
+        (Some(_), None) | (None, Some(_)) => {
+            let (at, missing) = match (t.client_cert, t.client_key) {
+                (Some(c), _) => (c.referenced, "client_key"),
+                (_, Some(k)) => (k.referenced, "client_cert"),
+                _ => return None,
+            };
+            ctx.err(
+                at,
+                key,
+                format!("client_cert and client_key go together: add {missing}"),
+            );
+            return None;
+        }
+    };
+    let ca = match ca {
+        None => None,
+        Some(bytes) => Some(bytes?),
+    };
+    let files = crate::trust::UpstreamTlsFiles {
+        ca: ca.as_deref(),
+        client: client.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
+        server_name: t.server_name.map(|n| n.value.0.as_str()),
+        paths,
+    };
+    match crate::trust::upstream_tls(files) {
+        Ok(tls) => Some((tls, TlsPem { ca, client })),
+        Err(e) => {
+            let at = match e.key {
+                "ca" => t.ca,
+                "server_name" => t.server_name,
+                "client_cert" => t.client_cert,
+                _ => t.client_key,
+            }
+            .map(|f| f.referenced)
+            .unwrap_or(Location::UNKNOWN);
+            ctx.err(at, &format!("{key}.{}", e.key), e.message);
+            None
+        }
+    }
 }
 
 fn resolve(base: &Path, p: &str) -> PathBuf {

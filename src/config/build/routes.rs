@@ -8,11 +8,11 @@ use std::sync::Arc;
 use http::{HeaderName, Method};
 use serde_saphyr::Location;
 
-use super::{resolve, Ctx};
+use super::{tls_settings, Ctx, TlsFiles};
 use crate::canonicalize::{canonical_host, canonical_path};
 use crate::config::expand::Text;
 use crate::config::file::{self, S};
-use crate::config::{read_bounded, IdentityHeaders};
+use crate::config::IdentityHeaders;
 use crate::route::{HostPattern, Route, RouteTable, Rule, Upstream};
 
 fn prefix(ctx: &mut Ctx<'_>, p: &S<Text>, key: &str) -> Option<String> {
@@ -86,67 +86,13 @@ fn upstream_tls(
         return None;
     }
     let t = &t.value;
-    let mut paths = Vec::new();
-    let mut read = |ctx: &mut Ctx<'_>, file: &Option<S<Text>>, name: &str| {
-        let file = file.as_ref()?;
-        let path = resolve(base, &file.value);
-        let bytes = read_bounded(&path)
-            .map_err(|e| {
-                ctx.err(
-                    file.referenced,
-                    &format!("{key}.{name}"),
-                    format!("cannot read `{}`: {e}", path.display()),
-                )
-            })
-            .ok();
-        paths.push(path);
-        Some(bytes)
+    let files = TlsFiles {
+        ca: t.ca.as_ref(),
+        server_name: t.server_name.as_ref(),
+        client_cert: t.client_cert.as_ref(),
+        client_key: t.client_key.as_ref(),
     };
-    let ca = read(ctx, &t.ca, "ca");
-    let cert = read(ctx, &t.client_cert, "client_cert");
-    let client_key = read(ctx, &t.client_key, "client_key");
-    let client = match (cert, client_key) {
-        (None, None) => None,
-        (Some(cert), Some(client_key)) => Some((cert?, client_key?)),
-        (Some(_), None) | (None, Some(_)) => {
-            let (at, missing) = match (&t.client_cert, &t.client_key) {
-                (Some(c), _) => (c.referenced, "client_key"),
-                (_, Some(k)) => (k.referenced, "client_cert"),
-                _ => return None,
-            };
-            ctx.err(
-                at,
-                key,
-                format!("client_cert and client_key go together: add {missing}"),
-            );
-            return None;
-        }
-    };
-    let ca = match ca {
-        None => None,
-        Some(bytes) => Some(bytes?),
-    };
-    let files = crate::trust::UpstreamTlsFiles {
-        ca: ca.as_deref(),
-        client: client.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
-        server_name: t.server_name.as_ref().map(|n| n.value.0.as_str()),
-        paths,
-    };
-    match crate::trust::upstream_tls(files) {
-        Ok(tls) => Some(Arc::new(tls)),
-        Err(e) => {
-            let at = match e.key {
-                "ca" => t.ca.as_ref(),
-                "server_name" => t.server_name.as_ref(),
-                "client_cert" => t.client_cert.as_ref(),
-                _ => t.client_key.as_ref(),
-            }
-            .map(|f| f.referenced)
-            .unwrap_or(Location::UNKNOWN);
-            ctx.err(at, &format!("{key}.{}", e.key), e.message);
-            None
-        }
-    }
+    tls_settings(ctx, base, key, &files).map(|(tls, _)| Arc::new(tls))
 }
 
 fn roles(

@@ -228,7 +228,7 @@ pub(super) fn build_store(
                 );
                 None
             }
-            Some(r) => match redis::Client::open(r.value.url.0.as_str()) {
+            Some(r) => match redis_client(ctx, base, r) {
                 // `rediss://…#insecure` would take any certificate: whoever sits between the
                 // gateway and Redis could read and forge every session.
                 Ok(client)
@@ -241,7 +241,7 @@ pub(super) fn build_store(
                         r.referenced,
                         "store.redis.url",
                         "`#insecure` (TLS without checking the certificate) is not supported: \
-                         trust the server's CA instead (SSL_CERT_FILE=ca.pem, see README)",
+                         trust the server's CA instead (store.redis.tls.ca: ca.pem)",
                     );
                     None
                 }
@@ -249,14 +249,7 @@ pub(super) fn build_store(
                     client,
                     key_prefix: r.value.key_prefix.0.clone(),
                 }),
-                Err(e) => {
-                    ctx.err(
-                        r.referenced,
-                        "store.redis.url",
-                        format!("not a Redis URL (e.g. redis://127.0.0.1:6379/0): {e}"),
-                    );
-                    None
-                }
+                Err(()) => None,
             },
         },
         other => {
@@ -281,6 +274,55 @@ pub(super) fn build_store(
             crate::config::StoreSettings::Memory { path: store_path }
         }
         other => other,
+    })
+}
+
+/// The Redis client for `store.redis`: its URL, and with `tls:` the CAs to trust instead of
+/// the system's and a client certificate. `Err` once the problem is reported.
+fn redis_client(ctx: &mut Ctx<'_>, base: &Path, r: &S<file::Redis>) -> Result<redis::Client, ()> {
+    let url = r.value.url.0.as_str();
+    let client = redis::Client::open(url).map_err(|e| {
+        ctx.err(
+            r.referenced,
+            "store.redis.url",
+            format!("not a Redis URL (e.g. redis://127.0.0.1:6379/0): {e}"),
+        )
+    })?;
+    let Some(t) = &r.value.tls else {
+        return Ok(client);
+    };
+    if !matches!(
+        client.get_connection_info().addr,
+        redis::ConnectionAddr::TcpTls { .. }
+    ) {
+        ctx.err(
+            t.referenced,
+            "store.redis.tls",
+            "is for rediss:// URLs; store.redis.url is not one",
+        );
+        return Err(());
+    }
+    let files = super::TlsFiles {
+        ca: t.value.ca.as_ref(),
+        server_name: None,
+        client_cert: t.value.client_cert.as_ref(),
+        client_key: t.value.client_key.as_ref(),
+    };
+    // Read and checked as an upstream's are (a key that does not match its certificate is
+    // refused here, not at the first connection); redis-rs builds its own rustls config from
+    // the same PEM.
+    let (_, pem) = super::tls_settings(ctx, base, "store.redis.tls", &files).ok_or(())?;
+    let certificates = redis::TlsCertificates {
+        client_tls: pem
+            .client
+            .map(|(client_cert, client_key)| redis::ClientTlsConfig {
+                client_cert,
+                client_key,
+            }),
+        root_cert: pem.ca,
+    };
+    redis::Client::build_with_tls(url, certificates).map_err(|e| {
+        ctx.err(t.referenced, "store.redis.tls", format!("{e}"));
     })
 }
 
