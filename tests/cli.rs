@@ -66,8 +66,7 @@ fn check_accepts_the_example_config() {
 
 #[test]
 fn every_shipped_example_config_is_valid() {
-    // examples/configs/tls.yaml points at the operator's own certificates; it is exercised by
-    // tests/tls.rs with generated ones.
+    // examples/configs/tls.yaml points at the operator's own certificates: see below.
     for config in [
         "gateway.yaml",
         "examples/compose/gateway.yaml",
@@ -433,4 +432,59 @@ fn run_turns_transparent_huge_pages_off() {
         None => eprintln!("SKIPPED: this kernel has no THP_enabled in /proc/PID/status"),
         Some(value) => assert_eq!(value, "0", "transparent huge pages still on"),
     }
+}
+
+/// `examples/configs/tls.yaml` names files under `/etc/gatehouse`; with those paths pointed at
+/// generated certificates and keys of the same kinds it must pass `check`, and say what its
+/// https route trusts.
+#[test]
+fn the_shipped_tls_example_is_valid_with_its_files_in_place() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let dir = support::temp_dir();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    std::fs::write(dir.join("internal-ca.pem"), ca.pem()).unwrap();
+    for (cert, key, name) in [
+        ("fullchain.pem", "privkey.pem", "app.example.com"),
+        ("gatehouse-client.pem", "gatehouse-client.key", "gatehouse"),
+    ] {
+        let pair = KeyPair::generate().unwrap();
+        let issued = CertificateParams::new(vec![name.to_string()])
+            .unwrap()
+            .signed_by(&pair, &issuer)
+            .unwrap();
+        std::fs::write(dir.join(cert), issued.pem()).unwrap();
+        std::fs::write(dir.join(key), pair.serialize_pem()).unwrap();
+    }
+    gen_key(&dir.join("signing.pem"));
+    gen_key(&dir.join("previous.pem"));
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/configs/tls.yaml"
+    ))
+    .unwrap()
+    .replace(
+        "/etc/gatehouse/users.yaml",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/example-users.yaml"),
+    )
+    .replace("/etc/gatehouse/tls/", &format!("{}/", dir.display()))
+    .replace("/etc/gatehouse/keys/", &format!("{}/", dir.display()));
+    assert!(!text.contains("/etc/gatehouse"), "{text}");
+    let path = dir.join("tls.yaml");
+    std::fs::write(&path, text).unwrap();
+    let stdout = succeeded(
+        gatehouse()
+            .args(["check", "--config"])
+            .arg(&path)
+            .env("GATEHOUSE_ADMIN_TOKEN", "an-admin-token-of-16+")
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        stdout.contains("TLS: own CAs, name billing.internal, client certificate"),
+        "{stdout}"
+    );
 }
