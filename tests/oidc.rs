@@ -935,3 +935,81 @@ async fn the_sign_out_forms_may_go_on_to_an_end_session_endpoint_on_another_orig
         "{location}"
     );
 }
+
+/// The claims of a JWT, unverified (the test reads what the gateway sent on).
+fn jwt_claims(token: &str) -> Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// `logout: idp` sends the session's latest ID token as `id_token_hint`: IdentityServer,
+/// Connect2id and Okta honour `post_logout_redirect_uri` only with it. It is kept sealed with
+/// the session, replaced by the one a recheck brings, and not kept at all for a provider whose
+/// logout stays local.
+#[tokio::test]
+async fn logout_at_the_provider_sends_the_latest_id_token_as_its_hint() {
+    let up = Upstream::start().await;
+    let idp = HostileProvider::start().await;
+    let providers =
+        "oidc:\n  providers:\n    - id: corp\n      name: Corp\n      issuer: \"ISSUER\"\n      \
+         client_id: gatehouse\n      username_claim: preferred_username\n      logout: idp\n      \
+         recheck_interval: 1s\n    - id: plain\n      name: Plain\n      issuer: \"ISSUER\"\n      \
+         client_id: gatehouse\n";
+    let gw = gateway_edited(&up, &idp.issuer, providers, |y| {
+        y.replace("  access_ttl: 5m\n", "  access_ttl: 1s\n")
+    })
+    .await;
+    let store = gw.gw.store();
+
+    // A provider whose logout is local: no ID token kept.
+    let r = round_trip(&gw.client(), &idp, "plain", Script::default()).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let plain = store.sessions_of("dana@example.com").await.unwrap();
+    assert_eq!(plain[0].idp.as_ref().unwrap().id_token, None);
+
+    let client = gw.client();
+    let first = Script {
+        refresh_token: Some("idp-refresh-1".into()),
+        claims: claims(json!({"name": "first"})),
+        ..Script::default()
+    };
+    let r = round_trip(&client, &idp, "corp", first).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let kept = store.sessions_of("dana").await.unwrap()[0]
+        .idp
+        .clone()
+        .unwrap()
+        .id_token
+        .expect("kept for logout: idp");
+    assert!(!kept.contains("eyJ"), "sealed, not a JWT in the clear");
+
+    // A recheck brings a fresh ID token, which replaces the first.
+    idp.script(Script {
+        refresh_token: Some("idp-refresh-2".into()),
+        claims: claims(json!({"name": "second"})),
+        ..Script::default()
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert_eq!(client.navigate("/dashboard").await.status, StatusCode::OK);
+
+    let r = client.post_form("/.gatehouse/logout", &[]).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let location = r.header("location").unwrap_or_default().to_string();
+    assert!(
+        location.starts_with(&format!("{}/logout?", idp.issuer)),
+        "{location}"
+    );
+    let hint = oidc::query_param(&location, "id_token_hint").expect("id_token_hint");
+    let sent = jwt_claims(&hint);
+    assert_eq!(sent["name"], "second", "the latest ID token: {sent}");
+    assert_eq!(sent["sub"], "user-1");
+    assert_eq!(sent["aud"], "gatehouse");
+    assert_eq!(
+        oidc::query_param(&location, "client_id").as_deref(),
+        Some("gatehouse")
+    );
+}

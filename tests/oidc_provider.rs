@@ -179,7 +179,12 @@ async fn logout_idp_sends_the_browser_on_to_end_the_providers_session() {
         oidc::query_param(&location, "post_logout_redirect_uri").unwrap(),
         format!("http://127.0.0.1:{port}/.gatehouse/login")
     );
-    // The provider accepts it (its logout confirmation page).
+    // With the ID token it issued as the hint, which it checks (a hint it did not issue is
+    // its 400), and accepts: its logout confirmation page.
+    assert!(
+        oidc::query_param(&location, "id_token_hint").is_some(),
+        "{location}"
+    );
     let at_idp = Client::new(idp.addr())
         .get(&oidc::strip_any_origin(&location))
         .await;

@@ -21,6 +21,7 @@ mod assertion;
 mod provider;
 
 pub use assertion::{sign_assertion, ASSERTION_TTL, ASSERTION_TYP};
+pub use provider::id_token_hint;
 pub use provider::provider_user;
 use provider::{recheck, Recheck};
 
@@ -219,18 +220,29 @@ pub async fn login(
 
 /// Starts a session for a user an identity provider just vouched for; the provider's refresh
 /// token (if it gave one) is sealed to the new session. `now` in milliseconds.
+/// What a provider login keeps of the provider's tokens, sealed to the new session.
+pub struct IdpTokens<'a> {
+    pub refresh_token: Option<&'a str>,
+    /// Only for `logout: idp` (the logout's `id_token_hint`).
+    pub id_token: Option<&'a str>,
+}
+
 pub async fn login_with_provider(
     settings: &TokenSettings,
     store: &Store,
     user: &User,
     mut link: IdpLink,
-    idp_refresh_token: Option<&str>,
+    tokens: IdpTokens<'_>,
     context: LoginContext,
     now: u64,
 ) -> Result<Issued, SessionError> {
     let sid = ids::session_id();
-    link.refresh_token =
-        idp_refresh_token.and_then(|t| settings.seal.seal(t.as_bytes(), sid.as_bytes()));
+    link.refresh_token = tokens
+        .refresh_token
+        .and_then(|t| settings.seal.seal(t.as_bytes(), sid.as_bytes()));
+    link.id_token = tokens
+        .id_token
+        .and_then(|t| provider::seal_id_token(settings, &sid, t));
     let fingerprint = provider_fingerprint(&link.provider);
     start_session(
         settings,

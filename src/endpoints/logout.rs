@@ -71,7 +71,8 @@ pub async fn logout(
         if let Some(link) = sessions::session(&gw.store, sid).await?.and_then(|s| s.idp) {
             let after = query_param(canon, "rd")
                 .map(|rd| after_signing_in(&safe_return(Some(&rd)), &config.auth_prefix));
-            idp_logout = super::oidc::idp_logout_url(gw, config, &link, after.as_deref()).await;
+            idp_logout =
+                super::oidc::idp_logout_url(gw, config, sid, &link, after.as_deref()).await;
         }
     }
     if let Some((user, sid)) = session {

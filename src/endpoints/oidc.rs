@@ -370,6 +370,7 @@ async fn complete(
         email: who.email.clone(),
         roles: who.roles.clone(),
         refresh_token: None,
+        id_token: None,
         checked_at: ctx.now_ms,
     };
     let ip = ctx.client_ip.to_string();
@@ -378,7 +379,11 @@ async fn complete(
         &gw.store,
         &user,
         link,
-        tokens.refresh_token.as_deref(),
+        sessions::IdpTokens {
+            refresh_token: tokens.refresh_token.as_deref(),
+            // Kept only where the logout sends it back.
+            id_token: Some(id_token).filter(|_| p.logout_at_idp),
+        },
         login_context(headers, ctx),
         ctx.now_ms,
     )
@@ -476,10 +481,14 @@ pub async fn backchannel_logout(
 /// For `logout: idp`: where to send the browser after our logout so the provider ends its
 /// session too (RP-initiated logout), if the provider has an end-session endpoint.
 /// `after`: where to go once signed in again, sent as `state`, which the provider hands back
-/// to the login page (RP-Initiated Logout 1.0 §2; the login page reads it as `rd`).
+/// to the login page (RP-Initiated Logout 1.0 §2; the login page reads it as `rd`). The
+/// session's latest ID token goes as `id_token_hint`: several providers (IdentityServer,
+/// Connect2id, Okta) honour `post_logout_redirect_uri` only with it, and others skip their
+/// confirmation with it.
 pub async fn idp_logout_url(
     gw: &Gateway,
     config: &Config,
+    sid: &str,
     link: &IdpLink,
     after: Option<&str>,
 ) -> Option<String> {
@@ -495,6 +504,9 @@ pub async fn idp_logout_url(
         config.auth_prefix
     );
     let mut query = form_urlencoded::Serializer::new(String::new());
+    if let Some(hint) = sessions::id_token_hint(&config.tokens, sid, link) {
+        query.append_pair("id_token_hint", &hint);
+    }
     query
         .append_pair("client_id", &p.client_id)
         .append_pair("post_logout_redirect_uri", &back);

@@ -70,6 +70,10 @@ pub struct IdpLink {
     /// logged in the clear.
     #[serde(default)]
     pub refresh_token: Option<String>,
+    /// The IdP's latest ID token, sealed likewise: kept only for `logout: idp`, where it goes
+    /// back to the provider as `id_token_hint` (RP-Initiated Logout 1.0 §2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
     /// When the IdP last confirmed the user (Unix ms).
     pub checked_at: u64,
 }

@@ -454,6 +454,7 @@ fn idp_session(sid: &str, user: &str, sub: &str, idp_sid: Option<&str>) -> Sessi
         email: Some(format!("{user}@example.com")),
         roles: Vec::new(),
         refresh_token: Some("sealed".into()),
+        id_token: Some("sealed-id-token".into()),
         checked_at: b(),
     });
     s

@@ -42,6 +42,24 @@ pub fn provider_user(
     }
 }
 
+/// The AAD an ID token is sealed under: its session, and what it is (a sealed refresh token
+/// of the same session does not open as one).
+fn id_token_aad(sid: &str) -> Vec<u8> {
+    format!("{sid}/id_token").into_bytes()
+}
+
+pub(super) fn seal_id_token(settings: &TokenSettings, sid: &str, token: &str) -> Option<String> {
+    settings.seal.seal(token.as_bytes(), &id_token_aad(sid))
+}
+
+/// The session's latest ID token from its provider, for the logout's `id_token_hint`; `None`
+/// when none was kept or it no longer opens (the signing key changed since).
+pub fn id_token_hint(settings: &TokenSettings, sid: &str, link: &IdpLink) -> Option<String> {
+    let sealed = link.id_token.as_ref()?;
+    let plain = settings.seal.open(sealed, &id_token_aad(sid))?;
+    String::from_utf8(plain).ok()
+}
+
 /// What asking the IdP again said.
 pub(super) enum Recheck {
     Confirmed(IdpLink),
@@ -94,6 +112,9 @@ pub(super) async fn recheck(
             Ok(claims) => {
                 if claims.get("sub").and_then(|v| v.as_str()) != Some(link.sub.as_str()) {
                     return Recheck::Refused("sub_changed");
+                }
+                if p.logout_at_idp {
+                    new.id_token = seal_id_token(settings, &session.sid, &id_token);
                 }
                 match crate::oidc::map_claims(p, &claims) {
                     Ok(id) => {
