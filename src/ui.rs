@@ -200,9 +200,11 @@ pub fn error_page(
                     escape(user)
                 ));
             }
-            // Sign out, then the login page, then back here.
+            // Sign out, then the login page, then back here. `switch_account`: a provider
+            // asked from that login page is asked for another account too, not only for its
+            // session (`endpoints::oidc::start`).
             let back: String = form_urlencoded::byte_serialize(at.back_to.as_bytes()).collect();
-            let switch = format!("{}/login?rd={back}", at.auth_prefix);
+            let switch = format!("{}/login?rd={back}&switch_account=1", at.auth_prefix);
             let switch: String = form_urlencoded::byte_serialize(switch.as_bytes()).collect();
             body.push_str(&format!(
                 "<form method=\"post\" action=\"{prefix}/logout\"><button type=\"submit\">Sign out</button></form>\n\

@@ -1013,3 +1013,74 @@ async fn logout_at_the_provider_sends_the_latest_id_token_as_its_hint() {
         Some("gatehouse")
     );
 }
+
+/// *Sign in as someone else* on the 403 page ends our session, but not the provider's: the
+/// provider would sign the same person in again at once, and the 403 would come back. So the
+/// login page it leads to asks the provider for another account (`prompt`), in a way the
+/// provider says it takes: `login` when it lists nothing, `select_account` when it lists that,
+/// nothing when it lists neither (a value it does not take would fail the sign-in there).
+#[tokio::test]
+async fn sign_in_as_someone_else_asks_the_provider_for_another_account() {
+    // The href of the first provider button on a login page.
+    fn provider_link(body: &str) -> String {
+        oidc::between(body, "class=\"button provider\" href=\"", "\"")
+            .expect("a provider button")
+            .replace("&amp;", "&")
+    }
+    for (listed, prompt) in [
+        (None, Some("login")),
+        (
+            Some(json!(["none", "login", "consent", "select_account"])),
+            Some("select_account"),
+        ),
+        (Some(json!(["none", "consent"])), None),
+    ] {
+        let up = Upstream::start().await;
+        let idp = HostileProvider::start_with(|d| {
+            if let Some(listed) = &listed {
+                d["prompt_values_supported"] = listed.clone();
+            }
+        })
+        .await;
+        let gw = gateway(&up, &idp.issuer, PROVIDERS).await;
+        let client = gw.client();
+        let r = round_trip(&client, &idp, "hostile", Script::default()).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+
+        // dana is no admin: the 403 page's second form.
+        let page = client.navigate("/admin/panel?tab=2").await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN);
+        let before = page
+            .body
+            .split("\"><button class=\"secondary\"")
+            .next()
+            .unwrap();
+        let form = before
+            .rsplit("action=\"")
+            .next()
+            .expect("Sign in as someone else")
+            .replace("&amp;", "&");
+        let r = client.post_form(&form, &[]).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+        let login = r.header("location").unwrap().to_string();
+        let page = client.navigate(&login).await;
+        assert_eq!(page.status, StatusCode::OK);
+        let start = provider_link(&page.body);
+        let r = client.navigate(&start).await;
+        assert_eq!(r.status, StatusCode::FOUND, "{}", r.body);
+        let authorize = r.header("location").unwrap().to_string();
+        assert_eq!(
+            oidc::query_param(&authorize, "prompt").as_deref(),
+            prompt,
+            "{listed:?}: {authorize}"
+        );
+        // And back to the page refused, once someone is signed in.
+        assert!(start.contains("rd=%2Fadmin%2Fpanel%3Ftab%3D2"), "{start}");
+
+        // A plain sign-in asks for nothing more.
+        let page = client.navigate("/.gatehouse/login?rd=/").await;
+        let r = client.navigate(&provider_link(&page.body)).await;
+        let authorize = r.header("location").unwrap().to_string();
+        assert_eq!(oidc::query_param(&authorize, "prompt"), None, "{authorize}");
+    }
+}

@@ -304,3 +304,95 @@ async fn back_channel_logout_from_the_provider_reaches_the_other_replica_within_
     assert!(took < Duration::from_secs(1), "{took:?}");
     assert!(b.gw.store().sessions_of("erin").await.unwrap().is_empty());
 }
+
+/// Where the browser (with `idp` as its cookies at the provider) ends up from `authorize`:
+/// `Ok(the callback)` when the provider sends it straight back, `Err(the page)` when the
+/// provider shows a page of its own.
+async fn at_the_provider(idp: &Client, authorize: &str) -> Result<String, String> {
+    let mut url = oidc::strip_any_origin(authorize);
+    for _ in 0..12 {
+        let r = idp.get(&url).await;
+        if !r.status.is_redirection() {
+            return Err(r.body);
+        }
+        let next = r.header("location").unwrap().to_string();
+        let path = oidc::strip_any_origin(&next);
+        if path.starts_with("/.gatehouse/") {
+            return Ok(path);
+        }
+        url = path;
+    }
+    panic!("the provider kept redirecting");
+}
+
+/// With `logout: local`, *Sign in as someone else* ends our session and not the provider's.
+/// Asked plainly, this provider then signs the same person in again without a word (the 403
+/// comes straight back); asked from that login page, it shows its sign-in form.
+#[tokio::test]
+async fn sign_in_as_someone_else_makes_the_real_provider_ask_for_the_account() {
+    let up = Upstream::start().await;
+    let (listener, port) = bind().await;
+    let Some(idp) = RealProvider::start(client(&[port]), accounts()).await else {
+        return;
+    };
+    let text = yaml(&up, port, &idp.issuer, "").replace("      logout: idp\n", "");
+    let gw = TestGateway::start_on(listener, temp_dir(), &text)
+        .await
+        .unwrap();
+    let idp_browser = Client::new(idp.addr());
+    let browser = gw.client();
+    let started = oidc::start(&browser, "real", "/").await;
+    let callback = idp
+        .sign_in_with(&idp_browser, &started.location, "frank")
+        .await;
+    assert_eq!(
+        browser.navigate(&callback).await.status,
+        StatusCode::SEE_OTHER
+    );
+
+    // What a plain sign-in does while the provider's session lives: straight back.
+    let plain = oidc::start(&gw.client(), "real", "/").await;
+    assert!(
+        at_the_provider(&idp_browser, &plain.location).await.is_ok(),
+        "the provider asked even without prompt"
+    );
+
+    // frank is no admin: the 403 page's *Sign in as someone else*.
+    let page = browser.navigate("/admin").await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    let before = page
+        .body
+        .split("\"><button class=\"secondary\"")
+        .next()
+        .unwrap();
+    let form = before
+        .rsplit("action=\"")
+        .next()
+        .unwrap()
+        .replace("&amp;", "&");
+    let r = browser
+        .send(
+            Client::request(http::Method::POST, &form)
+                .header("accept", "text/html")
+                .header("origin", format!("http://127.0.0.1:{port}"))
+                .body(http_body_util::Full::default())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let login = browser.navigate(r.header("location").unwrap()).await;
+    let start = oidc::between(&login.body, "class=\"button provider\" href=\"", "\"")
+        .unwrap()
+        .replace("&amp;", "&");
+    let r = browser.navigate(&start).await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.body);
+    let authorize = r.header("location").unwrap();
+    assert_eq!(
+        oidc::query_param(authorize, "prompt").as_deref(),
+        Some("login")
+    );
+    let page = at_the_provider(&idp_browser, authorize)
+        .await
+        .expect_err("the provider signed frank in again without asking");
+    assert!(page.contains("name=\"login\""), "{page}");
+}

@@ -58,7 +58,7 @@ async fn a_forbidden_page_says_who_is_signed_in_and_offers_to_switch() {
     assert_eq!(out.status, StatusCode::SEE_OTHER, "{action}");
     assert_eq!(
         out.header("location"),
-        Some("/.gatehouse/login?rd=%2Fadmin%2Fpanel%3Fx%3D1")
+        Some("/.gatehouse/login?rd=%2Fadmin%2Fpanel%3Fx%3D1&switch_account=1")
     );
     assert_eq!(
         c.get("/x").await.status,

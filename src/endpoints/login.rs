@@ -24,7 +24,15 @@ use crate::ui::{self, escape, html};
 
 const FAILURE: &str = "Invalid username or password.";
 
-fn page_html(config: &Config, rd: &str, username: &str, error: Option<&str>) -> String {
+/// `switch_account`: the page was reached by *Sign in as someone else*; its provider buttons
+/// ask the provider for another account.
+fn page_html(
+    config: &Config,
+    rd: &str,
+    username: &str,
+    error: Option<&str>,
+    switch_account: bool,
+) -> String {
     let action = format!("{}/login", config.auth_prefix);
     let error = error
         .map(|e| {
@@ -34,7 +42,7 @@ fn page_html(config: &Config, rd: &str, username: &str, error: Option<&str>) -> 
             )
         })
         .unwrap_or_default();
-    let providers = provider_buttons(config, rd);
+    let providers = provider_buttons(config, rd, switch_account);
     let password_login = config.oidc.as_ref().is_none_or(|o| o.password_login);
     if !password_login {
         let branding = &config.ui;
@@ -67,11 +75,14 @@ fn page_html(config: &Config, rd: &str, username: &str, error: Option<&str>) -> 
 /// One *Sign in with NAME* button per identity provider: a link styled as a button (no
 /// JavaScript; a keyboard reaches it with Tab and follows it with Enter). A link, not a form:
 /// the page's `form-action 'self'` would stop a form's redirect on to the provider.
-fn provider_buttons(config: &Config, rd: &str) -> String {
+fn provider_buttons(config: &Config, rd: &str, switch_account: bool) -> String {
     let Some(oidc) = config.oidc.as_ref().filter(|o| !o.providers.is_empty()) else {
         return String::new();
     };
-    let rd: String = form_urlencoded::byte_serialize(rd.as_bytes()).collect();
+    let mut rd: String = form_urlencoded::byte_serialize(rd.as_bytes()).collect();
+    if switch_account {
+        rd.push_str("&switch_account=1");
+    }
     let mut out = String::from("<div class=\"providers\">\n");
     for p in &oidc.providers {
         out.push_str(&format!(
@@ -102,7 +113,11 @@ pub fn page(
             .or_else(|| query_param(canon, "state"))
             .as_deref(),
     );
-    let mut r = html(StatusCode::OK, page_html(config, &rd, "", None));
+    let switch_account = query_param(canon, "switch_account").is_some_and(|v| v == "1");
+    let mut r = html(
+        StatusCode::OK,
+        page_html(config, &rd, "", None, switch_account),
+    );
     // Stale cookies are cleared, so a broken session cannot loop a browser back here.
     let creds = extract(req.headers(), &config.cookies);
     if creds.access_cookie.is_some() || creds.refresh_cookie.is_some() {
@@ -345,7 +360,7 @@ fn failure(config: &Config, attempt: &Attempt) -> Response<Body> {
         ),
         BodyKind::Form => html(
             StatusCode::UNAUTHORIZED,
-            page_html(config, &attempt.rd, &attempt.username, Some(FAILURE)),
+            page_html(config, &attempt.rd, &attempt.username, Some(FAILURE), false),
         ),
     }
 }

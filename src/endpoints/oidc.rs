@@ -147,7 +147,8 @@ pub async fn start(
     };
     let scope = p.scopes.join(" ");
     let challenge = crate::oidc::pkce_challenge(&entry.v);
-    let query: String = form_urlencoded::Serializer::new(String::new())
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query
         .append_pair("response_type", "code")
         .append_pair("client_id", &p.client_id)
         .append_pair("redirect_uri", &p.redirect_uri)
@@ -155,8 +156,15 @@ pub async fn start(
         .append_pair("state", &entry.s)
         .append_pair("nonce", &entry.n)
         .append_pair("code_challenge", &challenge)
-        .append_pair("code_challenge_method", "S256")
-        .finish();
+        .append_pair("code_challenge_method", "S256");
+    // *Sign in as someone else*: our session has ended, the provider's has not, and without
+    // this it would sign the same person in again at once.
+    if query_param(canon, "switch_account").is_some_and(|v| v == "1") {
+        if let Some(prompt) = d.switch_account_prompt {
+            query.append_pair("prompt", prompt);
+        }
+    }
+    let query = query.finish();
     let sep = if d.authorization_endpoint.contains('?') {
         '&'
     } else {

@@ -21,6 +21,9 @@ pub struct Discovered {
     pub secret_in_body: bool,
     /// RFC 9207: the provider sends `iss` with its authorization responses.
     pub sends_iss: bool,
+    /// The `prompt` that makes the provider ask which account (or for a sign-in) even with a
+    /// session of its own, for *Sign in as someone else*; `None` when it offers neither.
+    pub switch_account_prompt: Option<&'static str>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -37,6 +40,8 @@ struct Document {
     code_challenge_methods_supported: Option<Vec<String>>,
     #[serde(default)]
     authorization_response_iss_parameter_supported: bool,
+    /// OpenID Connect Prompt Create 1.0 §4.
+    prompt_values_supported: Option<Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -143,7 +148,29 @@ pub async fn discover(http: &IdpHttp, issuer: &str) -> Result<Discovered, Discov
         algorithms,
         secret_in_body,
         sends_iss: doc.authorization_response_iss_parameter_supported,
+        switch_account_prompt: switch_account_prompt(
+            issuer,
+            doc.prompt_values_supported.as_deref(),
+        ),
     })
+}
+
+/// Which `prompt` asks for another account: `select_account` (a choice among accounts, or a
+/// new one) where the provider lists it, else `login` (a fresh sign-in) where it lists that.
+/// Most providers list nothing: then `login`, which OpenID Connect Core defines and they take
+/// — but Google, which lists nothing and refuses `login`, takes `select_account`. A value a
+/// provider does not take fails the whole sign-in there (oidc-provider: "unsupported prompt
+/// value requested"), so nothing is sent that it says it does not take.
+fn switch_account_prompt(issuer: &str, listed: Option<&[String]>) -> Option<&'static str> {
+    match listed {
+        Some(values) => ["select_account", "login"]
+            .into_iter()
+            .find(|p| values.iter().any(|v| v == p)),
+        None if issuer.trim_end_matches('/') == "https://accounts.google.com" => {
+            Some("select_account")
+        }
+        None => Some("login"),
+    }
 }
 
 /// The provider's signing keys; keys we cannot use (encryption keys, unknown types) are
@@ -169,4 +196,38 @@ pub async fn fetch_jwks(http: &IdpHttp, url: &str) -> Result<Vec<Jwk>, Discovery
         .filter(|k| k.get("use").and_then(|u| u.as_str()) != Some("enc"))
         .filter_map(|k| serde_json::from_value::<Jwk>(k.clone()).ok())
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::switch_account_prompt;
+
+    #[test]
+    fn another_account_is_asked_for_only_in_a_way_the_provider_takes() {
+        let list = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let keycloak = "https://sso.example.com/realms/corp";
+        for (issuer, listed, prompt) in [
+            (keycloak, None, Some("login")),
+            ("https://accounts.google.com", None, Some("select_account")),
+            ("https://accounts.google.com/", None, Some("select_account")),
+            (
+                keycloak,
+                Some(list(&["none", "login", "consent", "select_account"])),
+                Some("select_account"),
+            ),
+            (
+                keycloak,
+                Some(list(&["none", "login", "consent"])),
+                Some("login"),
+            ),
+            (keycloak, Some(list(&["none", "consent"])), None),
+            (keycloak, Some(Vec::new()), None),
+        ] {
+            assert_eq!(
+                switch_account_prompt(issuer, listed.as_deref()),
+                prompt,
+                "{issuer} {listed:?}"
+            );
+        }
+    }
 }

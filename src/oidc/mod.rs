@@ -482,6 +482,7 @@ mod tests {
             algorithms: vec![jsonwebtoken::Algorithm::RS256],
             secret_in_body: false,
             sends_iss: false,
+            switch_account_prompt: None,
         }
     }
 

@@ -113,7 +113,13 @@ impl RealProvider {
     /// the gateway's callback: the devInteractions login form (any password), consent given
     /// automatically. Returns the callback's path and query on the gateway.
     pub async fn sign_in(&self, authorize_url: &str, account: &str) -> String {
-        let idp = Client::new(self.addr());
+        self.sign_in_with(&Client::new(self.addr()), authorize_url, account)
+            .await
+    }
+
+    /// [`RealProvider::sign_in`] with `idp` as the browser's cookies at the provider: its
+    /// session there outlives the sign-in.
+    pub async fn sign_in_with(&self, idp: &Client, authorize_url: &str, account: &str) -> String {
         let mut url = strip_origin(authorize_url, &self.issuer);
         for _ in 0..12 {
             let r = idp.get(&url).await;
