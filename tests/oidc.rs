@@ -1021,12 +1021,6 @@ async fn logout_at_the_provider_sends_the_latest_id_token_as_its_hint() {
 /// nothing when it lists neither (a value it does not take would fail the sign-in there).
 #[tokio::test]
 async fn sign_in_as_someone_else_asks_the_provider_for_another_account() {
-    // The href of the first provider button on a login page.
-    fn provider_link(body: &str) -> String {
-        oidc::between(body, "class=\"button provider\" href=\"", "\"")
-            .expect("a provider button")
-            .replace("&amp;", "&")
-    }
     for (listed, prompt) in [
         (None, Some("login")),
         (
@@ -1050,22 +1044,13 @@ async fn sign_in_as_someone_else_asks_the_provider_for_another_account() {
         // dana is no admin: the 403 page's second form.
         let page = client.navigate("/admin/panel?tab=2").await;
         assert_eq!(page.status, StatusCode::FORBIDDEN);
-        let before = page
-            .body
-            .split("\"><button class=\"secondary\"")
-            .next()
-            .unwrap();
-        let form = before
-            .rsplit("action=\"")
-            .next()
-            .expect("Sign in as someone else")
-            .replace("&amp;", "&");
+        let form = oidc::switch_user_action(&page.body);
         let r = client.post_form(&form, &[]).await;
         assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
         let login = r.header("location").unwrap().to_string();
         let page = client.navigate(&login).await;
         assert_eq!(page.status, StatusCode::OK);
-        let start = provider_link(&page.body);
+        let start = oidc::provider_link(&page.body);
         let r = client.navigate(&start).await;
         assert_eq!(r.status, StatusCode::FOUND, "{}", r.body);
         let authorize = r.header("location").unwrap().to_string();
@@ -1079,7 +1064,7 @@ async fn sign_in_as_someone_else_asks_the_provider_for_another_account() {
 
         // A plain sign-in asks for nothing more.
         let page = client.navigate("/.gatehouse/login?rd=/").await;
-        let r = client.navigate(&provider_link(&page.body)).await;
+        let r = client.navigate(&oidc::provider_link(&page.body)).await;
         let authorize = r.header("location").unwrap().to_string();
         assert_eq!(oidc::query_param(&authorize, "prompt"), None, "{authorize}");
     }

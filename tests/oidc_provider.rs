@@ -360,16 +360,7 @@ async fn sign_in_as_someone_else_makes_the_real_provider_ask_for_the_account() {
     // frank is no admin: the 403 page's *Sign in as someone else*.
     let page = browser.navigate("/admin").await;
     assert_eq!(page.status, StatusCode::FORBIDDEN);
-    let before = page
-        .body
-        .split("\"><button class=\"secondary\"")
-        .next()
-        .unwrap();
-    let form = before
-        .rsplit("action=\"")
-        .next()
-        .unwrap()
-        .replace("&amp;", "&");
+    let form = oidc::switch_user_action(&page.body);
     let r = browser
         .send(
             Client::request(http::Method::POST, &form)
@@ -381,9 +372,7 @@ async fn sign_in_as_someone_else_makes_the_real_provider_ask_for_the_account() {
         .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
     let login = browser.navigate(r.header("location").unwrap()).await;
-    let start = oidc::between(&login.body, "class=\"button provider\" href=\"", "\"")
-        .unwrap()
-        .replace("&amp;", "&");
+    let start = oidc::provider_link(&login.body);
     let r = browser.navigate(&start).await;
     assert_eq!(r.status, StatusCode::FOUND, "{}", r.body);
     let authorize = r.header("location").unwrap();

@@ -379,54 +379,77 @@ async fn brute_force_counters_are_shared_between_replicas() {
     b.stop().await;
 }
 
-/// A managed Redis speaks TLS (`rediss://`): the gateway checks its certificate against the
-/// system's CAs, or `SSL_CERT_FILE`; a certificate it does not trust keeps the store
-/// unavailable (login 503, `/readyz` 503) and says why in the log, once. `#insecure` (no
-/// check at all) is refused at load. Before, every `rediss://` URL was refused at load.
-#[tokio::test]
-async fn a_redis_over_tls_is_used_only_with_a_certificate_the_gateway_trusts() {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let Some(bin) = external::find("redis-server", &["/usr/bin/redis-server"]) else {
-        return;
+/// A CA written to `{ca}.pem` in `dir`, and for each `(name, san)` a certificate it issued,
+/// `{name}.pem` and `{name}.key`. Each with a subject of its own: OpenSSL (Redis) takes a
+/// leaf whose subject is its issuer's (rcgen's default for both) for a self-signed one.
+fn issue_into(dir: &Path, ca: &str, leaves: &[(&str, &str)]) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let named = |sans: Vec<String>, common_name: &str| {
+        let mut params = CertificateParams::new(sans).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params
     };
-    let dir = temp_dir();
-    // A CA, and Redis's certificate signed by it.
     let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    let mut ca_params = named(Vec::new(), ca);
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca_cert = ca_params.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
-    std::fs::write(dir.join("redis.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("redis.key"), key.serialize_pem()).unwrap();
-    // An unrelated CA: what a gateway that does not know Redis's CA trusts.
-    let other_key = KeyPair::generate().unwrap();
-    let mut other = CertificateParams::new(Vec::<String>::new()).unwrap();
-    other.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    std::fs::write(
-        dir.join("other-ca.pem"),
-        other.self_signed(&other_key).unwrap().pem(),
-    )
-    .unwrap();
+    std::fs::write(dir.join(format!("{ca}.pem")), ca_cert.pem()).unwrap();
+    for (name, san) in leaves {
+        let key = KeyPair::generate().unwrap();
+        let cert = named(vec![san.to_string()], name)
+            .signed_by(&key, &issuer)
+            .unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+    }
+}
 
+/// `redis-server` speaking TLS only, on a free port, with `dir`'s `redis.pem` and
+/// `redis.key`, asking for client certificates issued by `ca.pem` or not.
+async fn redis_over_tls(
+    bin: &Path,
+    dir: &Path,
+    ask_for_client_certificates: bool,
+) -> (external::Process, u16) {
     let port = external::free_port();
-    let mut cmd = Command::new(&bin);
+    let mut cmd = Command::new(bin);
     cmd.args(["--port", "0", "--tls-port", &port.to_string()])
         .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .args(["--tls-auth-clients", "no"])
+        .arg("--tls-auth-clients")
+        .arg(if ask_for_client_certificates {
+            "yes"
+        } else {
+            "no"
+        })
         .arg("--tls-cert-file")
         .arg(dir.join("redis.pem"))
         .arg("--tls-key-file")
         .arg(dir.join("redis.key"))
         .arg("--tls-ca-cert-file")
         .arg(dir.join("ca.pem"));
-    let _redis = external::Process::spawn(cmd, port);
-    _redis.wait_listening(Duration::from_secs(10)).await;
+    let redis = external::Process::spawn(cmd, port);
+    redis.wait_listening(Duration::from_secs(10)).await;
+    (redis, port)
+}
+
+/// A managed Redis speaks TLS (`rediss://`): the gateway checks its certificate against the
+/// system's CAs, or `SSL_CERT_FILE`; a certificate it does not trust keeps the store
+/// unavailable (login 503, `/readyz` 503) and says why in the log, once. `#insecure` (no
+/// check at all) is refused at load. Before, every `rediss://` URL was refused at load.
+#[tokio::test]
+async fn a_redis_over_tls_is_used_only_with_a_certificate_the_gateway_trusts() {
+    let Some(bin) = external::find("redis-server", &["/usr/bin/redis-server"]) else {
+        return;
+    };
+    let dir = temp_dir();
+    // A CA, and Redis's certificate signed by it.
+    issue_into(&dir, "ca", &[("redis", "127.0.0.1")]);
+    // An unrelated CA: what a gateway that does not know Redis's CA trusts.
+    issue_into(&dir, "other-ca", &[]);
+    let (_redis, port) = redis_over_tls(&bin, &dir, false).await;
 
     let up = Upstream::start().await;
     let store = |url: &str| format!("store:\n  backend: redis\n  redis:\n    url: \"{url}\"\n");
@@ -504,47 +527,16 @@ async fn a_redis_over_tls_is_used_only_with_a_certificate_the_gateway_trusts() {
 /// certificate, or `tls` on a plain `redis://` URL, is refused at load.
 #[tokio::test]
 async fn a_redis_that_asks_for_a_client_certificate_gets_the_one_store_redis_tls_names() {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
     let Some(bin) = external::find("redis-server", &["/usr/bin/redis-server"]) else {
         return;
     };
     let dir = temp_dir();
-    // Each certificate with its own subject: OpenSSL (Redis) takes a leaf whose subject is
-    // its issuer's (rcgen's default for both) for a self-signed one, of no CA it knows.
-    let named = |sans: Vec<String>, common_name: &str| {
-        let mut params = CertificateParams::new(sans).unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, common_name);
-        params
-    };
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = named(Vec::new(), "test redis ca");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
-    for (name, san) in [("redis", "127.0.0.1"), ("client", "gatehouse")] {
-        let key = KeyPair::generate().unwrap();
-        let cert = named(vec![san.to_string()], name)
-            .signed_by(&key, &issuer)
-            .unwrap();
-        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
-        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
-    }
-    let port = external::free_port();
-    let mut cmd = Command::new(&bin);
-    cmd.args(["--port", "0", "--tls-port", &port.to_string()])
-        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        .args(["--tls-auth-clients", "yes"])
-        .arg("--tls-cert-file")
-        .arg(dir.join("redis.pem"))
-        .arg("--tls-key-file")
-        .arg(dir.join("redis.key"))
-        .arg("--tls-ca-cert-file")
-        .arg(dir.join("ca.pem"));
-    let _redis = external::Process::spawn(cmd, port);
-    _redis.wait_listening(Duration::from_secs(10)).await;
+    issue_into(
+        &dir,
+        "ca",
+        &[("redis", "127.0.0.1"), ("client", "gatehouse")],
+    );
+    let (_redis, port) = redis_over_tls(&bin, &dir, true).await;
 
     let up = Upstream::start().await;
     let url = format!("rediss://127.0.0.1:{port}/0");

@@ -509,6 +509,23 @@ async fn hostile_handle(req: Request<Incoming>, shared: &Shared) -> Response<Ful
 // ---------------------------------------------------------------- flow helpers
 
 /// `s` between `start` and the next `end`.
+/// The action of the 403 page's *Sign in as someone else* form (the `secondary` button's).
+pub fn switch_user_action(page: &str) -> String {
+    let before = page.split("\"><button class=\"secondary\"").next().unwrap();
+    before
+        .rsplit("action=\"")
+        .next()
+        .expect("Sign in as someone else")
+        .replace("&amp;", "&")
+}
+
+/// The href of a login page's first *Sign in with NAME* button.
+pub fn provider_link(page: &str) -> String {
+    between(page, "class=\"button provider\" href=\"", "\"")
+        .expect("a provider button")
+        .replace("&amp;", "&")
+}
+
 pub fn between(s: &str, start: &str, end: &str) -> Option<String> {
     let from = s.find(start)? + start.len();
     let len = s[from..].find(end)?;
