@@ -379,6 +379,16 @@ async fn brute_force_counters_are_shared_between_replicas() {
     b.stop().await;
 }
 
+/// What `POST /login` as bob answers through `c`.
+async fn bob_logs_in(c: Client) -> StatusCode {
+    c.post_json(
+        "/.gatehouse/login",
+        serde_json::json!({"username": "bob", "password": "bob-pw"}),
+    )
+    .await
+    .status
+}
+
 /// A CA written to `{ca}.pem` in `dir`, and for each `(name, san)` a certificate it issued,
 /// `{name}.pem` and `{name}.key`. Each with a subject of its own: OpenSSL (Redis) takes a
 /// leaf whose subject is its issuer's (rcgen's default for both) for a self-signed one.
@@ -463,17 +473,7 @@ async fn a_redis_over_tls_is_used_only_with_a_certificate_the_gateway_trusts() {
             binary::start_with_env(&dir, &text, gw_port, admin, &[("SSL_CERT_FILE", &ca)]).await
         }
     };
-    let login = |gw: &binary::Binary| {
-        let c = Client::new(gw.addr);
-        async move {
-            c.post_json(
-                "/.gatehouse/login",
-                serde_json::json!({"username": "bob", "password": "bob-pw"}),
-            )
-            .await
-            .status
-        }
-    };
+    let login = |gw: &binary::Binary| bob_logs_in(Client::new(gw.addr));
     let readyz = |gw: &binary::Binary| {
         let admin = Client::new(gw.admin);
         async move { admin.get("/readyz").await.status }
@@ -549,17 +549,7 @@ async fn a_redis_that_asks_for_a_client_certificate_gets_the_one_store_redis_tls
             ),
         )
     };
-    let login = |gw: &TestGateway| {
-        let c = gw.client();
-        async move {
-            c.post_json(
-                "/.gatehouse/login",
-                serde_json::json!({"username": "bob", "password": "bob-pw"}),
-            )
-            .await
-            .status
-        }
-    };
+    let login = |gw: &TestGateway| bob_logs_in(gw.client());
 
     // The CA alone: Redis wants a certificate, so nothing can be stored.
     let without = TestGateway::start_in(dir.clone(), &yaml(&url, "      ca: ca.pem\n"))
