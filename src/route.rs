@@ -36,7 +36,7 @@ pub struct Upstream {
     pub base_path: String,
     /// The route's own TLS settings (`upstream_tls:`) for an `https://` upstream; `None`: the
     /// system's CAs, the upstream's host as the name, no client certificate.
-    pub tls: Option<std::sync::Arc<crate::trust::UpstreamTls>>,
+    pub tls: Option<std::sync::Arc<crate::trust::ClientTls>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

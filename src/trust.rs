@@ -3,9 +3,10 @@
 //! `SSL_CERT_FILE` names (read by `rustls-native-certs`), loaded once per process, off the
 //! async threads, at the first connection that needs it. HTTP/1.1 only: no ALPN.
 //!
-//! A route may bring its own ([`UpstreamTls`], `upstream_tls:`): CAs to trust instead of the
+//! A route may bring its own ([`ClientTls`], `upstream_tls:`): CAs to trust instead of the
 //! system's, the name the upstream's certificate must carry, and a client certificate to
-//! present (mutual TLS). Built with the config, so a reload reads the files again.
+//! present (mutual TLS). Built with the config, so a reload reads the files again. Redis's
+//! (`store.redis.tls:`) is checked the same way and handed to redis-rs.
 
 use std::sync::Arc;
 
@@ -54,8 +55,9 @@ pub async fn connector() -> Option<tokio_rustls::TlsConnector> {
     CONNECTOR.get_or_init(|| built).clone()
 }
 
-/// A route's own TLS settings for its `https://` upstream (`upstream_tls:`).
-pub struct UpstreamTls {
+/// A TLS client section's settings: a route's own for its `https://` upstream
+/// (`upstream_tls:`), or Redis's (`store.redis.tls:`, checked here, used by redis-rs).
+pub struct ClientTls {
     /// Tells this route's connections apart from every other route's in the upstream pool:
     /// a connection that presented one route's client certificate, or checked another name,
     /// is never lent to another route. New with every config built.
@@ -70,9 +72,9 @@ pub struct UpstreamTls {
     pub summary: String,
 }
 
-impl std::fmt::Debug for UpstreamTls {
+impl std::fmt::Debug for ClientTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UpstreamTls")
+        f.debug_struct("ClientTls")
             .field("id", &self.id)
             .field("server_name", &self.server_name)
             .field("paths", &self.paths)
@@ -80,16 +82,16 @@ impl std::fmt::Debug for UpstreamTls {
     }
 }
 
-impl PartialEq for UpstreamTls {
+impl PartialEq for ClientTls {
     fn eq(&self, other: &Self) -> bool {
         self.id == other.id
     }
 }
 
-impl Eq for UpstreamTls {}
+impl Eq for ClientTls {}
 
-/// What `upstream_tls:` says, read from its files.
-pub struct UpstreamTlsFiles<'a> {
+/// What a TLS client section says, read from its files.
+pub struct ClientTlsFiles<'a> {
     /// PEM: the CAs to trust instead of the system's.
     pub ca: Option<&'a [u8]>,
     /// PEM: the certificate chain and key to present.
@@ -98,20 +100,20 @@ pub struct UpstreamTlsFiles<'a> {
     pub paths: Vec<std::path::PathBuf>,
 }
 
-/// Why `upstream_tls:` cannot be used; the key it concerns and a sentence.
+/// Why a TLS client section cannot be used; the key it concerns and a sentence.
 #[derive(Debug)]
-pub struct UpstreamTlsError {
+pub struct ClientTlsError {
     pub key: &'static str,
     pub message: String,
 }
 
-/// Builds a route's TLS settings. Blocking (the system's CAs are read when no `ca` is given):
+/// Builds a TLS client section's settings. Blocking (the system's CAs are read when no `ca` is given):
 /// called while the config is built, off the async threads.
-pub fn upstream_tls(files: UpstreamTlsFiles<'_>) -> Result<UpstreamTls, UpstreamTlsError> {
+pub fn client_tls(files: ClientTlsFiles<'_>) -> Result<ClientTls, ClientTlsError> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
     static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    let fail = |key: &'static str, message: String| UpstreamTlsError { key, message };
+    let fail = |key: &'static str, message: String| ClientTlsError { key, message };
     let roots = match files.ca {
         None => system_roots(),
         Some(pem) => {
@@ -192,7 +194,7 @@ pub fn upstream_tls(files: UpstreamTlsFiles<'_>) -> Result<UpstreamTls, Upstream
     .flatten()
     .collect::<Vec<_>>()
     .join(", ");
-    Ok(UpstreamTls {
+    Ok(ClientTls {
         id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         summary,
         connector: tokio_rustls::TlsConnector::from(Arc::new(config)),

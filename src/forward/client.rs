@@ -23,7 +23,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 pub use crate::error::UpstreamError;
-use crate::trust::UpstreamTls;
+use crate::trust::ClientTls;
 
 /// A request body going upstream: the client's, streamed (hyper's path), or one the express
 /// lane read whole with its head (none at all when the request had none). One type, so both
@@ -117,7 +117,7 @@ type IdleMap = HashMap<Box<str>, Vec<Idle>, foldhash::fast::RandomState>;
 struct Pools {
     plain: IdleMap,
     tls: IdleMap,
-    /// By [`UpstreamTls::id`].
+    /// By [`ClientTls::id`].
     own_tls: HashMap<u64, IdleMap, foldhash::fast::RandomState>,
 }
 
@@ -139,7 +139,7 @@ pub enum Tls<'a> {
     /// TLS checked against the system's CAs ([`crate::trust::connector`]), by the host's name.
     System,
     /// TLS as the route says (`upstream_tls:`).
-    Own(&'a UpstreamTls),
+    Own(&'a ClientTls),
 }
 
 /// Where a request goes: an authority, and how to connect to it.

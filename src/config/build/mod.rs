@@ -97,7 +97,7 @@ fn tls_settings(
     base: &Path,
     key: &str,
     t: &TlsFiles<'_>,
-) -> Option<(crate::trust::UpstreamTls, TlsPem)> {
+) -> Option<(crate::trust::ClientTls, TlsPem)> {
     let mut paths = Vec::new();
     let mut read = |ctx: &mut Ctx<'_>, file: Option<&S<Text>>, name: &str| {
         let file = file?;
@@ -138,13 +138,13 @@ fn tls_settings(
         None => None,
         Some(bytes) => Some(bytes?),
     };
-    let files = crate::trust::UpstreamTlsFiles {
+    let files = crate::trust::ClientTlsFiles {
         ca: ca.as_deref(),
         client: client.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
         server_name: t.server_name.map(|n| n.value.0.as_str()),
         paths,
     };
-    match crate::trust::upstream_tls(files) {
+    match crate::trust::client_tls(files) {
         Ok(tls) => Some((tls, TlsPem { ca, client })),
         Err(e) => {
             let at = match e.key {

@@ -76,7 +76,7 @@ fn upstream_tls(
     t: &S<file::UpstreamTls>,
     key: &str,
     upstream: Option<&Upstream>,
-) -> Option<Arc<crate::trust::UpstreamTls>> {
+) -> Option<Arc<crate::trust::ClientTls>> {
     if upstream.is_some_and(|u| u.scheme != http::uri::Scheme::HTTPS) {
         ctx.err(
             t.referenced,
