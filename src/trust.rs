@@ -107,8 +107,8 @@ pub struct ClientTlsError {
     pub message: String,
 }
 
-/// Builds a TLS client section's settings. Blocking (the system's CAs are read when no `ca` is given):
-/// called while the config is built, off the async threads.
+/// Builds a TLS client section's settings. Blocking (the system's CAs are read when no `ca`
+/// is given): called while the config is built, off the async threads.
 pub fn client_tls(files: ClientTlsFiles<'_>) -> Result<ClientTls, ClientTlsError> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
