@@ -599,13 +599,7 @@ async fn a_redis_that_asks_for_a_client_certificate_gets_the_one_store_redis_tls
     // Mistakes are refused at load, naming the key.
     let refused = |text: String| {
         let dir = dir.clone();
-        async move {
-            TestGateway::start_in(dir, &text)
-                .await
-                .err()
-                .expect("refused")
-                .to_string()
-        }
+        async move { TestGateway::refused_in(dir, &text).await }
     };
     let err = refused(yaml(
         &url,

@@ -482,13 +482,7 @@ async fn upstream_tls_mistakes_are_refused_at_load_with_their_key() {
             ),
         );
         let dir = dir.clone();
-        async move {
-            TestGateway::start_in(dir, &yaml)
-                .await
-                .err()
-                .expect("refused")
-                .to_string()
-        }
+        async move { TestGateway::refused_in(dir, &yaml).await }
     };
     let https = "https://127.0.0.1:1";
     for (upstream, tls, key, says) in [

@@ -117,6 +117,15 @@ impl TestGateway {
         Self::start_on(listener, dir, yaml).await
     }
 
+    /// The error a config that must be refused is refused with, as the operator reads it.
+    pub async fn refused_in(dir: PathBuf, yaml: &str) -> String {
+        Self::start_in(dir, yaml)
+            .await
+            .err()
+            .expect("the config was accepted")
+            .to_string()
+    }
+
     /// On a listener bound beforehand: for configs that name their own address
     /// (`public_url`, redirect URIs registered at an identity provider).
     pub async fn start_on(
