@@ -229,32 +229,36 @@ impl UpstreamClient {
             }
         }
         let upgrading = req.headers().contains_key(http::header::UPGRADE);
-        let exchange = async {
-            loop {
-                let (mut tx, reused) = match self.checkout(dest) {
-                    Some(tx) => (tx, true),
-                    None => (self.connect(dest).await?, false),
-                };
-                match tx.try_send_request(req).await {
-                    Ok(resp) => {
-                        if !upgrading && resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-                            self.checkin(dest, tx);
-                        }
-                        return Ok(resp);
-                    }
-                    Err(mut e) => match e.take_message() {
-                        // A pooled connection the upstream closed before our request was
-                        // written: safe to send again, on another connection. Each retry
-                        // uses up one pooled connection, then a fresh one ends the loop.
-                        Some(back) if reused => req = back,
-                        _ => return Err(UpstreamError::Broken(e.into_error())),
-                    },
-                }
-            }
-        };
         // Boxed, as the legacy client boxed its own: inline, the exchange and its timer would
-        // add ~900 bytes to the request future that hyper moves on every request.
-        Box::pin(async {
+        // add ~900 bytes to the request future that hyper moves on every request. The exchange
+        // is pinned where it is made and timed through the pin: moved into the timer by value
+        // it was copied several times per request.
+        Box::pin(async move {
+            let exchange = std::pin::pin!(async {
+                loop {
+                    let (mut tx, reused) = match self.checkout(dest) {
+                        Some(tx) => (tx, true),
+                        // Boxed: a new connection (TCP, maybe TLS) is rare next to a pooled
+                        // one, and inline its future would be moved with every request's.
+                        None => (Box::pin(self.connect(dest)).await?, false),
+                    };
+                    match tx.try_send_request(req).await {
+                        Ok(resp) => {
+                            if !upgrading && resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+                                self.checkin(dest, tx);
+                            }
+                            return Ok(resp);
+                        }
+                        Err(mut e) => match e.take_message() {
+                            // A pooled connection the upstream closed before our request was
+                            // written: safe to send again, on another connection. Each retry
+                            // uses up one pooled connection, then a fresh one ends the loop.
+                            Some(back) if reused => req = back,
+                            _ => return Err(UpstreamError::Broken(e.into_error())),
+                        },
+                    }
+                }
+            });
             match tokio::time::timeout(self.response_timeout, exchange).await {
                 Err(_) => Err(UpstreamError::Timeout),
                 Ok(result) => result,
