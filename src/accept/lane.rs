@@ -52,6 +52,7 @@ use tracing::Instrument;
 use crate::canonicalize::under_prefix;
 use crate::decision::canonical_request;
 use crate::forward::client::Outgoing;
+use crate::forward::headers::ADDED_UPSTREAM;
 use crate::gateway::{finish, proxy, request_span};
 use crate::runtime::{request_ctx, Conn, Gateway};
 
@@ -236,7 +237,7 @@ fn head(req: &httparse::Request<'_, '_>) -> Option<Head> {
         return None;
     }
     let uri = http::Uri::try_from(target).ok()?;
-    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    let mut headers = HeaderMap::with_capacity(req.headers.len() + ADDED_UPSTREAM);
     let mut hosts = 0;
     let mut body_len = None;
     for h in req.headers.iter() {

@@ -64,6 +64,11 @@ pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The most headers forwarding adds to a request going upstream (`forward::prepare`): the
+/// three forwarding headers, `X-Request-Id`, three identity headers, the signed assertion. A
+/// map made with room for them does not grow (a reallocation and a rehash) while rewritten.
+pub const ADDED_UPSTREAM: usize = 8;
+
 /// Trust-bearing headers that are rebuilt by us; all their spellings are dropped first.
 const REBUILT: [&str; 5] = [
     "x-forwarded-for",
