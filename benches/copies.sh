@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Bytes copied per request: every call of glibc's memmove (which memcpy is too) in the gateway
+# process, counted with a perf uprobe on its length argument, over a fixed number of
+# authenticated GETs. Unlike requests per second, the count does not move with the machine's
+# load, so it can show a change of a few percent on a shared machine where timing cannot
+# (docs/performance.md). Most of it is futures moved by value between layers: a future built
+# and then moved into a wrapper, a timer or a box is copied whole, whatever state it is in.
+#
+#   benches/copies.sh                       # this build: plaintext (the lane), HTTPS/1.1, HTTP/2
+#   BASELINE=/tmp/old/gatehouse benches/copies.sh   # and an older build, same requests
+#   N=20000 TOP=20 benches/copies.sh        # more requests; the 20 largest copy sizes per target
+#
+# Needs: perf with uprobes (root or perf_event_paranoid <= 1), h2load (nghttp2-client),
+# openssl, curl, glibc with __memmove_avx_unaligned_erms (x86-64 with AVX; PROBE= names
+# another). Talks to 127.0.0.1 only. A copy counted is a call, not its cost: a large copy to
+# cold memory costs more per byte than a small one in cache.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+N=${N:-10000}
+TOP=${TOP:-8}
+PROBE=${PROBE:-__memmove_avx_unaligned_erms}
+for tool in perf h2load openssl curl; do
+  command -v "$tool" >/dev/null || { echo "copies.sh needs $tool" >&2; exit 1; }
+done
+LIBC=$(ldconfig -p | awk '/libc\.so\.6 .*x86-64/{print $NF; exit}')
+[ -n "$LIBC" ] || { echo "copies.sh: no x86-64 libc.so.6 found" >&2; exit 1; }
+
+cargo build --release --quiet --bin gatehouse --example bench-upstream
+BIN=target/release
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  perf probe -q -d "probe_libc:$PROBE" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+wait_port() {
+  for _ in $(seq 1 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "nothing listens on port $1" >&2; exit 1
+}
+
+perf probe -q -d "probe_libc:$PROBE" 2>/dev/null || true
+perf probe -q -x "$LIBC" --add "$PROBE len=%dx:u64" \
+  || { echo "copies.sh: cannot place a uprobe on $PROBE in $LIBC" >&2; exit 1; }
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
+  -addext subjectAltName=IP:127.0.0.1 -keyout "$WORK/tls.key" -out "$WORK/tls.crt" 2>/dev/null
+UP=$(free_port)
+"$BIN/examples/bench-upstream" "127.0.0.1:$UP" & PIDS+=($!)
+wait_port "$UP"
+
+# start_gateway NAME BINARY: a gateway on fresh ports; sets PID, PLAIN, TLS_PORT.
+start_gateway() {
+  PLAIN=$(free_port); TLS_PORT=$(free_port)
+  cat > "$WORK/$1.yaml" <<EOF
+server:
+  listen: "127.0.0.1:$PLAIN"
+  tls:
+    listen: "127.0.0.1:$TLS_PORT"
+    cert: "$WORK/tls.crt"
+    key: "$WORK/tls.key"
+tokens:
+  algorithm: EdDSA
+  signing_key: "$PWD/keys/demo-signing.pem"
+  access_ttl: 1h
+cookies:
+  secure: false
+users:
+  - username: alice
+    password_hash: "\$argon2id\$v=19\$m=19456,t=2,p=1\$aMsvpcdBj9/VlZHRnVgc4w\$2L336nOpRY5KVoyYdI5CsWbXOcev6vwRpDlrlZ4vSyo"
+    email: alice@example.com
+    roles: [admin, staff]
+routes:
+  - name: app
+    upstream: "http://127.0.0.1:$UP"
+logging:
+  level: warn
+EOF
+  RUST_LOG=warn "$2" run --config "$WORK/$1.yaml" 2>>"$WORK/gateway.log" & PIDS+=($!); PID=$!
+  wait_port "$PLAIN"; wait_port "$TLS_PORT"
+}
+
+# count NAME PID KIND URL: N requests (after a warm-up), every copy in PID counted.
+count() {
+  local name=$1 pid=$2 kind=$3 url=$4 args=(-c 64 -t 1 -H "Cookie: gatehouse_access=$COOKIE")
+  [ "$kind" = h2 ] && args+=(-m 10) || args+=(--h1)
+  h2load "${args[@]}" -n 2000 "$url" >/dev/null
+  perf record -q -e "probe_libc:$PROBE" -p "$pid" -o "$WORK/copies.data" -- sleep 600 >/dev/null 2>&1 &
+  local rec=$!
+  sleep 0.5
+  local out
+  out=$(h2load "${args[@]}" -n "$N" "$url")
+  sleep 0.3
+  kill -INT "$rec"; wait "$rec" 2>/dev/null || true
+  grep -q "$N succeeded" <<<"$out" || { echo "copies.sh: not every request succeeded:" >&2; echo "$out" >&2; exit 1; }
+  perf script -i "$WORK/copies.data" -F trace 2>/dev/null | awk -v n="$N" '
+    { for (i = 1; i <= NF; i++) if ($i ~ /^len=/) { split($i, a, "="); c[a[2]]++; calls++; bytes += a[2] } }
+    END {
+      printf "%.0f %.1f\n", bytes / n, calls / n
+      for (k in c) printf "%d %d %.2f\n", k * c[k] / n, k, c[k] / n
+    }' > "$WORK/counts"
+  read -r bytes calls < "$WORK/counts"
+  printf '%-30s %7d bytes copied per request, in %5.1f copies\n' "$name" "$bytes" "$calls"
+  tail -n +2 "$WORK/counts" | sort -n -r | head -n "$TOP" \
+    | while read -r b len per; do printf '    %6d bytes/request in copies of %5d bytes (%s per request)\n' "$b" "$len" "$per"; done
+}
+
+# measure LABEL BINARY: the three targets for one build.
+measure() {
+  start_gateway "$1" "$2"
+  COOKIE=$(curl -s -o /dev/null -c - -H 'content-type: application/json' \
+    -d '{"username":"alice","password":"alice-demo-password"}' \
+    "http://127.0.0.1:$PLAIN/.gatehouse/login" | awk '$6=="gatehouse_access"{print $7}')
+  [ -n "$COOKIE" ] || { echo "could not log in to $1" >&2; exit 1; }
+  count "$1 plaintext (the lane)" "$PID" h1 "http://127.0.0.1:$PLAIN/"
+  count "$1 HTTPS/1.1 (the lane)" "$PID" h1 "https://127.0.0.1:$TLS_PORT/"
+  count "$1 HTTP/2" "$PID" h2 "https://127.0.0.1:$TLS_PORT/"
+  kill "$PID"; wait "$PID" 2>/dev/null || true
+}
+
+measure gatehouse "$BIN/gatehouse"
+[ -z "${BASELINE:-}" ] || measure baseline "$BASELINE"
