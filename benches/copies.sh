@@ -27,25 +27,9 @@ LIBC=$(ldconfig -p | awk '/libc\.so\.6 .*x86-64/{print $NF; exit}')
 [ -n "$LIBC" ] || { echo "copies.sh: no x86-64 libc.so.6 found" >&2; exit 1; }
 
 cargo build --release --quiet --bin gatehouse --example bench-upstream
-BIN=target/release
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  perf probe -q -d "probe_libc:$PROBE" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-wait_port() {
-  for _ in $(seq 1 200); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "nothing listens on port $1" >&2; exit 1
-}
+# shellcheck source=benches/common.sh
+. benches/common.sh
+on_exit() { perf probe -q -d "probe_libc:$PROBE" 2>/dev/null || true; }
 
 perf probe -q -d "probe_libc:$PROBE" 2>/dev/null || true
 perf probe -q -x "$LIBC" --add "$PROBE len=%dx:u64" \
