@@ -22,3 +22,21 @@ wait_port() {
   done
   echo "nothing listens on port $1" >&2; exit 1
 }
+
+# The sections every benchmark gateway shares, printed as YAML: EdDSA tokens from the demo key
+# (an access token lives 1 h, longer than any run), plain-HTTP cookies, the user alice.
+bench_identity_yaml() {
+  cat <<YAML
+tokens:
+  algorithm: EdDSA
+  signing_key: "$PWD/keys/demo-signing.pem"
+  access_ttl: 1h
+cookies:
+  secure: false
+users:
+  - username: alice
+    password_hash: "\$argon2id\$v=19\$m=19456,t=2,p=1\$aMsvpcdBj9/VlZHRnVgc4w\$2L336nOpRY5KVoyYdI5CsWbXOcev6vwRpDlrlZ4vSyo"
+    email: alice@example.com
+    roles: [admin, staff]
+YAML
+}

@@ -51,17 +51,7 @@ server:
     listen: "127.0.0.1:$TLS_PORT"
     cert: "$WORK/tls.crt"
     key: "$WORK/tls.key"
-tokens:
-  algorithm: EdDSA
-  signing_key: "$PWD/keys/demo-signing.pem"
-  access_ttl: 1h
-cookies:
-  secure: false
-users:
-  - username: alice
-    password_hash: "\$argon2id\$v=19\$m=19456,t=2,p=1\$aMsvpcdBj9/VlZHRnVgc4w\$2L336nOpRY5KVoyYdI5CsWbXOcev6vwRpDlrlZ4vSyo"
-    email: alice@example.com
-    roles: [admin, staff]
+$(bench_identity_yaml)
 routes:
   - name: app
     upstream: "http://127.0.0.1:$UP"

@@ -142,17 +142,7 @@ taskset -c 0 "$BIN/examples/bare-proxy" "127.0.0.1:$BARE" "127.0.0.1:$UP" ${BARE
 cat > "$WORK/gateway.yaml" <<EOF
 server:
   listen: "127.0.0.1:$GH"
-tokens:
-  algorithm: EdDSA
-  signing_key: "$PWD/keys/demo-signing.pem"
-  access_ttl: 1h
-cookies:
-  secure: false
-users:
-  - username: alice
-    password_hash: "\$argon2id\$v=19\$m=19456,t=2,p=1\$aMsvpcdBj9/VlZHRnVgc4w\$2L336nOpRY5KVoyYdI5CsWbXOcev6vwRpDlrlZ4vSyo"
-    email: alice@example.com
-    roles: [admin, staff]
+$(bench_identity_yaml)
 login:
   max_failures: 1000000
 routes:
