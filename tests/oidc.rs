@@ -1014,6 +1014,52 @@ async fn logout_at_the_provider_sends_the_latest_id_token_as_its_hint() {
     );
 }
 
+/// A mistyped password on the page *Sign in as someone else* led to does not forget why the
+/// page was shown: the page that comes back still asks the provider for another account.
+#[tokio::test]
+async fn a_failed_password_on_the_switch_page_still_asks_for_another_account() {
+    let up = Upstream::start().await;
+    let idp = HostileProvider::start().await;
+    let gw = gateway(&up, &idp.issuer, PROVIDERS).await;
+    let client = gw.client();
+    let page = client
+        .navigate("/.gatehouse/login?rd=%2Fadmin&switch_account=1")
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(oidc::provider_link(&page.body).contains("switch_account=1"));
+
+    // The browser sends the form as the page made it, with a wrong password.
+    let mut fields = oidc::hidden_fields(&page.body);
+    fields.push(("username".into(), "alice".into()));
+    fields.push(("password".into(), "not-her-password".into()));
+    let form: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let again = client.post_form("/.gatehouse/login", &form).await;
+    assert_eq!(again.status, StatusCode::UNAUTHORIZED, "{}", again.body);
+    let start = oidc::provider_link(&again.body);
+    assert!(start.contains("switch_account=1"), "{start}");
+    assert!(start.contains("rd=%2Fadmin"), "{start}");
+    let r = client.navigate(&start).await;
+    let authorize = r.header("location").unwrap().to_string();
+    assert_eq!(
+        oidc::query_param(&authorize, "prompt").as_deref(),
+        Some("login"),
+        "{authorize}"
+    );
+
+    // A plain failed attempt asks for nothing more.
+    let plain = client
+        .post_form(
+            "/.gatehouse/login",
+            &[("rd", "/"), ("username", "alice"), ("password", "nope")],
+        )
+        .await;
+    assert_eq!(plain.status, StatusCode::UNAUTHORIZED);
+    assert!(!plain.body.contains("switch_account"), "{}", plain.body);
+}
+
 /// *Sign in as someone else* on the 403 page ends our session, but not the provider's: the
 /// provider would sign the same person in again at once, and the 403 would come back. So the
 /// login page it leads to asks the provider for another account (`prompt`), in a way the

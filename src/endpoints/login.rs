@@ -49,10 +49,17 @@ fn page_html(
         let body = format!("{error}{providers}");
         return ui::page(branding, &config.auth_prefix, &branding.title, None, &body);
     }
+    // Kept through a failed attempt: the page that comes back still asks the provider for
+    // another account.
+    let switch = if switch_account {
+        "<input type=\"hidden\" name=\"switch_account\" value=\"1\">\n"
+    } else {
+        ""
+    };
     let form = format!(
         r#"{error}{providers}<form method="post" action="{action}">
 <input type="hidden" name="rd" value="{rd}">
-<label for="username">Username</label>
+{switch}<label for="username">Username</label>
 <input id="username" name="username" type="text" autocomplete="username" value="{username}" required autofocus>
 <label for="password">Password</label>
 <input id="password" name="password" type="password" autocomplete="current-password" required>
@@ -139,6 +146,8 @@ struct Attempt {
     password: String,
     rd: String,
     kind: BodyKind,
+    /// The form came from a page reached by *Sign in as someone else*.
+    switch_account: bool,
 }
 
 fn parse_attempt(headers: &HeaderMap, body: &[u8]) -> Result<Attempt, GatewayError> {
@@ -151,6 +160,7 @@ fn parse_attempt(headers: &HeaderMap, body: &[u8]) -> Result<Attempt, GatewayErr
                 password: j.password,
                 rd: "/".into(),
                 kind: BodyKind::Json,
+                switch_account: false,
             })
         }
         Some(BodyKind::Form) => {
@@ -158,11 +168,13 @@ fn parse_attempt(headers: &HeaderMap, body: &[u8]) -> Result<Attempt, GatewayErr
                 return Err(GatewayError::MalformedBody("the form is not UTF-8"));
             }
             let (mut username, mut password, mut rd) = (None, None, None);
+            let mut switch_account = false;
             for (k, v) in form_urlencoded::parse(body) {
                 match k.as_ref() {
                     "username" => username = Some(v.into_owned()),
                     "password" => password = Some(v.into_owned()),
                     "rd" => rd = Some(v.into_owned()),
+                    "switch_account" => switch_account = v == "1",
                     _ => {}
                 }
             }
@@ -172,6 +184,7 @@ fn parse_attempt(headers: &HeaderMap, body: &[u8]) -> Result<Attempt, GatewayErr
                     password,
                     rd: safe_return(rd.as_deref()),
                     kind: BodyKind::Form,
+                    switch_account,
                 }),
                 _ => Err(GatewayError::MalformedBody(
                     "username and password are required",
@@ -360,7 +373,13 @@ fn failure(config: &Config, attempt: &Attempt) -> Response<Body> {
         ),
         BodyKind::Form => html(
             StatusCode::UNAUTHORIZED,
-            page_html(config, &attempt.rd, &attempt.username, Some(FAILURE), false),
+            page_html(
+                config,
+                &attempt.rd,
+                &attempt.username,
+                Some(FAILURE),
+                attempt.switch_account,
+            ),
         ),
     }
 }

@@ -127,15 +127,7 @@ impl RealProvider {
                 // The login form (or a consent form): post it where it says, hidden fields
                 // and all, with the account as the login.
                 let action = between(&r.body, "action=\"", "\"").expect("form action");
-                let mut fields: Vec<(String, String)> = r
-                    .body
-                    .split("<input")
-                    .skip(1)
-                    .filter(|i| i.contains("type=\"hidden\""))
-                    .filter_map(|i| {
-                        Some((between(i, "name=\"", "\"")?, between(i, "value=\"", "\"")?))
-                    })
-                    .collect();
+                let mut fields = hidden_fields(&r.body);
                 if r.body.contains("name=\"login\"") {
                     fields.push(("login".into(), account.into()));
                     fields.push(("password".into(), "any".into()));
@@ -517,6 +509,15 @@ pub fn switch_user_action(page: &str) -> String {
         .next()
         .expect("Sign in as someone else")
         .replace("&amp;", "&")
+}
+
+/// A page's hidden form fields, name and value, as a browser would send them.
+pub fn hidden_fields(page: &str) -> Vec<(String, String)> {
+    page.split("<input")
+        .skip(1)
+        .filter(|i| i.contains("type=\"hidden\""))
+        .filter_map(|i| Some((between(i, "name=\"", "\"")?, between(i, "value=\"", "\"")?)))
+        .collect()
 }
 
 /// The href of a login page's first *Sign in with NAME* button.
