@@ -6,7 +6,9 @@
 //! A route may bring its own ([`ClientTls`], `upstream_tls:`): CAs to trust instead of the
 //! system's, the name the upstream's certificate must carry, and a client certificate to
 //! present (mutual TLS). Built with the config, so a reload reads the files again. Redis's
-//! (`store.redis.tls:`) is checked the same way and handed to redis-rs.
+//! (`store.redis.tls:`) is checked the same way and handed to redis-rs, and so are the system's
+//! CAs for a `rediss://` URL without it ([`system_roots_pem`]): redis-rs would otherwise read
+//! the system's store on the async threads at every connection.
 
 use std::sync::Arc;
 
@@ -37,6 +39,27 @@ fn system_roots() -> rustls::RootCertStore {
         let _ = roots.add(cert);
     }
     roots
+}
+
+/// [`system_roots`] as PEM, for redis-rs, which takes its CAs as PEM: only the certificates
+/// rustls takes as trust anchors (redis-rs refuses the whole set for one it cannot use).
+/// Blocking reads: called while the config is built, off the async threads.
+pub fn system_roots_pem() -> Vec<u8> {
+    use base64::Engine as _;
+    let mut pem = Vec::new();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        if rustls::RootCertStore::empty().add(cert.clone()).is_err() {
+            continue;
+        }
+        let b64 = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
+        pem.extend_from_slice(b"-----BEGIN CERTIFICATE-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            pem.extend_from_slice(line);
+            pem.push(b'\n');
+        }
+        pem.extend_from_slice(b"-----END CERTIFICATE-----\n");
+    }
+    pem
 }
 
 fn builder(

@@ -425,6 +425,17 @@ async fn redis_over_tls(
     ask_for_client_certificates: bool,
 ) -> (external::Process, u16) {
     let port = external::free_port();
+    let redis = redis_over_tls_on(bin, dir, ask_for_client_certificates, port).await;
+    (redis, port)
+}
+
+/// [`redis_over_tls`] on `port`.
+async fn redis_over_tls_on(
+    bin: &Path,
+    dir: &Path,
+    ask_for_client_certificates: bool,
+    port: u16,
+) -> external::Process {
     let mut cmd = Command::new(bin);
     cmd.args(["--port", "0", "--tls-port", &port.to_string()])
         .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
@@ -442,13 +453,15 @@ async fn redis_over_tls(
         .arg(dir.join("ca.pem"));
     let redis = external::Process::spawn(cmd, port);
     redis.wait_listening(Duration::from_secs(10)).await;
-    (redis, port)
+    redis
 }
 
 /// A managed Redis speaks TLS (`rediss://`): the gateway checks its certificate against the
 /// system's CAs, or `SSL_CERT_FILE`; a certificate it does not trust keeps the store
 /// unavailable (login 503, `/readyz` 503) and says why in the log, once. `#insecure` (no
 /// check at all) is refused at load. Before, every `rediss://` URL was refused at load.
+/// The CAs are read once, at start: redis-rs read them again at every connection, on the
+/// async threads, so a reconnection after Redis restarted trusted whatever the file said then.
 #[tokio::test]
 async fn a_redis_over_tls_is_used_only_with_a_certificate_the_gateway_trusts() {
     let Some(bin) = external::find("redis-server", &["/usr/bin/redis-server"]) else {
@@ -459,18 +472,22 @@ async fn a_redis_over_tls_is_used_only_with_a_certificate_the_gateway_trusts() {
     issue_into(&dir, "ca", &[("redis", "127.0.0.1")]);
     // An unrelated CA: what a gateway that does not know Redis's CA trusts.
     issue_into(&dir, "other-ca", &[]);
-    let (_redis, port) = redis_over_tls(&bin, &dir, false).await;
+    let (redis, port) = redis_over_tls(&bin, &dir, false).await;
 
     let up = Upstream::start().await;
     let store = |url: &str| format!("store:\n  backend: redis\n  redis:\n    url: \"{url}\"\n");
     let url = format!("rediss://127.0.0.1:{port}/0");
+    // Each gateway's SSL_CERT_FILE is a copy of the CA's, in a folder of its own.
     let run = |ca: &str| {
-        let (dir, ca) = (dir.join(ca), dir.join(format!("{ca}.pem")));
+        let (own, ca) = (dir.join(ca), dir.join(format!("{ca}.pem")));
         let (gw_port, admin) = (external::free_port(), external::free_port());
         let text = binary::config(&up, gw_port, admin, default_routes()) + &store(&url);
         async move {
-            std::fs::create_dir_all(&dir).unwrap();
-            binary::start_with_env(&dir, &text, gw_port, admin, &[("SSL_CERT_FILE", &ca)]).await
+            std::fs::create_dir_all(&own).unwrap();
+            let trusted = own.join("trusted.pem");
+            std::fs::copy(&ca, &trusted).unwrap();
+            binary::start_with_env(&own, &text, gw_port, admin, &[("SSL_CERT_FILE", &trusted)])
+                .await
         }
     };
     let login = |gw: &binary::Binary| bob_logs_in(Client::new(gw.addr));
@@ -502,6 +519,18 @@ async fn a_redis_over_tls_is_used_only_with_a_certificate_the_gateway_trusts() {
     )
     .await;
     assert_eq!(login(&trusting).await, StatusCode::OK, "{}", trusting.log());
+
+    // The trusted file now names another CA, and Redis restarts: the gateway reconnects with
+    // the CAs it read at start.
+    std::fs::copy(dir.join("other-ca.pem"), dir.join("ca").join("trusted.pem")).unwrap();
+    drop(redis);
+    let _redis = redis_over_tls_on(&bin, &dir, false, port).await;
+    binary::eventually(
+        "the store reconnects over TLS",
+        Duration::from_secs(10),
+        async || login(&trusting).await == StatusCode::OK,
+    )
+    .await;
 
     // No certificate check at all is refused when the config is read.
     let check = Command::new(env!("CARGO_BIN_EXE_gatehouse"))

@@ -288,13 +288,26 @@ fn redis_client(ctx: &mut Ctx<'_>, base: &Path, r: &S<file::Redis>) -> Result<re
             format!("not a Redis URL (e.g. redis://127.0.0.1:6379/0): {e}"),
         )
     })?;
-    let Some(t) = &r.value.tls else {
-        return Ok(client);
-    };
-    if !matches!(
+    let tls_url = matches!(
         client.get_connection_info().addr,
         redis::ConnectionAddr::TcpTls { .. }
-    ) {
+    );
+    let Some(t) = &r.value.tls else {
+        if !tls_url {
+            return Ok(client);
+        }
+        // The system's CAs, read once here: given none, redis-rs reads them itself at every
+        // connection, on the async threads (and fails every connection for one unreadable
+        // file in the store).
+        let certificates = redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(crate::trust::system_roots_pem()),
+        };
+        return redis::Client::build_with_tls(url, certificates).map_err(|e| {
+            ctx.err(r.referenced, "store.redis.url", format!("{e}"));
+        });
+    };
+    if !tls_url {
         ctx.err(
             t.referenced,
             "store.redis.tls",
@@ -319,7 +332,7 @@ fn redis_client(ctx: &mut Ctx<'_>, base: &Path, r: &S<file::Redis>) -> Result<re
                 client_cert,
                 client_key,
             }),
-        root_cert: pem.ca,
+        root_cert: Some(pem.ca.unwrap_or_else(crate::trust::system_roots_pem)),
     };
     redis::Client::build_with_tls(url, certificates).map_err(|e| {
         ctx.err(t.referenced, "store.redis.tls", format!("{e}"));
