@@ -208,10 +208,14 @@ fn request_phases(c: &mut Criterion) {
             || base.clone(),
             |mut h| {
                 gatehouse::forward::headers::remove_hop_by_hop(&mut h);
+                let values = h.get_all(http::header::COOKIE).iter().map(|v| v.as_bytes());
+                let scan = gatehouse::authenticate::credentials::scan_cookies(values, &cfg.cookies);
+                let rewrite = gatehouse::forward::headers::cookie_rewrite(&scan);
                 gatehouse::forward::headers::rewrite_request(
                     &mut h,
                     &cfg.identity,
                     &cfg.cookies,
+                    rewrite,
                     &cfg.tokens.seal,
                     &origin,
                     None,

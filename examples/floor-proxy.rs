@@ -258,7 +258,10 @@ fn request_head<'a>(
             continue;
         }
         if let Some(auth) = auth {
-            if auth.config.identity.is_spelling_of_ours(h.name)
+            if auth
+                .config
+                .identity
+                .drops(&gatehouse::config::loose_name(h.name))
                 || [
                     "x-forwarded-for",
                     "x-forwarded-proto",

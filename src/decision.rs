@@ -14,6 +14,7 @@ use crate::canonicalize::{
 };
 use crate::config::Config;
 use crate::error::GatewayError;
+use crate::forward::headers::{cookie_rewrite, CookieRewrite};
 use crate::route::Matched;
 use crate::runtime::{Gateway, RequestCtx};
 use crate::store::Store;
@@ -78,6 +79,9 @@ pub(crate) struct Admitted<'c> {
     pub identity: Option<Identity>,
     /// Cookies a transparent refresh issued, for the response.
     pub set_cookies: Vec<http::HeaderValue>,
+    /// What forwarding does with the request's `Cookie` headers, from the scan that found
+    /// its credentials.
+    pub cookies: CookieRewrite,
     /// The `gatehouse_auth_decisions_total` label (none for public paths).
     result: Option<&'static str>,
 }
@@ -112,6 +116,7 @@ pub(crate) struct PendingRefresh<'c, 'h> {
     /// The original request, for the login redirect if the refresh fails.
     canon: &'h CanonicalRequest,
     navigation: bool,
+    cookies: CookieRewrite,
 }
 
 impl<'c> PendingRefresh<'c, '_> {
@@ -138,6 +143,7 @@ impl<'c> PendingRefresh<'c, '_> {
                 permit,
                 identity: Some(a.identity),
                 set_cookies: a.set_cookies,
+                cookies: self.cookies,
                 result: None,
             }),
             (Some(permit), Err(_)) => Ok(Admitted {
@@ -145,6 +151,7 @@ impl<'c> PendingRefresh<'c, '_> {
                 permit,
                 identity: None,
                 set_cookies: Vec::new(),
+                cookies: self.cookies,
                 result: None,
             }),
             (None, Ok(a)) => {
@@ -155,6 +162,7 @@ impl<'c> PendingRefresh<'c, '_> {
                     permit,
                     identity: Some(a.identity),
                     set_cookies: a.set_cookies,
+                    cookies: self.cookies,
                     result: Some("refreshed"),
                 })
             }
@@ -179,7 +187,8 @@ pub(crate) fn decide<'c, 'h>(
     };
     tracing::Span::current().record("route", matched.route.name.as_str());
     let _ = ctx.route.set(matched.route.label.clone());
-    let creds = credentials::extract(headers, &config.cookies);
+    let (creds, scan) = credentials::extract_scanned(headers, &config.cookies);
+    let cookies = cookie_rewrite(&scan);
     let failure = match verify_access(&config.tokens, store, &creds, ctx.now) {
         Ok(identity) => {
             let (permit, result) = match public(&matched) {
@@ -194,6 +203,7 @@ pub(crate) fn decide<'c, 'h>(
                 permit,
                 identity: Some(identity),
                 set_cookies: Vec::new(),
+                cookies,
                 result,
             });
         }
@@ -208,6 +218,7 @@ pub(crate) fn decide<'c, 'h>(
             failure,
             canon,
             navigation,
+            cookies,
         });
     }
     match public(&matched) {
@@ -216,6 +227,7 @@ pub(crate) fn decide<'c, 'h>(
             permit,
             identity: None,
             set_cookies: Vec::new(),
+            cookies,
             result: None,
         }),
         None => Decision::Refuse(unauthenticated(

@@ -108,6 +108,7 @@ pub(crate) async fn proxy(
         permit,
         identity,
         set_cookies,
+        cookies,
         ..
     } = admitted;
     // 6. forward
@@ -122,6 +123,7 @@ pub(crate) async fn proxy(
         matched.route,
         permit,
         identity.as_ref(),
+        cookies,
         canon,
         req,
         &ctx.origin(),

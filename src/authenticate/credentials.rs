@@ -143,11 +143,22 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 pub fn extract<'a>(headers: &'a HeaderMap, cookies: &CookiePolicy) -> Credentials<'a> {
+    extract_scanned(headers, cookies).0
+}
+
+/// [`extract`], and the scan of the `Cookie` headers it read: the decision hands that on to
+/// forwarding, so a request's cookies are read once.
+pub fn extract_scanned<'a>(
+    headers: &'a HeaderMap,
+    cookies: &CookiePolicy,
+) -> (Credentials<'a>, CookieScan<'a>) {
     let values = headers.get_all(COOKIE).iter().map(|v| v.as_bytes());
-    Credentials {
+    let scan = scan_cookies(values, cookies);
+    let creds = Credentials {
         bearer: bearer(headers),
-        ..scan_cookies(values, cookies).creds
-    }
+        ..scan.creds
+    };
+    (creds, scan)
 }
 
 #[cfg(test)]

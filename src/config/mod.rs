@@ -107,6 +107,9 @@ pub struct IdentityHeaders {
     /// Other headers removed from every client request (`server.strip_client_headers`), as
     /// [`loose_header_name`]s; one ending in `*` removes every name it begins.
     pub strip: Vec<String>,
+    /// Every spelling of ours and every name `strip` removes, looked up at once
+    /// ([`IdentityHeaders::drops`]); made by [`IdentityHeaders::with_strip`].
+    dropped: LooseNames,
 }
 
 /// The headers removed from every client request unless `server.strip_client_headers.keep`
@@ -146,16 +149,53 @@ pub fn loose_header_name(name: &str) -> String {
     name.to_ascii_lowercase().replace('_', "-")
 }
 
-/// `loose_header_name(a) == loose_header_name(b)` without allocating (hot path).
-pub fn loose_header_eq(a: &str, b: &str) -> bool {
-    let fold = |c: u8| {
-        if c == b'_' {
-            b'-'
-        } else {
-            c.to_ascii_lowercase()
+/// [`loose_header_name`], borrowed when the name is one already (as a `HeaderName`, always
+/// lower case, is unless it has a `_`): the hot path allocates only for a `_`.
+pub fn loose_name(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.bytes().any(|b| b == b'_' || b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(loose_header_name(name))
+    } else {
+        std::borrow::Cow::Borrowed(name)
+    }
+}
+
+/// A set of header names compared the loose way ([`loose_header_name`]): exactly, or for an
+/// entry ending in `*`, every name it begins. Built once with the config, so that each of a
+/// request's headers is looked up once instead of compared with every entry.
+#[derive(Debug, Clone, Default)]
+pub struct LooseNames {
+    exact: std::collections::HashSet<Box<str>, foldhash::fast::RandomState>,
+    /// Bit `n` set: an exact entry is `n` bytes long (bit 63: 63 or more). Most of a
+    /// request's headers have a length no entry has, and are passed over without hashing.
+    lengths: u64,
+    prefixes: Vec<Box<str>>,
+}
+
+fn length_bit(len: usize) -> u64 {
+    1 << len.min(63)
+}
+
+impl LooseNames {
+    pub fn new<'a>(entries: impl IntoIterator<Item = &'a str>) -> LooseNames {
+        let mut set = LooseNames::default();
+        for entry in entries {
+            let entry = loose_header_name(entry);
+            match entry.strip_suffix('*') {
+                Some(prefix) => set.prefixes.push(prefix.into()),
+                None => {
+                    set.lengths |= length_bit(entry.len());
+                    set.exact.insert(entry.into());
+                }
+            }
         }
-    };
-    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
+        set
+    }
+
+    /// Whether `loose`, a name already made loose ([`loose_name`]), is in the set.
+    pub fn contains_loose(&self, loose: &str) -> bool {
+        (self.lengths & length_bit(loose.len()) != 0 && self.exact.contains(loose))
+            || self.prefixes.iter().any(|p| loose.starts_with(&**p))
+    }
 }
 
 impl Config {
@@ -171,24 +211,34 @@ impl Config {
 }
 
 impl IdentityHeaders {
-    /// Whether a client-sent header is one `strip` removes (any case, `_` = `-`).
-    pub fn is_stripped(&self, name: &str) -> bool {
-        self.strip
-            .iter()
-            .any(|entry| match entry.strip_suffix('*') {
-                Some(prefix) => {
-                    name.len() >= prefix.len() && loose_header_eq(&name[..prefix.len()], prefix)
-                }
-                None => loose_header_eq(name, entry),
-            })
+    /// The identity header names, and `strip` (`server.strip_client_headers`) for the other
+    /// names removed from every client request.
+    pub fn with_strip(
+        user: HeaderName,
+        email: HeaderName,
+        roles: HeaderName,
+        assertion: Option<HeaderName>,
+        strip: Vec<String>,
+    ) -> IdentityHeaders {
+        let ours = [&user, &email, &roles]
+            .into_iter()
+            .chain(assertion.as_ref())
+            .map(HeaderName::as_str);
+        let dropped = LooseNames::new(ours.chain(strip.iter().map(String::as_str)));
+        IdentityHeaders {
+            user,
+            email,
+            roles,
+            assertion,
+            strip,
+            dropped,
+        }
     }
 
-    /// Whether a client-sent header is a spelling of one of ours (SPEC §7).
-    pub fn is_spelling_of_ours(&self, name: &str) -> bool {
-        [&self.user, &self.email, &self.roles]
-            .into_iter()
-            .chain(self.assertion.as_ref())
-            .any(|ours| loose_header_eq(name, ours.as_str()))
+    /// Whether a client-sent header, its name made loose ([`loose_name`]), goes before the
+    /// request is forwarded: a spelling of one of ours (SPEC §7), or one `strip` removes.
+    pub fn drops(&self, loose: &str) -> bool {
+        self.dropped.contains_loose(loose)
     }
 }
 

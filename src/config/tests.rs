@@ -213,19 +213,47 @@ fn users_file_entries_join_inline_users() {
 }
 
 #[test]
-fn loose_header_comparison_matches_the_allocating_one() {
-    for (a, b) in [
-        ("X-Forwarded-User", "x_forwarded_user"),
-        ("X_FORWARDED-USER", "x-forwarded-user"),
-        ("x-forwarded-user", "x-forwarded-users"),
-        ("x-forwarded-usex", "x-forwarded-user"),
-        ("", ""),
+fn loose_name_sets_match_the_allocating_comparison() {
+    let long = "x-".repeat(40);
+    let entries = [
+        "X-Forwarded-User",
+        "x_remote_*",
+        "Remote-User",
+        "x-auth-request-*",
+        &long,
+    ];
+    let set = LooseNames::new(entries);
+    for name in [
+        "x-forwarded-user",
+        "x_forwarded_user",
+        "X_FORWARDED-USER",
+        "x-forwarded-users",
+        "x-forwarded-usex",
+        "x-remote-",
+        "x-remote-anything",
+        "X_Remote_Groups",
+        "x-remot",
+        "remote-user",
+        "remote_user",
+        "remote-users",
+        "x-auth-request-email",
+        "x-auth-request",
+        "",
+        &long,
+        &long[..63],
+        &long[..64],
+        &format!("{long}x"),
     ] {
-        assert_eq!(
-            loose_header_eq(a, b),
-            loose_header_name(a) == loose_header_name(b),
-            "{a} {b}"
-        );
+        let loose = loose_header_name(name);
+        let expected = entries.iter().any(|e| {
+            let e = loose_header_name(e);
+            match e.strip_suffix('*') {
+                Some(prefix) => loose.starts_with(prefix),
+                None => loose == e,
+            }
+        });
+        assert_eq!(set.contains_loose(&loose_name(name)), expected, "{name}");
+        assert_eq!(loose_name(name), loose, "{name}");
     }
 }
 

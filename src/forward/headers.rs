@@ -19,10 +19,10 @@ use http::header::{AUTHORIZATION, CONNECTION, COOKIE, HOST, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::authenticate::cookies::CookiePolicy;
-use crate::authenticate::credentials::{cookie_segments, scan_cookies, CookieScan};
+use crate::authenticate::credentials::{cookie_segments, CookieScan};
 use crate::authenticate::Identity;
 use crate::canonicalize::trim;
-use crate::config::{loose_header_eq, IdentityHeaders};
+use crate::config::{loose_name, IdentityHeaders};
 use crate::seal::SealKey;
 
 /// RFC 9110 §7.6.1, the de-facto ones (`Keep-Alive`, `Proxy-Connection`), and
@@ -193,11 +193,15 @@ fn strip_our_tokens(headers: &mut HeaderMap, seal: &SealKey) {
     }
 }
 
-/// Rewrites the headers of a request about to go upstream.
+/// Rewrites the headers of a request about to go upstream. `cookie_rewrite`: what
+/// [`cookie_rewrite`] made of these headers'
+/// [`scan_cookies`](crate::authenticate::credentials::scan_cookies) (the decision's scan, handed on,
+/// so that a request's cookies are read once).
 pub fn rewrite_request(
     headers: &mut HeaderMap,
     identity_names: &IdentityHeaders,
     cookies: &CookiePolicy,
+    cookie_rewrite: CookieRewrite,
     seal: &SealKey,
     origin: &Origin<'_>,
     identity: Option<&Identity>,
@@ -215,9 +219,8 @@ pub fn rewrite_request(
     let doomed: Vec<HeaderName> = headers
         .keys()
         .filter(|name| {
-            identity_names.is_spelling_of_ours(name.as_str())
-                || REBUILT.iter().any(|r| loose_header_eq(name.as_str(), r))
-                || identity_names.is_stripped(name.as_str())
+            let loose = loose_name(name.as_str());
+            REBUILT.contains(&&*loose) || identity_names.drops(&loose)
         })
         .cloned()
         .collect();
@@ -225,7 +228,7 @@ pub fn rewrite_request(
         headers.remove(name);
     }
     // 3. our credentials.
-    strip_our_cookies(headers, cookies)?;
+    strip_our_cookies(headers, cookies, cookie_rewrite)?;
     strip_our_tokens(headers, seal);
     // 4. forwarding headers.
     let mut xff = None;
@@ -312,7 +315,8 @@ pub enum CookieRewrite {
     Rebuild,
 }
 
-/// Decides [`CookieRewrite`] from what [`scan_cookies`] read.
+/// Decides [`CookieRewrite`] from what
+/// [`scan_cookies`](crate::authenticate::credentials::scan_cookies) read.
 pub fn cookie_rewrite(scan: &CookieScan<'_>) -> CookieRewrite {
     if scan.headers == 0 || (scan.headers == 1 && !scan.ours && !scan.unreadable) {
         CookieRewrite::Keep
@@ -323,14 +327,15 @@ pub fn cookie_rewrite(scan: &CookieScan<'_>) -> CookieRewrite {
     }
 }
 
-/// Removes the gateway's cookies from `Cookie`. The app's own segments are kept verbatim
-/// (byte for byte); the header is only rebuilt when one of ours is in it.
+/// Removes the gateway's cookies from `Cookie`, as `rewrite` (from the scan of these headers)
+/// says. The app's own segments are kept verbatim (byte for byte); the header is only rebuilt
+/// when one of ours is in it.
 fn strip_our_cookies(
     headers: &mut HeaderMap,
     cookies: &CookiePolicy,
+    rewrite: CookieRewrite,
 ) -> Result<(), http::header::InvalidHeaderValue> {
-    let values = || headers.get_all(COOKIE).iter().map(HeaderValue::as_bytes);
-    match cookie_rewrite(&scan_cookies(values(), cookies)) {
+    match rewrite {
         CookieRewrite::Keep => {}
         CookieRewrite::Drop => {
             headers.remove(COOKIE);

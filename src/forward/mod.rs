@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::error::GatewayError;
 use crate::route::Route;
 use client::{Outgoing, UpstreamClient};
-use headers::{remove_hop_by_hop, rewrite_request, Origin};
+use headers::{remove_hop_by_hop, rewrite_request, CookieRewrite, Origin};
 
 /// The path sent upstream: the canonical path, minus the route prefix if `strip_prefix`,
 /// under the upstream URL's own path.
@@ -107,10 +107,12 @@ pub fn client_location(route: &Route, location: &[u8]) -> Option<HeaderValue> {
 /// headers out, identity and forwarding headers rewritten, the assertion signed, `Host` set.
 /// Returns the origin-form target to send and the `Upgrade` value the route lets through.
 /// Shared by hyper's path and the express lane, so both rewrite alike.
+#[allow(clippy::too_many_arguments)]
 pub fn prepare(
     config: &Config,
     route: &Route,
     identity: Option<&Identity>,
+    cookies: CookieRewrite,
     canon: &CanonicalRequest,
     headers: &mut HeaderMap,
     uri_authority: Option<&Authority>,
@@ -119,6 +121,10 @@ pub fn prepare(
     let upgrade = remove_hop_by_hop(headers)
         .filter(|_| route.websocket)
         .and_then(headers::websocket_upgrade);
+    // Room for what forwarding adds, made once: a map hyper sized for the client's headers
+    // would otherwise grow (reallocate and rehash) while the identity headers go in. Only
+    // `MAX_SIZE` (32,768) can refuse it, and the headers then fail to go in on their own.
+    let _ = headers.try_reserve(headers::ADDED_UPSTREAM);
     let original_host =
         named_host(uri_authority, headers.get(HOST)).and_then(|h| HeaderValue::from_bytes(h).ok());
     if let Some(host) = &original_host {
@@ -128,6 +134,7 @@ pub fn prepare(
         headers,
         &config.identity,
         &config.cookies,
+        cookies,
         &config.tokens.seal,
         origin,
         identity,
@@ -153,6 +160,7 @@ fn prepared(
     config: &Config,
     route: &Route,
     identity: Option<&Identity>,
+    cookies: CookieRewrite,
     canon: &CanonicalRequest,
     req: Request<Outgoing>,
     origin: &Origin<'_>,
@@ -162,6 +170,7 @@ fn prepared(
         config,
         route,
         identity,
+        cookies,
         canon,
         &mut parts.headers,
         parts.uri.authority(),
@@ -189,12 +198,13 @@ pub async fn forward(
     route: &Route,
     _permit: Permit,
     identity: Option<&Identity>,
+    cookies: CookieRewrite,
     canon: &CanonicalRequest,
     req: Request<Outgoing>,
     origin: &Origin<'_>,
     tunnel_watch: Option<TunnelWatch>,
 ) -> Result<Response<Body>, GatewayError> {
-    let (mut req, upgrade) = prepared(config, route, identity, canon, req, origin)?;
+    let (mut req, upgrade) = prepared(config, route, identity, cookies, canon, req, origin)?;
     let client_upgrade = match &upgrade {
         Some(value) => {
             req.headers_mut()

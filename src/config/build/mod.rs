@@ -259,10 +259,7 @@ pub fn build(
     }
     let strip = build_strip(&mut ctx, &f.server.strip_client_headers);
     let ui = build_ui(&mut ctx, &f.ui, &base);
-    let identity = build_identity(&mut ctx, &f.identity_headers).map(|mut identity| {
-        identity.strip = strip;
-        identity
-    });
+    let identity = build_identity(&mut ctx, &f.identity_headers, strip);
 
     let store = build_store(&mut ctx, &f.store, &base, &mut warnings);
 

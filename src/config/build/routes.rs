@@ -262,9 +262,12 @@ pub(super) fn build_routes(
     RouteTable::new(routes)
 }
 
+/// `identity_headers`, with `strip` (built by [`build_strip`]) for the other names removed
+/// from every client request.
 pub(super) fn build_identity(
     ctx: &mut Ctx<'_>,
     h: &file::IdentityHeaders,
+    strip: Vec<String>,
 ) -> Option<IdentityHeaders> {
     let mut header = |s: &S<Text>, key: &str| {
         HeaderName::from_bytes(s.value.as_bytes())
@@ -300,13 +303,9 @@ pub(super) fn build_identity(
         );
         return None;
     }
-    Some(IdentityHeaders {
-        user,
-        email,
-        roles,
-        assertion,
-        strip: Vec::new(),
-    })
+    Some(IdentityHeaders::with_strip(
+        user, email, roles, assertion, strip,
+    ))
 }
 
 /// `server.strip_client_headers`: the built-in list, plus `add`, less `keep`.
