@@ -211,6 +211,7 @@ fn request_phases(c: &mut Criterion) {
                 let values = h.get_all(http::header::COOKIE).iter().map(|v| v.as_bytes());
                 let scan = gatehouse::authenticate::credentials::scan_cookies(values, &cfg.cookies);
                 let rewrite = gatehouse::forward::headers::cookie_rewrite(&scan);
+                let host = h.get(http::header::HOST).cloned();
                 gatehouse::forward::headers::rewrite_request(
                     &mut h,
                     &cfg.identity,
@@ -218,6 +219,7 @@ fn request_phases(c: &mut Criterion) {
                     rewrite,
                     &cfg.tokens.seal,
                     &origin,
+                    host,
                     None,
                 )
                 .unwrap();

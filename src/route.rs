@@ -32,6 +32,9 @@ impl HostPattern {
 pub struct Upstream {
     pub scheme: http::uri::Scheme,
     pub authority: http::uri::Authority,
+    /// `authority` as the `Host` header a request carries upstream (unless the route keeps
+    /// the client's, `preserve_host`), made once with the config.
+    pub host: http::HeaderValue,
     /// Path the upstream URL carried, without a trailing slash (`""` for none).
     pub base_path: String,
     /// The route's own TLS settings (`upstream_tls:`) for an `https://` upstream; `None`: the
@@ -145,6 +148,7 @@ mod tests {
             upstream: Upstream {
                 scheme: http::uri::Scheme::HTTP,
                 authority: "127.0.0.1:1".parse().unwrap(),
+                host: http::HeaderValue::from_static("127.0.0.1:1"),
                 base_path: String::new(),
                 tls: None,
             },

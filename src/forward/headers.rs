@@ -15,7 +15,7 @@
 
 use std::net::IpAddr;
 
-use http::header::{AUTHORIZATION, CONNECTION, COOKIE, HOST, UPGRADE};
+use http::header::{AUTHORIZATION, CONNECTION, COOKIE, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::authenticate::cookies::CookiePolicy;
@@ -193,10 +193,12 @@ fn strip_our_tokens(headers: &mut HeaderMap, seal: &SealKey) {
     }
 }
 
-/// Rewrites the headers of a request about to go upstream. `cookie_rewrite`: what
+/// Rewrites the headers of a request about to go upstream. `host`: the host the client named
+/// (`X-Forwarded-Host` unless a trusted proxy said another). `cookie_rewrite`: what
 /// [`cookie_rewrite`] made of these headers'
 /// [`scan_cookies`](crate::authenticate::credentials::scan_cookies) (the decision's scan, handed on,
 /// so that a request's cookies are read once).
+#[allow(clippy::too_many_arguments)]
 pub fn rewrite_request(
     headers: &mut HeaderMap,
     identity_names: &IdentityHeaders,
@@ -204,6 +206,7 @@ pub fn rewrite_request(
     cookie_rewrite: CookieRewrite,
     seal: &SealKey,
     origin: &Origin<'_>,
+    host: Option<HeaderValue>,
     identity: Option<&Identity>,
 ) -> Result<(), http::header::InvalidHeaderValue> {
     // 1. hop-by-hop (done by the caller, which needs the Upgrade value).
@@ -261,7 +264,7 @@ pub fn rewrite_request(
             })
         }),
     );
-    if let Some(host) = fhost.or_else(|| headers.get(HOST).cloned()) {
+    if let Some(host) = fhost.or(host) {
         headers.insert(&X_FORWARDED_HOST, host);
     }
     headers.insert(&X_REQUEST_ID, HeaderValue::from_str(origin.request_id)?);

@@ -127,8 +127,14 @@ pub fn prepare(
     let _ = headers.try_reserve(headers::ADDED_UPSTREAM);
     let original_host =
         named_host(uri_authority, headers.get(HOST)).and_then(|h| HeaderValue::from_bytes(h).ok());
-    if let Some(host) = &original_host {
-        headers.insert(HOST, host.clone());
+    // Set before the rewrite adds its headers, so that it keeps its place among them.
+    let host = if route.preserve_host {
+        original_host.clone()
+    } else {
+        Some(route.upstream.host.clone())
+    };
+    if let Some(host) = host {
+        headers.insert(HOST, host);
     }
     rewrite_request(
         headers,
@@ -137,6 +143,7 @@ pub fn prepare(
         cookies,
         &config.tokens.seal,
         origin,
+        original_host,
         identity,
     )
     .map_err(|e| GatewayError::Internal(Box::new(e)))?;
@@ -145,11 +152,6 @@ pub fn prepare(
             .map_err(|e| GatewayError::Internal(Box::new(e)))?;
         let value = HeaderValue::from_str(&jwt).map_err(|e| GatewayError::Internal(Box::new(e)))?;
         headers.insert(name, value);
-    }
-    if !route.preserve_host {
-        let authority = HeaderValue::from_str(route.upstream.authority.as_str())
-            .map_err(|e| GatewayError::Internal(Box::new(e)))?;
-        headers.insert(HOST, authority);
     }
     Ok((upstream_path(route, canon), upgrade))
 }
@@ -346,6 +348,7 @@ mod tests {
             upstream: Upstream {
                 scheme: http::uri::Scheme::HTTP,
                 authority: "127.0.0.1:1".parse().unwrap(),
+                host: http::HeaderValue::from_static("127.0.0.1:1"),
                 base_path: base_path.into(),
                 tls: None,
             },

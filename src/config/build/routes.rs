@@ -60,9 +60,19 @@ fn upstream(ctx: &mut Ctx<'_>, u: &S<Text>, key: &str) -> Option<Upstream> {
         ctx.err(u.referenced, key, "must not contain credentials");
         return None;
     }
+    // Every byte an `Authority` holds is one a header value may: this does not fail.
+    let Ok(host) = http::HeaderValue::from_str(authority.as_str()) else {
+        ctx.err(
+            u.referenced,
+            key,
+            "its host and port cannot be a Host header",
+        );
+        return None;
+    };
     Some(Upstream {
         scheme,
         authority,
+        host,
         base_path: uri.path().trim_end_matches('/').to_string(),
         tls: None,
     })
