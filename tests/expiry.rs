@@ -87,7 +87,9 @@ async fn an_unused_refresh_token_dies_at_refresh_ttl_not_a_second_later() {
 #[tokio::test]
 async fn a_refresh_token_used_in_time_still_works() {
     let up = Upstream::start().await;
-    let gw = TestGateway::start(&yaml(&up, "  access_ttl: 1s\n  refresh_ttl: 2s\n")).await;
+    // Used 1.5 s after the login answered: the access token is dead, the refresh token has
+    // 3.5 s to spare for a machine slowed by other work (with 2 s it once failed under load).
+    let gw = TestGateway::start(&yaml(&up, "  access_ttl: 1s\n  refresh_ttl: 5s\n")).await;
     let c = gw.client();
     let tokens = c.login_json("bob", "bob-pw").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
