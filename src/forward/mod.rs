@@ -123,7 +123,8 @@ pub fn prepare(
         .and_then(headers::websocket_upgrade);
     // Room for what forwarding adds, made once: a map hyper sized for the client's headers
     // would otherwise grow (reallocate and rehash) while the identity headers go in. Only
-    // `MAX_SIZE` (32,768) can refuse it, and the headers then fail to go in on their own.
+    // `MAX_SIZE` (32,768 headers, far more than hyper or the lane let a request carry)
+    // could refuse it.
     let _ = headers.try_reserve(headers::ADDED_UPSTREAM);
     let original_host =
         named_host(uri_authority, headers.get(HOST)).and_then(|h| HeaderValue::from_bytes(h).ok());

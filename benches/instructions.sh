@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Instructions per request, counted by callgrind: the gateway and the bare hyper proxy
+# (`examples/bare-proxy.rs`, no authentication) each run under valgrind, and every instruction
+# either executes in user space over N authenticated GETs (after a warm-up) is counted:
+# HTTP/2 over TLS (64 connections x 10 streams), HTTPS/1.1 and plaintext HTTP/1.1 (the lane).
+# Unlike requests per second, the count does not move with the machine's load: on a shared
+# machine it shows a change of 1% that timing cannot (docs/performance.md). It counts
+# instructions, not their cost (a cache miss, a system call) and nothing in the kernel; the
+# 64 TLS handshakes of each target are in it too (~1% of the requests at N=6000).
+#
+#   benches/instructions.sh                 # this build and bare hyper, the three targets
+#   BASELINE=/tmp/old/gatehouse benches/instructions.sh   # and an older build, same requests
+#   N=10000 KINDS="h2" TOP=30 benches/instructions.sh     # more requests; HTTP/2 only; the 30
+#                                           # functions whose own count differs most from bare hyper
+#
+# Keeps the callgrind files in OUT (default: a fresh directory it names) for
+# `callgrind_annotate --inclusive=yes --tree=calling FILE`. Needs valgrind, h2load
+# (nghttp2-client), openssl, curl, taskset. Talks to 127.0.0.1 only. Slow: each process runs
+# ~50x slower under valgrind (about a minute per build and target at N=6000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+N=${N:-6000}
+KINDS=${KINDS:-"h2 h1tls h1"}
+TOP=${TOP:-0}
+for tool in valgrind callgrind_control callgrind_annotate h2load openssl curl taskset; do
+  command -v "$tool" >/dev/null || { echo "instructions.sh needs $tool" >&2; exit 1; }
+done
+
+cargo build --release --quiet --bin gatehouse --example bench-upstream --example bare-proxy
+# shellcheck source=benches/common.sh
+. benches/common.sh
+OUT=${OUT:-$(mktemp -d /tmp/gatehouse-instructions.XXXXXX)}
+mkdir -p "$OUT"
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
+  -addext subjectAltName=IP:127.0.0.1 -keyout "$WORK/tls.key" -out "$WORK/tls.crt" 2>/dev/null
+UP=$(free_port)
+taskset -c 1 "$BIN/examples/bench-upstream" "127.0.0.1:$UP" & PIDS+=($!)
+wait_port "$UP"
+
+# count NAME PID KIND URL [COOKIE]: N requests after a warm-up, every instruction PID executes
+# in between counted; prints instructions per request.
+count() {
+  local name=$1 pid=$2 kind=$3 url=$4 cookie=${5:-} args=(-c 64 -t 1)
+  [ -n "$cookie" ] && args+=(-H "Cookie: gatehouse_access=$cookie")
+  [ "$kind" = h2 ] && args+=(-m 10) || args+=(--h1)
+  taskset -c 1 h2load "${args[@]}" -n 2000 "$url" >/dev/null
+  callgrind_control -z "$pid" >/dev/null
+  local out
+  out=$(taskset -c 1 h2load "${args[@]}" -n "$N" "$url")
+  grep -q "$N succeeded" <<<"$out" || { echo "instructions.sh: not every request succeeded:" >&2; echo "$out" >&2; exit 1; }
+  callgrind_control -d "$name" "$pid" >/dev/null
+  local file=""
+  for _ in $(seq 1 100); do
+    file=$(grep -l "^desc: Trigger: dump $name\$" "$OUT"/callgrind.out.* 2>/dev/null | head -n 1 || true)
+    [ -n "$file" ] && break
+    sleep 0.1
+  done
+  [ -n "$file" ] || { echo "instructions.sh: callgrind wrote no dump for $name" >&2; exit 1; }
+  local total
+  total=$(awk '/^(summary|totals):/{print $2; exit}' "$file")
+  printf '%-26s %7d instructions per request  (%s)\n' "$name" $((total / N)) "$file"
+  eval "IR_${name//-/_}=$((total / N)) FILE_${name//-/_}=$file"
+}
+
+# Under valgrind on CPU 0 (one CPU: the gateway picks its single-threaded runtime, as in the
+# load benchmark), h2load on CPU 1.
+under_callgrind() {
+  local tag=$1; shift
+  (cd "$OUT" && exec taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out.$tag.%p" "$@") \
+    2>>"$WORK/$tag.log" & PIDS+=($!); PID=$!
+}
+
+measure_gateway() {
+  local tag=$1 bin=$2 plain tls
+  plain=$(free_port); tls=$(free_port)
+  cat > "$WORK/$tag.yaml" <<EOF
+server:
+  listen: "127.0.0.1:$plain"
+  tls:
+    listen: "127.0.0.1:$tls"
+    cert: "$WORK/tls.crt"
+    key: "$WORK/tls.key"
+$(bench_identity_yaml)
+routes:
+  - name: app
+    upstream: "http://127.0.0.1:$UP"
+logging:
+  level: warn
+EOF
+  under_callgrind "$tag" "$bin" run --config "$WORK/$tag.yaml"
+  local pid=$PID
+  wait_port "$plain"; wait_port "$tls"
+  local cookie
+  cookie=$(curl -s -o /dev/null -c - -H 'content-type: application/json' \
+    -d '{"username":"alice","password":"alice-demo-password"}' \
+    "http://127.0.0.1:$plain/.gatehouse/login" | awk '$6=="gatehouse_access"{print $7}')
+  [ -n "$cookie" ] || { echo "could not log in to $tag" >&2; cat "$WORK/$tag.log" >&2; exit 1; }
+  for k in $KINDS; do
+    case $k in
+      h2) count "$tag-h2" "$pid" h2 "https://127.0.0.1:$tls/" "$cookie" ;;
+      h1tls) count "$tag-h1tls" "$pid" h1 "https://127.0.0.1:$tls/" "$cookie" ;;
+      h1) count "$tag-h1" "$pid" h1 "http://127.0.0.1:$plain/" "$cookie" ;;
+      *) echo "unknown kind $k (h2, h1tls, h1)" >&2; exit 1 ;;
+    esac
+  done
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+
+measure_bare() {
+  local plain tls
+  plain=$(free_port); tls=$(free_port)
+  under_callgrind bare "$PWD/$BIN/examples/bare-proxy" "127.0.0.1:$plain" "127.0.0.1:$UP" \
+    "127.0.0.1:$tls" "$WORK/tls.crt" "$WORK/tls.key"
+  local pid=$PID
+  wait_port "$plain"; wait_port "$tls"
+  for k in $KINDS; do
+    case $k in
+      h2) count bare-h2 "$pid" h2 "https://127.0.0.1:$tls/" ;;
+      h1tls) count bare-h1tls "$pid" h1 "https://127.0.0.1:$tls/" ;;
+      h1) count bare-h1 "$pid" h1 "http://127.0.0.1:$plain/" ;;
+    esac
+  done
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+
+measure_gateway gatehouse "$PWD/$BIN/gatehouse"
+[ -z "${BASELINE:-}" ] || measure_gateway baseline "$(realpath "$BASELINE")"
+measure_bare
+
+echo
+for k in $KINDS; do
+  g=IR_gatehouse_$k; b=IR_bare_$k; base=IR_baseline_$k
+  line=$(printf '%-6s gatehouse / bare hyper %.3f' "$k" "$(echo "${!g} / ${!b}" | bc -l)")
+  [ -n "${!base:-}" ] && line+=$(printf ',  gatehouse / baseline %.3f' "$(echo "${!g} / ${!base}" | bc -l)")
+  echo "$line"
+done
+
+# The functions whose own instructions differ most between the gateway and bare hyper.
+if [ "$TOP" -gt 0 ]; then
+  for k in $KINDS; do
+    g=FILE_gatehouse_$k; b=FILE_bare_$k
+    echo; echo "$k: instructions per request in the function itself, gatehouse - bare hyper"
+    for f in "${!g}" "${!b}"; do
+      callgrind_annotate --threshold=100 "$f" 2>/dev/null \
+        | sed -e 's/::h[0-9a-f]\{16\}//g' -e 's/ \[[^]]*\]$//' -e 's/^\(\s*[0-9,]*\) ([^)]*)\s*/\1 /' \
+        | awk 'NF>=2 && $1 ~ /^[0-9,]+$/ {v=$1; gsub(",","",v); $1=""; print v "\t" substr($0,2)}' \
+        | grep -v -e 'PROGRAM TOTALS' -e '(below main)' -e '::main$' -e '???:main$' -e 'lang_start' \
+          -e 'CoreGuard::block_on$' -e 'enter_runtime$' -e '__rust_begin_short_backtrace$' \
+          -e 'libc_start' -e '???:0x0' > "$f.self"
+    done
+    awk -F'\t' -v n="$N" 'FNR==NR{g[$2]+=$1; next} {b[$2]+=$1} END{for (k in g) d[k]=g[k]-b[k]; for (k in b) if (!(k in g)) d[k]=-b[k]; for (k in d) printf "%8d\t%s\n", d[k]/n, k}' \
+      "${!g}.self" "${!b}.self" | sort -n -r | awk -F'\t' -v top="$TOP" '$1 != 0 && n++ < top' | cut -c1-150
+  done
+fi
+echo; echo "callgrind files: $OUT"
