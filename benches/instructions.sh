@@ -12,6 +12,7 @@
 #   BASELINE=/tmp/old/gatehouse benches/instructions.sh   # and an older build, same requests
 #   N=10000 KINDS="h2" TOP=30 benches/instructions.sh     # more requests; HTTP/2 only; the 30
 #                                           # functions whose own count differs most from bare hyper
+#   BROWSER=1 benches/instructions.sh       # each request with a browser's dozen headers too
 #
 # Keeps the callgrind files in OUT (default: a fresh directory it names) for
 # `callgrind_annotate --inclusive=yes --tree=calling FILE`. Needs valgrind, h2load
@@ -21,6 +22,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 N=${N:-6000}
+# BROWSER=1: each request also carries the headers a browser's navigation does.
+BROWSER_HEADERS=(
+  -H "user-agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
+  -H "accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
+  -H "accept-language: en-GB,en;q=0.9" -H "accept-encoding: gzip, deflate, br, zstd"
+  -H "sec-fetch-dest: document" -H "sec-fetch-mode: navigate" -H "sec-fetch-site: same-origin"
+  -H "sec-fetch-user: ?1" -H "upgrade-insecure-requests: 1" -H "priority: u=0, i"
+  -H "referer: https://app.example.com/reports" -H "cache-control: max-age=0"
+)
 KINDS=${KINDS:-"h2 h1tls h1"}
 TOP=${TOP:-0}
 for tool in valgrind callgrind_control callgrind_annotate h2load openssl curl taskset; do
@@ -43,6 +53,7 @@ wait_port "$UP"
 # in between counted; prints instructions per request.
 count() {
   local name=$1 pid=$2 kind=$3 url=$4 cookie=${5:-} args=(-c 64 -t 1)
+  [ -z "${BROWSER:-}" ] || args+=("${BROWSER_HEADERS[@]}")
   [ -n "$cookie" ] && args+=(-H "Cookie: gatehouse_access=$cookie")
   [ "$kind" = h2 ] && args+=(-m 10) || args+=(--h1)
   taskset -c 1 h2load "${args[@]}" -n 2000 "$url" >/dev/null

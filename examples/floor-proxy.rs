@@ -258,10 +258,7 @@ fn request_head<'a>(
             continue;
         }
         if let Some(auth) = auth {
-            if auth
-                .config
-                .identity
-                .drops(&gatehouse::config::loose_name(h.name))
+            if auth.config.identity.drops(h.name)
                 || [
                     "x-forwarded-for",
                     "x-forwarded-proto",

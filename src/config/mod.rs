@@ -151,7 +151,7 @@ pub fn loose_header_name(name: &str) -> String {
 
 /// [`loose_header_name`], borrowed when the name is one already (as a `HeaderName`, always
 /// lower case, is unless it has a `_`): the hot path allocates only for a `_`.
-pub fn loose_name(name: &str) -> std::borrow::Cow<'_, str> {
+fn loose_name(name: &str) -> std::borrow::Cow<'_, str> {
     if name.bytes().any(|b| b == b'_' || b.is_ascii_uppercase()) {
         std::borrow::Cow::Owned(loose_header_name(name))
     } else {
@@ -168,6 +168,10 @@ pub struct LooseNames {
     /// Bit `n` set: an exact entry is `n` bytes long (bit 63: 63 or more). Most of a
     /// request's headers have a length no entry has, and are passed over without hashing.
     lengths: u64,
+    /// Bit `b` set: an entry begins with the byte `b` (bit 127: any non-ASCII byte). Most of
+    /// a browser's headers begin with a letter no entry does (`accept`, `sec-fetch-*`,
+    /// `user-agent` against `x-…` and `remote-…`): passed over at once.
+    firsts: u128,
     prefixes: Vec<Box<str>>,
 }
 
@@ -175,12 +179,34 @@ fn length_bit(len: usize) -> u64 {
     1 << len.min(63)
 }
 
+fn first_bit(name: &str) -> u128 {
+    match name.as_bytes().first() {
+        Some(&b) => 1 << u32::from(loose_byte(b).min(127)),
+        // Nothing begins an empty name: a bit of its own, no entry's.
+        None => 0,
+    }
+}
+
+fn loose_byte(b: u8) -> u8 {
+    if b == b'_' {
+        b'-'
+    } else {
+        b.to_ascii_lowercase()
+    }
+}
+
 impl LooseNames {
     pub fn new<'a>(entries: impl IntoIterator<Item = &'a str>) -> LooseNames {
         let mut set = LooseNames::default();
         for entry in entries {
             let entry = loose_header_name(entry);
+            set.firsts |= first_bit(&entry);
             match entry.strip_suffix('*') {
+                // `*` alone would begin every name.
+                Some("") => {
+                    set.firsts = u128::MAX;
+                    set.prefixes.push("".into());
+                }
                 Some(prefix) => set.prefixes.push(prefix.into()),
                 None => {
                     set.lengths |= length_bit(entry.len());
@@ -191,9 +217,16 @@ impl LooseNames {
         set
     }
 
-    /// Whether `loose`, a name already made loose ([`loose_name`]), is in the set.
-    pub fn contains_loose(&self, loose: &str) -> bool {
-        (self.lengths & length_bit(loose.len()) != 0 && self.exact.contains(loose))
+    /// Whether `name` is in the set, compared the loose way.
+    pub fn contains(&self, name: &str) -> bool {
+        if name.is_empty() {
+            return self.exact.contains("") || self.prefixes.iter().any(|p| p.is_empty());
+        }
+        if self.firsts & first_bit(name) == 0 {
+            return false;
+        }
+        let loose = loose_name(name);
+        (self.lengths & length_bit(loose.len()) != 0 && self.exact.contains(&*loose))
             || self.prefixes.iter().any(|p| loose.starts_with(&**p))
     }
 }
@@ -235,10 +268,10 @@ impl IdentityHeaders {
         }
     }
 
-    /// Whether a client-sent header, its name made loose ([`loose_name`]), goes before the
-    /// request is forwarded: a spelling of one of ours (SPEC §7), or one `strip` removes.
-    pub fn drops(&self, loose: &str) -> bool {
-        self.dropped.contains_loose(loose)
+    /// Whether a client-sent header goes before the request is forwarded: a spelling of one
+    /// of ours (SPEC §7), or one `strip` removes (any case, `_` = `-`).
+    pub fn drops(&self, name: &str) -> bool {
+        self.dropped.contains(name)
     }
 }
 

@@ -238,6 +238,9 @@ fn loose_name_sets_match_the_allocating_comparison() {
         "remote-users",
         "x-auth-request-email",
         "x-auth-request",
+        "_x_remote_y",
+        "accept",
+        "R",
         "",
         &long,
         &long[..63],
@@ -252,9 +255,12 @@ fn loose_name_sets_match_the_allocating_comparison() {
                 None => loose == e,
             }
         });
-        assert_eq!(set.contains_loose(&loose_name(name)), expected, "{name}");
+        assert_eq!(set.contains(name), expected, "{name}");
         assert_eq!(loose_name(name), loose, "{name}");
     }
+    // `*` alone removes every name.
+    let all = LooseNames::new(["*"]);
+    assert!(["accept", "x", "_", "Z-1"].iter().all(|n| all.contains(n)));
 }
 
 #[test]

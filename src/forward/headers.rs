@@ -22,7 +22,7 @@ use crate::authenticate::cookies::CookiePolicy;
 use crate::authenticate::credentials::{cookie_segments, CookieScan};
 use crate::authenticate::Identity;
 use crate::canonicalize::trim;
-use crate::config::{loose_name, IdentityHeaders};
+use crate::config::{IdentityHeaders, LooseNames};
 use crate::seal::SealKey;
 
 /// RFC 9110 §7.6.1, the de-facto ones (`Keep-Alive`, `Proxy-Connection`), and
@@ -68,6 +68,10 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// three forwarding headers, `X-Request-Id`, three identity headers, the signed assertion. A
 /// map made with room for them does not grow (a reallocation and a rehash) while rewritten.
 pub const ADDED_UPSTREAM: usize = 8;
+
+/// [`REBUILT`], looked up the loose way (any case, `_` = `-`).
+static REBUILT_NAMES: std::sync::LazyLock<LooseNames> =
+    std::sync::LazyLock::new(|| LooseNames::new(REBUILT));
 
 /// Trust-bearing headers that are rebuilt by us; all their spellings are dropped first.
 const REBUILT: [&str; 5] = [
@@ -221,10 +225,7 @@ pub fn rewrite_request(
     };
     let doomed: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| {
-            let loose = loose_name(name.as_str());
-            REBUILT.contains(&&*loose) || identity_names.drops(&loose)
-        })
+        .filter(|name| REBUILT_NAMES.contains(name.as_str()) || identity_names.drops(name.as_str()))
         .cloned()
         .collect();
     for name in doomed {
