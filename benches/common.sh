@@ -40,3 +40,28 @@ users:
     roles: [admin, staff]
 YAML
 }
+
+# A self-signed P-256 certificate for 127.0.0.1, as $WORK/tls.crt and $WORK/tls.key.
+bench_tls_cert() {
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
+    -addext subjectAltName=IP:127.0.0.1 -keyout "$WORK/tls.key" -out "$WORK/tls.crt" 2>/dev/null
+}
+
+# bench_tls_gateway_yaml PLAIN TLS UPSTREAM: a whole gateway config listening on 127.0.0.1 ports
+# PLAIN and TLS ($WORK/tls.crt), one route to 127.0.0.1:UPSTREAM, logging warnings only.
+bench_tls_gateway_yaml() {
+  cat <<YAML
+server:
+  listen: "127.0.0.1:$1"
+  tls:
+    listen: "127.0.0.1:$2"
+    cert: "$WORK/tls.crt"
+    key: "$WORK/tls.key"
+$(bench_identity_yaml)
+routes:
+  - name: app
+    upstream: "http://127.0.0.1:$3"
+logging:
+  level: warn
+YAML
+}

@@ -35,8 +35,7 @@ perf probe -q -d "probe_libc:$PROBE" 2>/dev/null || true
 perf probe -q -x "$LIBC" --add "$PROBE len=%dx:u64" \
   || { echo "copies.sh: cannot place a uprobe on $PROBE in $LIBC" >&2; exit 1; }
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
-  -addext subjectAltName=IP:127.0.0.1 -keyout "$WORK/tls.key" -out "$WORK/tls.crt" 2>/dev/null
+bench_tls_cert
 UP=$(free_port)
 "$BIN/examples/bench-upstream" "127.0.0.1:$UP" & PIDS+=($!)
 wait_port "$UP"
@@ -44,20 +43,7 @@ wait_port "$UP"
 # start_gateway NAME BINARY: a gateway on fresh ports; sets PID, PLAIN, TLS_PORT.
 start_gateway() {
   PLAIN=$(free_port); TLS_PORT=$(free_port)
-  cat > "$WORK/$1.yaml" <<EOF
-server:
-  listen: "127.0.0.1:$PLAIN"
-  tls:
-    listen: "127.0.0.1:$TLS_PORT"
-    cert: "$WORK/tls.crt"
-    key: "$WORK/tls.key"
-$(bench_identity_yaml)
-routes:
-  - name: app
-    upstream: "http://127.0.0.1:$UP"
-logging:
-  level: warn
-EOF
+  bench_tls_gateway_yaml "$PLAIN" "$TLS_PORT" "$UP" > "$WORK/$1.yaml"
   RUST_LOG=warn "$2" run --config "$WORK/$1.yaml" 2>>"$WORK/gateway.log" & PIDS+=($!); PID=$!
   wait_port "$PLAIN"; wait_port "$TLS_PORT"
 }

@@ -43,8 +43,7 @@ cargo build --release --quiet --bin gatehouse --example bench-upstream --example
 OUT=${OUT:-$(mktemp -d /tmp/gatehouse-instructions.XXXXXX)}
 mkdir -p "$OUT"
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
-  -addext subjectAltName=IP:127.0.0.1 -keyout "$WORK/tls.key" -out "$WORK/tls.crt" 2>/dev/null
+bench_tls_cert
 UP=$(free_port)
 taskset -c 1 "$BIN/examples/bench-upstream" "127.0.0.1:$UP" & PIDS+=($!)
 wait_port "$UP"
@@ -86,20 +85,7 @@ under_callgrind() {
 measure_gateway() {
   local tag=$1 bin=$2 plain tls
   plain=$(free_port); tls=$(free_port)
-  cat > "$WORK/$tag.yaml" <<EOF
-server:
-  listen: "127.0.0.1:$plain"
-  tls:
-    listen: "127.0.0.1:$tls"
-    cert: "$WORK/tls.crt"
-    key: "$WORK/tls.key"
-$(bench_identity_yaml)
-routes:
-  - name: app
-    upstream: "http://127.0.0.1:$UP"
-logging:
-  level: warn
-EOF
+  bench_tls_gateway_yaml "$plain" "$tls" "$UP" > "$WORK/$tag.yaml"
   under_callgrind "$tag" "$bin" run --config "$WORK/$tag.yaml"
   local pid=$PID
   wait_port "$plain"; wait_port "$tls"

@@ -73,8 +73,7 @@ if [ -n "${TLS:-}" ]; then
     command -v "$tool" >/dev/null || { echo "TLS=1 needs $tool (apt-get install nghttp2-client openssl)" >&2; exit 1; }
   done
   # One self-signed P-256 certificate for both servers.
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
-    -addext subjectAltName=IP:127.0.0.1 -keyout "$WORK/tls.key" -out "$WORK/tls.crt" 2>/dev/null
+  bench_tls_cert
   # The bare proxy serves HTTPS too, with Gatehouse's rustls settings: hyper alone over TLS.
   BARE_TLS_ARGS=("127.0.0.1:$BARE_TLS" "$WORK/tls.crt" "$WORK/tls.key")
   NGINX_TLS_BLOCK="server {
