@@ -5,14 +5,16 @@
 # HTTP/2 over TLS (64 connections x 10 streams), HTTPS/1.1 and plaintext HTTP/1.1 (the lane).
 # Unlike requests per second, the count does not move with the machine's load: on a shared
 # machine it shows a change of 1% that timing cannot (docs/performance.md). It counts
-# instructions, not their cost (a cache miss, a system call) and nothing in the kernel; the
-# 64 TLS handshakes of each target are in it too (~1% of the requests at N=6000).
+# instructions, not their cost (a cache miss, a system call) and nothing in the kernel. The
+# connections' set-up (a TLS handshake is ~1 M instructions) is taken out: the count is the
+# difference between N requests and SHORT (640) over the same number of new connections.
 #
 #   benches/instructions.sh                 # this build and bare hyper, the three targets
 #   BASELINE=/tmp/old/gatehouse benches/instructions.sh   # and an older build, same requests
 #   N=10000 KINDS="h2" TOP=30 benches/instructions.sh     # more requests; HTTP/2 only; the 30
 #                                           # functions whose own count differs most from bare hyper
 #   BROWSER=1 benches/instructions.sh       # each request with a browser's dozen headers too
+#   NGINX=1 benches/instructions.sh         # and nginx (as benches/load.sh runs it, no auth)
 #
 # Keeps the callgrind files in OUT (default: a fresh directory it names) for
 # `callgrind_annotate --inclusive=yes --tree=calling FILE`. Needs valgrind, h2load
@@ -22,6 +24,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 N=${N:-6000}
+# The short run whose count is taken off the long one's: 10 requests per connection.
+SHORT=${SHORT:-640}
 # BROWSER=1: each request also carries the headers a browser's navigation does.
 BROWSER_HEADERS=(
   -H "user-agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
@@ -48,30 +52,40 @@ UP=$(free_port)
 taskset -c 1 "$BIN/examples/bench-upstream" "127.0.0.1:$UP" & PIDS+=($!)
 wait_port "$UP"
 
-# count NAME PID KIND URL [COOKIE]: N requests after a warm-up, every instruction PID executes
-# in between counted; prints instructions per request.
+# counted NAME PID REQUESTS H2LOAD-ARGS...: every instruction PID executes while h2load makes
+# REQUESTS requests; sets TOTAL and FILE (the callgrind dump).
+counted() {
+  local name=$1 pid=$2 n=$3; shift 3
+  callgrind_control -z "$pid" >/dev/null
+  local out
+  out=$(taskset -c 1 h2load "$@" -n "$n")
+  grep -q "$n succeeded" <<<"$out" || { echo "instructions.sh: not every request succeeded:" >&2; echo "$out" >&2; exit 1; }
+  callgrind_control -d "$name" "$pid" >/dev/null
+  FILE=""
+  for _ in $(seq 1 100); do
+    FILE=$(grep -l "^desc: Trigger: dump $name\$" "$OUT"/callgrind.out.* 2>/dev/null | head -n 1 || true)
+    [ -n "$FILE" ] && break
+    sleep 0.1
+  done
+  [ -n "$FILE" ] || { echo "instructions.sh: callgrind wrote no dump for $name" >&2; exit 1; }
+  TOTAL=$(awk '/^(summary|totals):/{print $2; exit}' "$FILE")
+}
+
+# count NAME PID KIND URL [COOKIE]: after a warm-up, SHORT requests and then N, each over 64
+# new connections; prints the instructions of one more request, (N's - SHORT's) / (N - SHORT),
+# in which the connections' set-up (TLS handshakes: ~1 M instructions each) cancels out.
 count() {
   local name=$1 pid=$2 kind=$3 url=$4 cookie=${5:-} args=(-c 64 -t 1)
   [ -z "${BROWSER:-}" ] || args+=("${BROWSER_HEADERS[@]}")
   [ -n "$cookie" ] && args+=(-H "Cookie: gatehouse_access=$cookie")
   [ "$kind" = h2 ] && args+=(-m 10) || args+=(--h1)
   taskset -c 1 h2load "${args[@]}" -n 2000 "$url" >/dev/null
-  callgrind_control -z "$pid" >/dev/null
-  local out
-  out=$(taskset -c 1 h2load "${args[@]}" -n "$N" "$url")
-  grep -q "$N succeeded" <<<"$out" || { echo "instructions.sh: not every request succeeded:" >&2; echo "$out" >&2; exit 1; }
-  callgrind_control -d "$name" "$pid" >/dev/null
-  local file=""
-  for _ in $(seq 1 100); do
-    file=$(grep -l "^desc: Trigger: dump $name\$" "$OUT"/callgrind.out.* 2>/dev/null | head -n 1 || true)
-    [ -n "$file" ] && break
-    sleep 0.1
-  done
-  [ -n "$file" ] || { echo "instructions.sh: callgrind wrote no dump for $name" >&2; exit 1; }
-  local total
-  total=$(awk '/^(summary|totals):/{print $2; exit}' "$file")
-  printf '%-26s %7d instructions per request  (%s)\n' "$name" $((total / N)) "$file"
-  eval "IR_${name//-/_}=$((total / N)) FILE_${name//-/_}=$file"
+  counted "$name-short" "$pid" "$SHORT" "${args[@]}" "$url"
+  local short=$TOTAL
+  counted "$name" "$pid" "$N" "${args[@]}" "$url"
+  local per=$(((TOTAL - short) / (N - SHORT)))
+  printf '%-26s %7d instructions per request  (%s)\n' "$name" "$per" "$FILE"
+  eval "IR_${name//-/_}=$per FILE_${name//-/_}=$FILE"
 }
 
 # Under valgrind on CPU 0 (one CPU: the gateway picks its single-threaded runtime, as in the
@@ -122,15 +136,38 @@ measure_bare() {
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 
+# nginx as the load benchmark runs it (one worker, no authentication, the same requests as
+# bare hyper gets), under callgrind too: its OpenSSL counts like Gatehouse's aws-lc.
+measure_nginx() {
+  local plain tls
+  plain=$(free_port); tls=$(free_port)
+  bench_nginx_conf "$UP" "$plain" "$tls"
+  under_callgrind nginx nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log"
+  local pid=$PID
+  wait_port "$plain"; wait_port "$tls"
+  for k in $KINDS; do
+    case $k in
+      h2) count nginx-h2 "$pid" h2 "https://127.0.0.1:$tls/" ;;
+      h1tls) count nginx-h1tls "$pid" h1 "https://127.0.0.1:$tls/" ;;
+      h1) count nginx-h1 "$pid" h1 "http://127.0.0.1:$plain/" ;;
+    esac
+  done
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+
 measure_gateway gatehouse "$PWD/$BIN/gatehouse"
 [ -z "${BASELINE:-}" ] || measure_gateway baseline "$(realpath "$BASELINE")"
 measure_bare
+[ -z "${NGINX:-}" ] || measure_nginx
 
 echo
 for k in $KINDS; do
   g=IR_gatehouse_$k; b=IR_bare_$k; base=IR_baseline_$k
   line=$(printf '%-6s gatehouse / bare hyper %.3f' "$k" "$(echo "${!g} / ${!b}" | bc -l)")
   [ -n "${!base:-}" ] && line+=$(printf ',  gatehouse / baseline %.3f' "$(echo "${!g} / ${!base}" | bc -l)")
+  ngx=IR_nginx_$k
+  [ -n "${!ngx:-}" ] && line+=$(printf ',  gatehouse / nginx %.3f,  bare hyper / nginx %.3f' \
+    "$(echo "${!g} / ${!ngx}" | bc -l)" "$(echo "${!b} / ${!ngx}" | bc -l)")
   echo "$line"
 done
 

@@ -67,7 +67,7 @@ cargo build --release --quiet --bin gatehouse --example bench-upstream --example
 
 UP=$(free_port); NGINX=$(free_port); BARE=$(free_port); GH=$(free_port); BASE=$(free_port)
 FLOOR_BARE=$(free_port); FLOOR_AUTH=$(free_port); LANE_PORT=$(free_port); IDP=$(free_port)
-NGINX_TLS=$(free_port); GH_TLS=$(free_port); BARE_TLS=$(free_port); NGINX_TLS_BLOCK=""; BARE_TLS_ARGS=()
+NGINX_TLS=$(free_port); GH_TLS=$(free_port); BARE_TLS=$(free_port); BARE_TLS_ARGS=()
 if [ -n "${TLS:-}" ]; then
   for tool in h2load openssl; do
     command -v "$tool" >/dev/null || { echo "TLS=1 needs $tool (apt-get install nghttp2-client openssl)" >&2; exit 1; }
@@ -76,63 +76,12 @@ if [ -n "${TLS:-}" ]; then
   bench_tls_cert
   # The bare proxy serves HTTPS too, with Gatehouse's rustls settings: hyper alone over TLS.
   BARE_TLS_ARGS=("127.0.0.1:$BARE_TLS" "$WORK/tls.crt" "$WORK/tls.key")
-  NGINX_TLS_BLOCK="server {
-    listen 127.0.0.1:$NGINX_TLS ssl http2;
-    ssl_certificate $WORK/tls.crt;
-    ssl_certificate_key $WORK/tls.key;
-    # TLS 1.3, as Gatehouse speaks it: nginx before 1.23.4 (Debian 12 has 1.22) offers only
-    # TLSv1-1.2 by default, and a TLS 1.2 resumption skips the key exchange that a TLS 1.3
-    # one does. The same suite Gatehouse prefers (AES-128-GCM), chosen by the server.
-    ssl_protocols TLSv1.2 TLSv1.3;
-    ssl_prefer_server_ciphers on;
-    ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256;
-    ssl_session_cache shared:SSL:10m;
-    ssl_session_tickets on;
-    # nginx closes a keep-alive connection after 1000 requests by default: h2load does not
-    # reconnect (its streams stall) and wrk would pay a new handshake. Gatehouse has no such
-    # limit, so neither does nginx here.
-    keepalive_requests 100000000;
-    location = /healthz { return 200 \"ok\\n\"; }
-    location / {
-      proxy_pass http://app;
-      proxy_http_version 1.1;
-      proxy_set_header Connection \"\";
-    }
-  }"
 fi
 
 taskset -c 1 "$BIN/examples/bench-upstream" "127.0.0.1:$UP" & PIDS+=($!)
 wait_port "$UP"
 
-mkdir -p "$WORK/nginx"
-cat > "$WORK/nginx/nginx.conf" <<EOF
-daemon off;
-master_process off;
-worker_processes 1;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/nginx/body;
-  proxy_temp_path $WORK/nginx/proxy;
-  fastcgi_temp_path $WORK/nginx/fastcgi;
-  uwsgi_temp_path $WORK/nginx/uwsgi;
-  scgi_temp_path $WORK/nginx/scgi;
-  # Idle upstream connections kept: at least the HTTP/2 target's 640 streams in flight, or
-  # nginx opens and closes upstream connections all run long (~7% of requests at 128).
-  upstream app { server 127.0.0.1:$UP; keepalive 1024; }
-  server {
-    listen 127.0.0.1:$NGINX;
-    location / {
-      proxy_pass http://app;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
-  }
-$NGINX_TLS_BLOCK
-}
-EOF
+bench_nginx_conf "$UP" "$NGINX" ${TLS:+"$NGINX_TLS"}
 # taskset execs the program, so $! is the proxy's own PID (CPU accounting reads it).
 taskset -c 0 nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" & PIDS+=($!); PID_nginx=$!
 taskset -c 0 "$BIN/examples/bare-proxy" "127.0.0.1:$BARE" "127.0.0.1:$UP" ${BARE_TLS_ARGS[@]+"${BARE_TLS_ARGS[@]}"} \
