@@ -18,8 +18,8 @@
 #
 # Keeps the callgrind files in OUT (default: a fresh directory it names) for
 # `callgrind_annotate --inclusive=yes --tree=calling FILE`. Needs valgrind, h2load
-# (nghttp2-client), openssl, curl, taskset. Talks to 127.0.0.1 only. Slow: each process runs
-# ~50x slower under valgrind (about a minute per build and target at N=6000).
+# (nghttp2-client), openssl, curl, taskset, and nginx with NGINX=1. Talks to 127.0.0.1 only.
+# Slow: each process runs ~50x slower under valgrind (about a minute per build and target).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,7 +37,7 @@ BROWSER_HEADERS=(
 )
 KINDS=${KINDS:-"h2 h1tls h1"}
 TOP=${TOP:-0}
-for tool in valgrind callgrind_control callgrind_annotate h2load openssl curl taskset; do
+for tool in valgrind callgrind_control callgrind_annotate h2load openssl curl taskset ${NGINX:+nginx}; do
   command -v "$tool" >/dev/null || { echo "instructions.sh needs $tool" >&2; exit 1; }
 done
 
