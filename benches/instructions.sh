@@ -96,6 +96,21 @@ under_callgrind() {
     2>>"$WORK/$tag.log" & PIDS+=($!); PID=$!
 }
 
+# count_kinds TAG PID PLAIN TLS [COOKIE]: each of KINDS against the proxy PID listening on
+# 127.0.0.1 ports PLAIN and TLS, then stops it.
+count_kinds() {
+  local tag=$1 pid=$2 plain=$3 tls=$4 cookie=${5:-}
+  for k in $KINDS; do
+    case $k in
+      h2) count "$tag-h2" "$pid" h2 "https://127.0.0.1:$tls/" "$cookie" ;;
+      h1tls) count "$tag-h1tls" "$pid" h1 "https://127.0.0.1:$tls/" "$cookie" ;;
+      h1) count "$tag-h1" "$pid" h1 "http://127.0.0.1:$plain/" "$cookie" ;;
+      *) echo "unknown kind $k (h2, h1tls, h1)" >&2; exit 1 ;;
+    esac
+  done
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+
 measure_gateway() {
   local tag=$1 bin=$2 plain tls
   plain=$(free_port); tls=$(free_port)
@@ -108,15 +123,7 @@ measure_gateway() {
     -d '{"username":"alice","password":"alice-demo-password"}' \
     "http://127.0.0.1:$plain/.gatehouse/login" | awk '$6=="gatehouse_access"{print $7}')
   [ -n "$cookie" ] || { echo "could not log in to $tag" >&2; cat "$WORK/$tag.log" >&2; exit 1; }
-  for k in $KINDS; do
-    case $k in
-      h2) count "$tag-h2" "$pid" h2 "https://127.0.0.1:$tls/" "$cookie" ;;
-      h1tls) count "$tag-h1tls" "$pid" h1 "https://127.0.0.1:$tls/" "$cookie" ;;
-      h1) count "$tag-h1" "$pid" h1 "http://127.0.0.1:$plain/" "$cookie" ;;
-      *) echo "unknown kind $k (h2, h1tls, h1)" >&2; exit 1 ;;
-    esac
-  done
-  kill "$pid"; wait "$pid" 2>/dev/null || true
+  count_kinds "$tag" "$pid" "$plain" "$tls" "$cookie"
 }
 
 measure_bare() {
@@ -124,16 +131,8 @@ measure_bare() {
   plain=$(free_port); tls=$(free_port)
   under_callgrind bare "$PWD/$BIN/examples/bare-proxy" "127.0.0.1:$plain" "127.0.0.1:$UP" \
     "127.0.0.1:$tls" "$WORK/tls.crt" "$WORK/tls.key"
-  local pid=$PID
   wait_port "$plain"; wait_port "$tls"
-  for k in $KINDS; do
-    case $k in
-      h2) count bare-h2 "$pid" h2 "https://127.0.0.1:$tls/" ;;
-      h1tls) count bare-h1tls "$pid" h1 "https://127.0.0.1:$tls/" ;;
-      h1) count bare-h1 "$pid" h1 "http://127.0.0.1:$plain/" ;;
-    esac
-  done
-  kill "$pid"; wait "$pid" 2>/dev/null || true
+  count_kinds bare "$PID" "$plain" "$tls"
 }
 
 # nginx as the load benchmark runs it (one worker, no authentication, the same requests as
@@ -143,16 +142,8 @@ measure_nginx() {
   plain=$(free_port); tls=$(free_port)
   bench_nginx_conf "$UP" "$plain" "$tls"
   under_callgrind nginx nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log"
-  local pid=$PID
   wait_port "$plain"; wait_port "$tls"
-  for k in $KINDS; do
-    case $k in
-      h2) count nginx-h2 "$pid" h2 "https://127.0.0.1:$tls/" ;;
-      h1tls) count nginx-h1tls "$pid" h1 "https://127.0.0.1:$tls/" ;;
-      h1) count nginx-h1 "$pid" h1 "http://127.0.0.1:$plain/" ;;
-    esac
-  done
-  kill "$pid"; wait "$pid" 2>/dev/null || true
+  count_kinds nginx "$PID" "$plain" "$tls"
 }
 
 measure_gateway gatehouse "$PWD/$BIN/gatehouse"
